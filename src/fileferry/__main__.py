@@ -1,0 +1,5 @@
+"""``python -m fileferry``."""
+
+from fileferry.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,233 @@
+"""Frozen, validated configuration merged from defaults, TOML, environment and flags.
+
+Precedence, lowest first: built-in defaults, the ``--config`` TOML file,
+``FILEFERRY_*`` environment variables, command-line flags. Every value is
+checked once here, at start; an unknown key or a bad value raises
+:class:`ConfigError` naming the key and the problem, so the operator sees
+one clear line instead of a traceback at the first connection.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from fileferry.errors import ConfigError
+from fileferry.users.passwords import hash_password
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class UserConfig:
+    name: str
+    password_hash: str
+    #: Host directory; ``None`` means the served directory.
+    home: str | None = None
+    write: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    root: str = "."
+    host: str = "127.0.0.1"
+    port: int = 2121
+    anonymous: bool = True
+    write: bool = False
+    users: tuple[UserConfig, ...] = ()
+    passive_ports: tuple[int, int] | None = None
+    masquerade_address: str | None = None
+    idle_timeout: float = 300.0
+    data_timeout: float = 300.0
+    #: How long a PASV listener waits for the client's connection.
+    accept_timeout: float = 60.0
+    login_failure_delay: float = 1.0
+    log_level: str = "info"
+    banner: str = "fileferry FTP server ready."
+    max_line: int = 4200
+    max_list_entries: int = 200_000
+    fsync_uploads: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: Keys a TOML file or FILEFERRY_* variable may set (``users`` is TOML only).
+_SCALARS = {
+    f.name for f in fields(ServerConfig) if f.name not in ("users", "extra")
+}
+
+
+def parse_user_spec(spec: str) -> UserConfig:
+    """``NAME:PASSWORD`` from ``--user``; the password is hashed at once."""
+    name, sep, password = spec.partition(":")
+    if not sep or not name or not password:
+        raise ConfigError(f"--user {name or spec!r}: expected NAME:PASSWORD")
+    _check_user_name(name, "--user")
+    return UserConfig(name=name, password_hash=hash_password(password))
+
+
+def _check_user_name(name: str, where: str) -> None:
+    if not name.isprintable() or " " in name or len(name) > 64:
+        raise ConfigError(f"{where}: user name {name!r} is not allowed")
+
+
+def parse_port_range(text: str, key: str = "passive_ports") -> tuple[int, int]:
+    lo_text, sep, hi_text = str(text).partition("-")
+    try:
+        lo, hi = int(lo_text), int(hi_text)
+    except ValueError:
+        raise ConfigError(f"{key}: expected LO-HI, got {text!r}") from None
+    if not sep or not 1024 <= lo <= hi <= 65535:
+        raise ConfigError(f"{key}: expected LO-HI with 1024 <= LO <= HI <= 65535, got {text!r}")
+    return lo, hi
+
+
+def _as_bool(key: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{key}: expected true or false, got {value!r}")
+
+
+def _as_number(key: str, value: object, kind: type[int] | type[float]) -> int | float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    try:
+        return kind(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+
+
+def _coerce(key: str, value: object) -> object:
+    """Turn a TOML or environment value into the field's type, or fail clearly."""
+    if key in ("anonymous", "write", "fsync_uploads"):
+        return _as_bool(key, value)
+    if key in ("port", "max_line", "max_list_entries"):
+        return _as_number(key, value, int)
+    if key.endswith("timeout") or key == "login_failure_delay":
+        return _as_number(key, value, float)
+    if key == "passive_ports":
+        if isinstance(value, list) and len(value) == 2:
+            value = f"{value[0]}-{value[1]}"
+        return parse_port_range(str(value))
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: expected text, got {value!r}")
+    return value
+
+
+def _users_from_toml(items: object, source: str) -> tuple[UserConfig, ...]:
+    if not isinstance(items, list):
+        raise ConfigError(f"{source}: [[user]] must be a list of tables")
+    users = []
+    for i, item in enumerate(items):
+        where = f"{source}: user #{i + 1}"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: expected a table")
+        unknown = set(item) - {"name", "password", "password_hash", "home", "write"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+        name = item.get("name")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{where}: 'name' is required")
+        _check_user_name(name, where)
+        if "password_hash" in item:
+            pw_hash = str(item["password_hash"])
+        elif isinstance(item.get("password"), str) and item["password"]:
+            pw_hash = hash_password(item["password"])
+        else:
+            raise ConfigError(f"{where}: 'password' or 'password_hash' is required")
+        home = item.get("home")
+        if home is not None and not isinstance(home, str):
+            raise ConfigError(f"{where}: 'home' must be a path")
+        users.append(UserConfig(name, pw_hash, home, _as_bool(f"{where}: write", item.get("write", True))))
+    return tuple(users)
+
+
+def load_toml(path: str) -> dict[str, object]:
+    """Read a config file into field values; unknown keys are errors."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: cannot read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"--config {path}: invalid TOML ({exc})") from None
+    values: dict[str, object] = {}
+    for key, value in data.items():
+        norm = key.replace("-", "_")
+        if norm == "user":
+            values["users"] = _users_from_toml(value, path)
+        elif norm in _SCALARS:
+            values[norm] = _coerce(norm, value)
+        else:
+            raise ConfigError(f"{path}: unknown key {key!r}")
+    return values
+
+
+def from_environment(environ: Mapping[str, str]) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for name, value in environ.items():
+        if not name.startswith("FILEFERRY_"):
+            continue
+        key = name[len("FILEFERRY_") :].lower()
+        if key in _SCALARS:
+            values[key] = _coerce(key, value)
+        elif key not in ("password",):  # FILEFERRY_PASSWORD belongs to the client
+            raise ConfigError(f"environment variable {name}: unknown setting")
+    return values
+
+
+def build(*layers: Mapping[str, object]) -> ServerConfig:
+    """Merge layers (lowest precedence first) and validate the result."""
+    merged: dict[str, object] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if key == "users" and merged.get("users"):
+                value = tuple(merged["users"]) + tuple(value)  # type: ignore[call-overload]
+            merged[key] = value
+    cfg = replace(ServerConfig(), **merged)  # type: ignore[arg-type]
+    return validate(cfg)
+
+
+def validate(cfg: ServerConfig) -> ServerConfig:
+    root = Path(cfg.root).expanduser()
+    if not root.is_dir():
+        raise ConfigError(f"root: {cfg.root!r} is not a directory")
+    if not 0 <= cfg.port <= 65535:
+        raise ConfigError(f"port: {cfg.port} is not between 0 and 65535")
+    try:
+        ipaddress.ip_address(cfg.host.split("%", 1)[0])
+    except ValueError:
+        if cfg.host != "localhost":
+            raise ConfigError(f"host: {cfg.host!r} is not an IP address") from None
+    if cfg.masquerade_address is not None:
+        try:
+            ipaddress.IPv4Address(cfg.masquerade_address)
+        except ValueError:
+            raise ConfigError(
+                f"masquerade_address: {cfg.masquerade_address!r} is not an IPv4 address"
+            ) from None
+    for key in ("idle_timeout", "data_timeout", "accept_timeout"):
+        if not 0 < getattr(cfg, key) <= 86400:
+            raise ConfigError(f"{key}: must be between 0 and 86400 seconds")
+    if not 0 <= cfg.login_failure_delay <= 60:
+        raise ConfigError("login_failure_delay: must be between 0 and 60 seconds")
+    if cfg.log_level.lower() not in LOG_LEVELS:
+        raise ConfigError(f"log_level: expected one of {', '.join(LOG_LEVELS)}")
+    if not 512 <= cfg.max_line <= 65536:
+        raise ConfigError("max_line: must be between 512 and 65536")
+    names = [u.name for u in cfg.users]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise ConfigError(f"user {sorted(dupes)[0]!r} is defined twice")
+    for user in cfg.users:
+        if user.home is not None and not Path(user.home).expanduser().is_dir():
+            raise ConfigError(f"user {user.name!r}: home {user.home!r} is not a directory")
+    return replace(cfg, root=str(root.resolve()), log_level=cfg.log_level.lower())
+

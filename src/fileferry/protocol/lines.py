@@ -1,0 +1,130 @@
+"""Splitting the control stream into capped command lines.
+
+TCP delivers a byte stream, not lines, so bytes are buffered until an end of
+line arrives. Three hostile or quirky inputs are handled here, once:
+
+* a line longer than the cap is not buffered without bound: its bytes are
+  dropped as they arrive and a single :data:`TOO_LONG` marker is produced when
+  its end finally comes, so the session can answer 500 and carry on;
+* Telnet commands (``IAC IP``, ``IAC DM`` that clients send before ABOR,
+  option negotiations) are removed, and ``IAC IAC`` becomes one ``0xFF``;
+* lines end at LF; a CR before it is dropped (RFC 959 says CRLF, many clients
+  and humans with ``nc`` send LF only).
+
+Decoding is UTF-8 (RFC 2640) with ``surrogateescape``: raw bytes that are not
+UTF-8 survive as surrogates so a client can name any file it was shown.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+IAC: Final = 0xFF
+_WILL_WONT_DO_DONT: Final = frozenset({0xFB, 0xFC, 0xFD, 0xFE})
+
+#: Default cap on one command line, in bytes (paths up to 4096 plus a verb).
+MAX_LINE: Final = 4200
+
+
+class _TooLong:
+    """Marker type: the line just ended was longer than the cap."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "TOO_LONG"
+
+
+TOO_LONG: Final = _TooLong()
+
+
+class LineReader:
+    """Accumulates control-channel bytes and hands out complete lines."""
+
+    __slots__ = ("_buf", "_discarding", "_eof", "_lines", "_pending_iac", "max_line")
+
+    def __init__(self, max_line: int = MAX_LINE) -> None:
+        self.max_line = max_line
+        self._buf = bytearray()
+        self._lines: list[str | _TooLong] = []
+        self._discarding = False
+        self._pending_iac = b""
+        self._eof = False
+
+    @property
+    def at_eof(self) -> bool:
+        """True once the peer closed and every complete line was taken."""
+        return self._eof and not self._lines
+
+    def feed(self, data: bytes) -> None:
+        """Add received bytes; an empty ``data`` means the peer closed."""
+        if not data:
+            self._eof = True
+            return
+        if self._pending_iac or IAC in data:
+            data = self._strip_telnet(self._pending_iac + data)
+        start = 0
+        while True:
+            nl = data.find(b"\n", start)
+            if nl < 0:
+                self._append(data[start:])
+                return
+            self._append(data[start:nl])
+            self._finish_line()
+            start = nl + 1
+
+    def next_line(self) -> str | _TooLong | None:
+        """The oldest complete line, :data:`TOO_LONG`, or ``None`` if none is ready."""
+        if self._lines:
+            return self._lines.pop(0)
+        return None
+
+    def _append(self, chunk: bytes) -> None:
+        if self._discarding:
+            return
+        if len(self._buf) + len(chunk) > self.max_line:
+            self._buf.clear()
+            self._discarding = True
+            return
+        self._buf += chunk
+
+    def _finish_line(self) -> None:
+        if self._discarding:
+            self._discarding = False
+            self._lines.append(TOO_LONG)
+            return
+        raw = bytes(self._buf)
+        self._buf.clear()
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        self._lines.append(raw.decode("utf-8", "surrogateescape"))
+
+    def _strip_telnet(self, data: bytes) -> bytes:
+        """Remove Telnet command sequences, keeping an incomplete one for later."""
+        out = bytearray()
+        i, n = 0, len(data)
+        self._pending_iac = b""
+        while i < n:
+            b = data[i]
+            if b != IAC:
+                j = data.find(IAC, i)
+                if j < 0:
+                    j = n
+                out += data[i:j]
+                i = j
+                continue
+            if i + 1 >= n:
+                self._pending_iac = data[i:]
+                break
+            cmd = data[i + 1]
+            if cmd == IAC:
+                out.append(IAC)
+                i += 2
+            elif cmd in _WILL_WONT_DO_DONT:
+                if i + 2 >= n:
+                    self._pending_iac = data[i:]
+                    break
+                i += 3
+            else:
+                i += 2
+        return bytes(out)

@@ -1,0 +1,155 @@
+"""Directory listing formats: ``ls -l`` for LIST, facts for MLSD/MLST, names for NLST.
+
+LIST has no standard format; clients (ftplib users, curl, lftp, FileZilla,
+WinSCP) all parse the Unix ``ls -l`` shape, so that is what is produced, with
+English month names whatever the locale and times in UTC. Owner and group are
+shown as ``ftp`` so that listings never leak host account names.
+
+MLSD/MLST (RFC 3659) are the machine-readable alternative; the ``perm`` fact
+is derived from the account's permission letters, so a client is told what
+it may really do.
+
+The protocol core may not read clocks, so callers pass ``now``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import stat as _stat
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_SIX_MONTHS = 182 * 24 * 3600
+
+#: Facts fileferry can report, in FEAT order; ``*`` marks those enabled by default.
+ALL_FACTS = ("type", "size", "modify", "perm", "unique", "unix.mode")
+DEFAULT_FACTS = ("type", "size", "modify", "perm", "unique", "unix.mode")
+
+
+class Entry(Protocol):
+    """The part of ``storage.FileInfo`` a listing needs (kept structural on purpose)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def mtime(self) -> float: ...
+    @property
+    def mode(self) -> int: ...
+    @property
+    def unique(self) -> str | None: ...
+    @property
+    def is_dir(self) -> bool: ...
+
+
+def _utc(ts: float) -> _dt.datetime:
+    try:
+        return _dt.datetime.fromtimestamp(ts, tz=_dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        return _dt.datetime.fromtimestamp(0, tz=_dt.UTC)
+
+
+def format_mdtm(ts: float) -> str:
+    """``YYYYMMDDHHMMSS`` in UTC, as MDTM (RFC 3659) and the ``modify`` fact want."""
+    return _utc(ts).strftime("%Y%m%d%H%M%S")
+
+
+def parse_mdtm(text: str) -> float:
+    """Parse ``YYYYMMDDHHMMSS[.sss]`` (UTC) into a timestamp; ``ValueError`` if bad."""
+    main, _, frac = text.partition(".")
+    if len(main) != 14 or not main.isdigit() or (frac and not frac.isdigit()):
+        raise ValueError("bad time value")
+    when = _dt.datetime.strptime(main, "%Y%m%d%H%M%S").replace(tzinfo=_dt.UTC)
+    return when.timestamp() + (int(frac) / 10 ** len(frac) if frac else 0.0)
+
+
+def mode_string(mode: int, is_dir: bool) -> str:
+    """``drwxr-xr-x`` style permission text."""
+    kind = "d" if is_dir else "-"
+    return kind + _stat.filemode(mode & 0o7777)[1:]
+
+
+def list_line(entry: Entry, now: float) -> str:
+    """One ``ls -l`` line, without the line ending."""
+    when = _utc(entry.mtime)
+    if abs(now - entry.mtime) < _SIX_MONTHS:
+        stamp = f"{_MONTHS[when.month - 1]} {when.day:2d} {when.hour:02d}:{when.minute:02d}"
+    else:
+        stamp = f"{_MONTHS[when.month - 1]} {when.day:2d}  {when.year}"
+    links = 2 if entry.is_dir else 1
+    mode = mode_string(entry.mode, entry.is_dir)
+    return f"{mode} {links:3d} ftp      ftp      {entry.size:>12d} {stamp} {entry.name}"
+
+
+def perm_fact(is_dir: bool, letters: str) -> str:
+    """RFC 3659 ``perm`` from pyftpdlib-style permission letters ``elradfmwMT``."""
+    out = []
+    if is_dir:
+        if "w" in letters:
+            out.append("c")
+        if "d" in letters:
+            out += ["d", "p"]
+        if "e" in letters:
+            out.append("e")
+        if "f" in letters:
+            out.append("f")
+        if "l" in letters:
+            out.append("l")
+        if "m" in letters:
+            out.append("m")
+    else:
+        if "a" in letters:
+            out.append("a")
+        if "d" in letters:
+            out.append("d")
+        if "f" in letters:
+            out.append("f")
+        if "r" in letters:
+            out.append("r")
+        if "w" in letters:
+            out.append("w")
+    return "".join(out)
+
+
+def mlsx_facts(
+    entry: Entry,
+    facts: Sequence[str],
+    letters: str,
+    kind: str | None = None,
+) -> str:
+    """The ``fact=value;`` string for one entry (no name). ``kind`` overrides ``type``."""
+    parts: list[str] = []
+    for fact in facts:
+        if fact == "type":
+            parts.append(f"type={kind or ('dir' if entry.is_dir else 'file')}")
+        elif fact == "size":
+            parts.append(f"size={entry.size}")
+        elif fact == "modify":
+            parts.append(f"modify={format_mdtm(entry.mtime)}")
+        elif fact == "perm":
+            parts.append(f"perm={perm_fact(entry.is_dir, letters)}")
+        elif fact == "unique" and entry.unique:
+            parts.append(f"unique={entry.unique}")
+        elif fact == "unix.mode":
+            parts.append(f"UNIX.mode=0{entry.mode & 0o7777:o}")
+    return "".join(p + ";" for p in parts)
+
+
+def mlsd_line(entry: Entry, facts: Sequence[str], letters: str) -> str:
+    return f"{mlsx_facts(entry, facts, letters)} {entry.name}"
+
+
+def feat_mlst(selected: Iterable[str]) -> str:
+    """The ``MLST`` FEAT line: every fact, those selected starred."""
+    chosen = set(selected)
+    names = {"unix.mode": "UNIX.mode"}
+    return "MLST " + "".join(
+        f"{names.get(f, f)}{'*' if f in chosen else ''};" for f in ALL_FACTS
+    )
+
+
+def encode_lines(lines: Iterable[str]) -> bytes:
+    """Join listing lines with CRLF, keeping undecodable names' raw bytes."""
+    return "".join(line + "\r\n" for line in lines).encode("utf-8", "surrogateescape")

@@ -1,0 +1,173 @@
+"""One control connection: read lines, feed the core, run its events.
+
+The loop is deliberately small: wait for bytes from the client (or for a
+running transfer to finish), hand them to the sans-I/O session, and dispatch
+each event it produces through the handler table. Transfers run as a task of
+their own so that ABOR, STAT and QUIT are heard while data flows; every
+other event is handled in line, which keeps replies in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import socket
+from typing import TYPE_CHECKING
+
+from fileferry.errors import PermissionDenied, StorageError
+from fileferry.protocol import events
+from fileferry.protocol.replies import Reply
+from fileferry.protocol.session import Session
+from fileferry.server.datachannel import DataChannel
+from fileferry.server.handlers import HANDLERS
+
+if TYPE_CHECKING:
+    from fileferry.server.app import App
+    from fileferry.storage.base import Storage
+    from fileferry.users.base import Account
+
+log = logging.getLogger("fileferry.session")
+
+_READ_SIZE = 16384
+_ids = itertools.count(1)
+
+
+class ControlConnection:
+    """Everything the server keeps for one client."""
+
+    def __init__(self, app: App, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.app = app
+        self.id = next(_ids)
+        self.reader = reader
+        self.writer = writer
+        self.session = Session(app.core_config)
+        sock: socket.socket = writer.get_extra_info("socket")
+        peer = writer.get_extra_info("peername")
+        local = writer.get_extra_info("sockname")
+        self.peer_host: str = peer[0]
+        self.local_host: str = local[0]
+        self.account: Account | None = None
+        self.storage: Storage | None = None
+        self.data = DataChannel(
+            peer_host=self.peer_host,
+            local_host=self.local_host,
+            family=sock.family,
+            passive_ports=app.config.passive_ports,
+            accept_timeout=app.config.accept_timeout,
+            data_timeout=app.config.data_timeout,
+        )
+        self.transfer_task: asyncio.Task[None] | None = None
+        #: Set by ABOR so the transfer task answers 426 instead of re-raising.
+        self.aborting = False
+        self.closing = False
+
+    def require(self, letter: str, path: str) -> Storage:
+        """The user's storage, if the account may do ``letter`` at ``path``."""
+        if self.account is None or self.storage is None:  # the core prevents this
+            raise PermissionDenied("Not logged in")
+        if not self.account.permits(letter, path):
+            raise PermissionDenied("Permission denied.")
+        return self.storage
+
+    # --- replies --------------------------------------------------------------
+
+    def reply(self, reply: Reply, event: events.Event | None = None) -> None:
+        """Send ``reply`` (answering ``event``, if given) on the control connection."""
+        if self.writer.is_closing():
+            return
+        self.writer.write(self.session.send(reply, event))
+
+    def log_event(self, what: str, **fields: object) -> None:
+        extra = " ".join(f"{k}={v!r}" for k, v in fields.items())
+        user = self.account.name if self.account else "-"
+        log.info("session=%d peer=%s user=%s %s %s", self.id, self.peer_host, user, what, extra)
+
+    # --- the loop ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        cfg = self.app.config
+        self.log_event("connect")
+        self.reply(Reply(220, cfg.banner))
+        read: asyncio.Task[bytes] | None = None
+        try:
+            while not self.closing:
+                event = self.session.next_event()
+                if event is not events.NEED_DATA:
+                    await self.dispatch(event)
+                    await self._drain()
+                    continue
+                if read is None:
+                    read = asyncio.ensure_future(self.reader.read(_READ_SIZE))
+                waits: set[asyncio.Future[object]] = {read}  # type: ignore[arg-type]
+                if self.transfer_task is not None:
+                    waits.add(self.transfer_task)  # type: ignore[arg-type]
+                timeout = None if self.transfer_task else cfg.idle_timeout
+                done, _ = await asyncio.wait(
+                    waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:
+                    self.reply(Reply(421, "Idle timeout, closing control connection."))
+                    self.log_event("idle-timeout")
+                    break
+                if self.transfer_task is not None and self.transfer_task.done():
+                    self.transfer_task = None
+                if read in done:
+                    try:
+                        data = read.result()
+                    except (ConnectionError, OSError):
+                        data = b""
+                    read = None
+                    self.session.receive_data(data)
+        except asyncio.CancelledError:
+            self.reply(Reply(421, "Server shutting down."))
+            raise
+        finally:
+            if read is not None:
+                read.cancel()
+            await self.shutdown()
+
+    async def _drain(self) -> None:
+        try:
+            async with asyncio.timeout(self.app.config.idle_timeout):
+                await self.writer.drain()
+        except (TimeoutError, ConnectionError, OSError):
+            self.closing = True
+
+    async def dispatch(self, event: events.Event) -> None:
+        handler = HANDLERS.get(type(event))
+        if handler is None:  # pragma: no cover - every event type has a handler
+            self.reply(Reply(502, "Command not implemented."), event)
+            return
+        try:
+            await handler(self, event)
+        except StorageError as exc:
+            self.reply(Reply(exc.reply_code, exc.message), event)
+        except Exception:
+            log.exception("session=%d handler for %r failed", self.id, event)
+            self.reply(Reply(451, "Internal error; the action was not taken."), event)
+
+    async def stop_transfer(self) -> None:
+        """Abort a running transfer and wait until its task has cleaned up."""
+        task = self.transfer_task
+        if task is None or task.done():
+            return
+        self.aborting = True
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        self.aborting = False
+        self.transfer_task = None
+
+    async def shutdown(self) -> None:
+        """Release everything this connection holds; safe on every path out."""
+        task = self.transfer_task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.data.close()
+        with contextlib.suppress(Exception):
+            self.writer.close()
+        self.log_event("disconnect")

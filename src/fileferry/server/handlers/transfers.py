@@ -1,0 +1,257 @@
+"""RETR, STOR/APPE/STOU and LIST/NLST/MLSD: everything that uses the data channel.
+
+Each transfer is checked and opened on the control loop first, so that a
+missing file or a refused permission is answered 550 *before* any 150. The
+data phase then runs as a task of its own (see ``ControlConnection``) so that
+ABOR and STAT are heard while bytes flow. Uploads go through the storage's
+``Upload``: committed only after a clean end of stream, aborted on anything
+else, so an interrupted STOR never leaves a file that looks whole.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import secrets
+import time
+from typing import TYPE_CHECKING
+
+from fileferry import paths
+from fileferry.errors import AlreadyExists, NotADirectory, NotFound, StorageError
+from fileferry.protocol import events, listing
+from fileferry.protocol.ascii import FromNetwork, ToNetwork
+from fileferry.protocol.replies import Reply
+from fileferry.server.datachannel import DataConnection, DataConnectionError
+
+if TYPE_CHECKING:
+    from fileferry.server.control import ControlConnection
+    from fileferry.storage.base import FileInfo, Reader, Storage, Upload
+
+log = logging.getLogger("fileferry.transfer")
+
+_READ_CHUNK = 1024 * 1024
+_RECV_BUFFER = 256 * 1024
+
+
+class Job(abc.ABC):
+    """The data phase of one transfer; the runner handles replies and cleanup."""
+
+    #: Text of the 150 reply.
+    opening: str
+
+    @abc.abstractmethod
+    async def run(self, dc: DataConnection) -> None:
+        """Move the bytes."""
+
+    async def finish(self) -> str:
+        """After a clean end of the data phase: commit; returns the 226 text."""
+        return "Transfer complete."
+
+    @abc.abstractmethod
+    async def discard(self) -> None:
+        """After a failure or an abort: release and roll back. Must not raise."""
+
+
+class SendFile(Job):
+    def __init__(self, reader: Reader, ascii: bool, path: str) -> None:
+        self.reader = reader
+        self.ascii = ascii
+        mode = "ASCII" if ascii else "BINARY"
+        self.opening = f"Opening {mode} mode data connection for {path} ({reader.size} bytes)."
+
+    async def run(self, dc: DataConnection) -> None:
+        reader = self.reader
+        fd = reader.fileno()
+        if fd is not None and not self.ascii:
+            await dc.sendfile(fd, reader.position, reader.size - reader.position)
+            return
+        codec = ToNetwork() if self.ascii else None
+        while chunk := await reader.read(_READ_CHUNK):
+            await dc.sendall(codec.convert(chunk) if codec else chunk)
+
+    async def finish(self) -> str:
+        await self.reader.close()
+        return "Transfer complete."
+
+    async def discard(self) -> None:
+        await self.reader.close()
+
+
+class ReceiveFile(Job):
+    def __init__(self, upload: Upload, ascii: bool, path: str, unique: bool) -> None:
+        self.upload = upload
+        self.ascii = ascii
+        self.path = path
+        mode = "ASCII" if ascii else "BINARY"
+        self.opening = (
+            f"FILE: {paths.split(path)[1]}"
+            if unique
+            else f"Opening {mode} mode data connection for {path}."
+        )
+
+    async def run(self, dc: DataConnection) -> None:
+        buf = bytearray(_RECV_BUFFER)
+        view = memoryview(buf)
+        codec = FromNetwork() if self.ascii else None
+        upload = self.upload
+        while n := await dc.recv_into(view):
+            if codec is not None:
+                await upload.write(codec.convert(bytes(view[:n])))
+            else:
+                await upload.write(view[:n])
+        if codec is not None:
+            await upload.write(codec.flush())
+
+    async def finish(self) -> str:
+        await self.upload.commit()
+        return "Transfer complete."
+
+    async def discard(self) -> None:
+        try:
+            await self.upload.abort()
+        except StorageError:
+            log.warning("could not discard a failed upload to %s", self.path)
+
+
+class SendListing(Job):
+    def __init__(self, payload: bytes, count: int) -> None:
+        self.payload = payload
+        self.opening = f"Here comes the directory listing ({count} entries)."
+
+    async def run(self, dc: DataConnection) -> None:
+        await dc.sendall(self.payload)
+
+    async def discard(self) -> None:
+        self.payload = b""
+
+
+def start(conn: ControlConnection, ev: events.Transfer, job: Job, what: str) -> None:
+    """Run ``job``'s data phase as the session's transfer task."""
+    conn.transfer_task = asyncio.get_running_loop().create_task(_run(conn, ev, job, what))
+
+
+async def _run(conn: ControlConnection, ev: events.Transfer, job: Job, what: str) -> None:
+    started = time.monotonic()
+    dc: DataConnection | None = None
+    result = 451
+    try:
+        conn.reply(Reply(150, job.opening), ev)
+        try:
+            dc = await conn.data.connect()
+        except DataConnectionError:
+            await job.discard()
+            result = 425
+            conn.reply(Reply(425, "Cannot open data connection."), ev)
+            return
+        await job.run(dc)
+        conn.data.connection = None
+        dc.close()
+        text = await job.finish()
+        result = 226
+        conn.reply(Reply(226, text), ev)
+    except asyncio.CancelledError:
+        await job.discard()
+        conn.data.close()
+        if not conn.aborting:
+            raise
+        result = 426
+        conn.reply(Reply(426, "Transfer aborted."), ev)
+    except DataConnectionError as exc:
+        await job.discard()
+        conn.data.close()
+        result = 426
+        conn.reply(Reply(426, f"Connection closed; transfer aborted ({exc})."), ev)
+    except StorageError as exc:
+        await job.discard()
+        conn.data.close()
+        result = exc.reply_code
+        conn.reply(Reply(exc.reply_code, exc.message), ev)
+    except Exception:
+        log.exception("session=%d transfer failed", conn.id)
+        await job.discard()
+        conn.data.close()
+        conn.reply(Reply(451, "Internal error; transfer aborted."), ev)
+    finally:
+        conn.log_event(
+            "transfer",
+            cmd=what,
+            path=getattr(ev, "path", ""),
+            bytes=dc.bytes if dc else 0,
+            secs=round(time.monotonic() - started, 3),
+            result=result,
+        )
+
+
+# --- the handlers ------------------------------------------------------------------
+
+
+async def retrieve(conn: ControlConnection, ev: events.RetrieveFile) -> None:
+    reader = await conn.require("r", ev.path).open_read(ev.path, ev.offset)
+    start(conn, ev, SendFile(reader, ev.ascii, ev.path), "RETR")
+
+
+async def store(conn: ControlConnection, ev: events.StoreFile) -> None:
+    if ev.mode is events.StoreMode.UNIQUE:
+        storage = conn.require("w", ev.path)
+        target = await _unique_target(storage, ev.path)
+    else:
+        letter = "a" if ev.mode is events.StoreMode.APPEND else "w"
+        storage = conn.require(letter, ev.path)
+        target = ev.path
+    upload = await storage.open_write(
+        target,
+        ev.offset,
+        append=ev.mode is events.StoreMode.APPEND,
+        exclusive=ev.mode is events.StoreMode.UNIQUE,
+    )
+    job = ReceiveFile(upload, ev.ascii, target, unique=ev.mode is events.StoreMode.UNIQUE)
+    start(conn, ev, job, ev.mode.value)
+
+
+async def _unique_target(storage: Storage, path: str) -> str:
+    """A free name for STOU: ``path`` itself if free, else with a random suffix."""
+    base = path
+    try:
+        info = await storage.stat(path)
+    except NotFound:
+        return path
+    if info.is_dir:
+        base = paths.join(path, "stou")
+    for _ in range(16):
+        candidate = f"{base}.{secrets.token_hex(4)}"
+        try:
+            await storage.stat(candidate)
+        except NotFound:
+            return candidate
+    raise AlreadyExists("Could not find a unique name.")
+
+
+async def list_directory(conn: ControlConnection, ev: events.ListDirectory) -> None:
+    storage = conn.require("l", ev.path)
+    info = await storage.stat(ev.path)
+    cap = conn.app.config.max_list_entries
+    entries: list[FileInfo]
+    if info.is_dir:
+        entries = await storage.list(ev.path, limit=cap)
+        entries.sort(key=lambda e: e.name)
+    elif ev.format is events.ListFormat.MLSD:
+        raise NotADirectory("MLSD needs a directory.")
+    else:
+        entries = [info]
+    letters = conn.account.permissions if conn.account else ""
+    now = time.time()
+    if ev.format is events.ListFormat.LIST:
+        lines = [listing.list_line(e, now) for e in entries]
+    elif ev.format is events.ListFormat.NLST:
+        lines = [e.name for e in entries]
+    else:
+        lines = [listing.mlsd_line(e, ev.facts, letters) for e in entries]
+    start(conn, ev, SendListing(listing.encode_lines(lines), len(lines)), ev.format.value)
+
+
+HANDLERS = {
+    events.RetrieveFile: retrieve,
+    events.StoreFile: store,
+    events.ListDirectory: list_directory,
+}

@@ -1,0 +1,183 @@
+"""The storage interface every backend implements (memory, local disk, later S3).
+
+It is shaped for object stores from day one:
+
+* everything is async, so a backend may do network I/O;
+* reads are positional and streamed (``open_read(path, offset)``), so RETR
+  with REST never needs a seek on a shared handle;
+* writes go through an :class:`Upload` with ``write``/``commit``/``abort``:
+  a temporary file renamed into place on disk, a multipart upload on S3.
+  Nothing appears under the target name until ``commit`` succeeds, so an
+  interrupted STOR never leaves a file that looks whole;
+* ``list`` returns :class:`FileInfo` records carrying everything LIST and MLSD
+  print, so a listing costs one round trip instead of a stat per entry.
+
+Paths handed to a backend are normalised virtual paths from
+:func:`fileferry.paths.resolve` (absolute, ``/``-separated, no ``..``). A
+backend still jails them at its own boundary (symlinks on disk). Backends
+raise :class:`fileferry.errors.StorageError` subclasses only.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from dataclasses import dataclass
+
+
+class FileKind(enum.Enum):
+    FILE = "file"
+    DIR = "dir"
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    """One directory entry or stat result.
+
+    ``name`` is the last path component as text; names on disk that are not
+    valid UTF-8 carry their raw bytes as surrogate escapes, so they can be
+    listed and named again by a client byte for byte.
+    """
+
+    name: str
+    kind: FileKind
+    size: int
+    mtime: float
+    #: Unix permission bits (e.g. ``0o644``); backends without them report a default.
+    mode: int = 0o644
+    #: A stable identifier for MLSx ``unique``, or ``None`` when the backend has none.
+    unique: str | None = None
+
+    @property
+    def is_dir(self) -> bool:
+        return self.kind is FileKind.DIR
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend can do natively; the server adapts where it cannot."""
+
+    #: ``Reader.fileno()`` may return a descriptor usable with ``sendfile``.
+    sendfile: bool = False
+    #: A directory rename is one atomic operation (not a copy-and-delete).
+    atomic_dir_rename: bool = True
+    #: ``set_mtime`` is supported (MFMT).
+    set_mtime: bool = True
+
+
+class Reader(abc.ABC):
+    """A streamed read of one file from a fixed starting offset."""
+
+    #: The file's total size in bytes (not the number of bytes left to read).
+    size: int
+
+    @abc.abstractmethod
+    async def read(self, n: int) -> bytes:
+        """Return up to ``n`` bytes; ``b""`` only at end of file."""
+
+    def fileno(self) -> int | None:
+        """A descriptor positioned at the read offset for ``sendfile``, if any."""
+        return None
+
+    #: Where the next read starts; the server advances it when it used ``sendfile``.
+    position: int = 0
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release the handle; safe to call more than once."""
+
+    async def __aenter__(self) -> Reader:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class Upload(abc.ABC):
+    """A pending write that becomes visible only on :meth:`commit`."""
+
+    #: Bytes that will be at the target once committed (initial content + written).
+    size: int
+
+    @abc.abstractmethod
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data``; the caller may reuse its buffer once this returns."""
+
+    @abc.abstractmethod
+    async def commit(self) -> FileInfo:
+        """Make the upload visible under its target name, atomically."""
+
+    @abc.abstractmethod
+    async def abort(self) -> None:
+        """Discard everything written; the target is left as it was. Idempotent."""
+
+
+class Storage(abc.ABC):
+    """A tree of files and folders rooted at virtual ``/``."""
+
+    capabilities: Capabilities = Capabilities()
+
+    @abc.abstractmethod
+    async def stat(self, path: str) -> FileInfo:
+        """Describe ``path``; the root's ``name`` is ``"/"``. Raises ``NotFound``."""
+
+    @abc.abstractmethod
+    async def list(self, path: str, limit: int | None = None) -> list[FileInfo]:
+        """The entries of directory ``path``, unsorted, at most ``limit`` of them.
+
+        Raises ``NotFound`` or ``NotADirectory``.
+        """
+
+    @abc.abstractmethod
+    async def open_read(self, path: str, offset: int = 0) -> Reader:
+        """Open a file for reading from ``offset``.
+
+        Raises ``NotFound``, ``IsADirectory``, or ``InvalidOffset`` when
+        ``offset`` is past the end of the file.
+        """
+
+    @abc.abstractmethod
+    async def open_write(
+        self,
+        path: str,
+        offset: int = 0,
+        *,
+        append: bool = False,
+        exclusive: bool = False,
+    ) -> Upload:
+        """Start an upload to ``path``.
+
+        ``offset > 0`` keeps the first ``offset`` bytes of the existing file
+        (REST+STOR; ``InvalidOffset`` if the file is shorter). ``append`` keeps
+        all of it (APPE). ``exclusive`` makes ``commit`` fail with
+        ``AlreadyExists`` if the target exists by then (STOU). The parent must
+        exist (``NotFound``); ``path`` must not be a directory (``IsADirectory``).
+        """
+
+    @abc.abstractmethod
+    async def mkdir(self, path: str) -> None:
+        """Create one directory; ``AlreadyExists`` or ``NotFound`` (no parent)."""
+
+    @abc.abstractmethod
+    async def rmdir(self, path: str) -> None:
+        """Remove an empty directory; ``DirectoryNotEmpty``, ``NotADirectory``."""
+
+    @abc.abstractmethod
+    async def remove(self, path: str) -> None:
+        """Delete a file; ``IsADirectory`` for a directory."""
+
+    @abc.abstractmethod
+    async def rename(self, src: str, dst: str) -> None:
+        """Move ``src`` to ``dst``, replacing a file at ``dst``.
+
+        Raises ``NotFound``; ``IsADirectory``/``DirectoryNotEmpty`` where a
+        directory is in the way; ``InvalidName`` when moving a directory into
+        itself.
+        """
+
+    @abc.abstractmethod
+    async def set_mtime(self, path: str, mtime: float) -> FileInfo:
+        """Set a file's modification time (MFMT) and return the new stat."""
+
+    async def close(self) -> None:
+        """Release backend resources (connection pools, thread pools)."""
