@@ -117,15 +117,19 @@ async def _serve(cfg: config.ServerConfig) -> int:
         if exc.errno == errno.EADDRINUSE:
             print(f"fileferry: port {cfg.port} on {cfg.host} is already in use", file=sys.stderr)
         else:
-            print(f"fileferry: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}",
-                  file=sys.stderr)
+            print(
+                f"fileferry: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}",
+                file=sys.stderr,
+            )
         return 1
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    print(f"fileferry {__version__} serving {cfg.root} at {server.url} ({_describe_access(cfg)})",
-          flush=True)
+    print(
+        f"fileferry {__version__} serving {cfg.root} at {server.url} ({_describe_access(cfg)})",
+        flush=True,
+    )
     await stop.wait()
     logging.getLogger("fileferry").info("stopping")
     await server.stop()

@@ -55,9 +55,7 @@ class ServerConfig:
 
 
 #: Keys a TOML file or FILEFERRY_* variable may set (``users`` is TOML only).
-_SCALARS = {
-    f.name for f in fields(ServerConfig) if f.name not in ("users", "extra")
-}
+_SCALARS = {f.name for f in fields(ServerConfig) if f.name not in ("users", "extra")}
 
 
 def parse_user_spec(spec: str) -> UserConfig:
@@ -145,7 +143,9 @@ def _users_from_toml(items: object, source: str) -> tuple[UserConfig, ...]:
         home = item.get("home")
         if home is not None and not isinstance(home, str):
             raise ConfigError(f"{where}: 'home' must be a path")
-        users.append(UserConfig(name, pw_hash, home, _as_bool(f"{where}: write", item.get("write", True))))
+        users.append(
+            UserConfig(name, pw_hash, home, _as_bool(f"{where}: write", item.get("write", True)))
+        )
     return tuple(users)
 
 
@@ -230,4 +230,3 @@ def validate(cfg: ServerConfig) -> ServerConfig:
         if user.home is not None and not Path(user.home).expanduser().is_dir():
             raise ConfigError(f"user {user.name!r}: home {user.home!r} is not a directory")
     return replace(cfg, root=str(root.resolve()), log_level=cfg.log_level.lower())
-

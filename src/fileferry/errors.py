@@ -80,4 +80,3 @@ class InsufficientStorage(StorageError):
 class StorageUnavailable(StorageError):
     reply_code = 451
     reply_text = "Storage temporarily unavailable"
-

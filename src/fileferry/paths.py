@@ -19,7 +19,6 @@ MAX_PATH = 4096
 MAX_NAME = 255
 
 
-
 class PathError(ValueError):
     """A client-supplied path is malformed; the FTP answer is 553 (or 550)."""
 

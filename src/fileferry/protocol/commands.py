@@ -161,8 +161,9 @@ def _site(ctx: Ctx, arg: str) -> Outcome:
     sub, _, _rest = arg.strip().partition(" ")
     sub = sub.upper()
     if sub == "HELP":
-        rows = ("HELP: show this list",) + tuple(
-            f"{name}: {text}" for name, text in ctx.config.site_commands
+        rows = (
+            "HELP: show this list",
+            *tuple(f"{name}: {text}" for name, text in ctx.config.site_commands),
         )
         return Reply(214, "SITE commands:", rows, "Help OK.")
     return Reply(501, "Unknown SITE command.")

@@ -145,9 +145,7 @@ def feat_mlst(selected: Iterable[str]) -> str:
     """The ``MLST`` FEAT line: every fact, those selected starred."""
     chosen = set(selected)
     names = {"unix.mode": "UNIX.mode"}
-    return "MLST " + "".join(
-        f"{names.get(f, f)}{'*' if f in chosen else ''};" for f in ALL_FACTS
-    )
+    return "MLST " + "".join(f"{names.get(f, f)}{'*' if f in chosen else ''};" for f in ALL_FACTS)
 
 
 def encode_lines(lines: Iterable[str]) -> bytes:

@@ -37,7 +37,9 @@ _ids = itertools.count(1)
 class ControlConnection:
     """Everything the server keeps for one client."""
 
-    def __init__(self, app: App, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    def __init__(
+        self, app: App, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         self.app = app
         self.id = next(_ids)
         self.reader = reader

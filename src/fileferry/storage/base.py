@@ -177,7 +177,7 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def set_mtime(self, path: str, mtime: float) -> FileInfo:
-        """Set a file's modification time (MFMT) and return the new stat."""
+        """Set a file's or directory's modification time (MFMT); return the new stat."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release backend resources (connection pools, thread pools)."""

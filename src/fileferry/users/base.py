@@ -43,5 +43,5 @@ class UserStore(abc.ABC):
         for a wrong password, and must not block the event loop.
         """
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the default store holds none."""

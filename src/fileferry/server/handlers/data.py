@@ -29,8 +29,9 @@ def _is_ipv4(host: str) -> bool:
 
 async def enter_passive(conn: ControlConnection, ev: events.EnterPassive) -> None:
     control_v4 = _is_ipv4(conn.local_host)
-    if ev.protocol is not None and ev.protocol != (1 if control_v4 else 2):
-        conn.reply(Reply(522, f"Network protocol not supported, use ({1 if control_v4 else 2})"), ev)
+    own = 1 if control_v4 else 2
+    if ev.protocol is not None and ev.protocol != own:
+        conn.reply(Reply(522, f"Network protocol not supported, use ({own})"), ev)
         return
     masquerade = conn.app.config.masquerade_address
     if not ev.extended and not control_v4 and masquerade is None:

@@ -1,0 +1,607 @@
+"""A storage backend on a real directory tree, jailed to its root.
+
+* **Never block the loop.** Every file-system call runs in a thread pool, and
+  each operation is batched into one hop (``list`` scans and stats in one go,
+  ``open_read`` opens, fstats and seeks in one go, uploads hand over >= 1 MiB).
+* **Paths are bytes inside.** Names are ``os.fsencode``-d, so names on disk
+  that are not UTF-8 are listed as surrogate escapes and accepted back byte
+  for byte; an undecodable name never breaks a listing.
+* **Jail by real path**, against a root resolved once at construction. Reads
+  and uploads resolve the whole target (in-root symlinks are followed);
+  remove, rmdir, mkdir and rename resolve only the parent, since they act on
+  the entry itself. A real path outside the root is ``PermissionDenied``.
+  ``list`` *omits* symlinks that escape the root, dangle or loop, so a client
+  never sees a name it cannot use. Resolve-then-use is not atomic; that is
+  acceptable because FTP clients cannot create symlinks.
+* **Uploads are hidden temp files** (``TEMP_PREFIX``) beside the target,
+  ``os.replace``-d (or hard-linked, for exclusive uploads) into place on
+  commit. Such names are never listed nor accepted, so a client can neither
+  see nor clobber a pending upload; crash leftovers may be swept by prefix.
+* **Errors are translated at the boundary** to :mod:`fileferry.errors` classes
+  with their default text: no host path or OS message reaches a client. The
+  ``OSError`` stays chained for the operator's logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import functools
+import os
+import secrets
+import stat as stat_mod
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import TypeVar
+
+from fileferry.errors import (
+    AlreadyExists,
+    ConfigError,
+    DirectoryNotEmpty,
+    InsufficientStorage,
+    InvalidName,
+    InvalidOffset,
+    IsADirectory,
+    NotADirectory,
+    NotFound,
+    PermissionDenied,
+    StorageError,
+    StorageUnavailable,
+)
+from fileferry.paths import components, split
+from fileferry.storage.base import Capabilities, FileInfo, FileKind, Reader, Storage, Upload
+
+__all__ = ["DEFAULT_WORKERS", "TEMP_PREFIX", "LocalStorage", "make_executor"]
+
+#: Hidden name prefix of in-progress uploads; such names are never listed or accepted.
+TEMP_PREFIX = ".fileferry-upload-"
+_TEMP_PREFIX_B = os.fsencode(TEMP_PREFIX)
+
+#: Thread pool size: enough for many concurrent transfers without a thread per client.
+DEFAULT_WORKERS = 32
+#: Uploads are handed to a thread in chunks at least this big, to amortise the hop.
+FLUSH_SIZE = 1 << 20
+#: Upper bound for one ``Reader.read`` so a huge ``n`` cannot allocate unbounded memory.
+MAX_READ = 8 << 20
+
+_T = TypeVar("_T")
+#: What ``open_write`` prepares in its thread hop: (fd, temp path, target path, size).
+_Opened = tuple[int, bytes, bytes, int]
+
+_ERRNO_MAP: dict[int, type[StorageError]] = {
+    errno.ENOENT: NotFound,
+    errno.EEXIST: AlreadyExists,
+    errno.EACCES: PermissionDenied,
+    errno.EPERM: PermissionDenied,
+    errno.EROFS: PermissionDenied,
+    errno.ENOTDIR: NotADirectory,
+    errno.EISDIR: IsADirectory,
+    errno.ENOTEMPTY: DirectoryNotEmpty,
+    errno.ENOSPC: InsufficientStorage,
+    errno.EDQUOT: InsufficientStorage,
+    errno.ENAMETOOLONG: InvalidName,
+    errno.ELOOP: PermissionDenied,
+}
+
+# copy_file_range refuses some file-system pairs; these mean "copy by hand instead".
+_COPY_FALLBACK_ERRNOS = frozenset(
+    {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.EBADF}
+)
+
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+
+
+def make_executor(max_workers: int = DEFAULT_WORKERS) -> ThreadPoolExecutor:
+    """A pool for file-system calls; shareable between several ``LocalStorage``."""
+    return ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="fileferry-fs")
+
+
+def _translate(exc: OSError) -> StorageError:
+    """Map an errno to its storage error; unknown ones are treated as transient."""
+    cls = _ERRNO_MAP.get(exc.errno or 0, StorageUnavailable)
+    return cls()
+
+
+async def _run(executor: Executor, fn: Callable[..., _T], *args: object) -> _T:
+    try:
+        return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+    except OSError as exc:
+        raise _translate(exc) from exc
+
+
+def _info(name: str, st: os.stat_result) -> FileInfo:
+    kind = FileKind.DIR if stat_mod.S_ISDIR(st.st_mode) else FileKind.FILE
+    unique = f"{st.st_dev:x}g{st.st_ino:x}"
+    return FileInfo(name, kind, st.st_size, st.st_mtime, st.st_mode & 0o7777, unique)
+
+
+def _write_all(fd: int, data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _copy_prefix(src: int, dst: int, count: int) -> int:
+    """Copy up to ``count`` bytes between the fds' current offsets; returns bytes copied.
+
+    ``copy_file_range`` lets the kernel (or a reflinking file system) do the
+    work; the fallback covers file systems and kernels that refuse it.
+    """
+    copied = 0
+    try:
+        if not hasattr(os, "copy_file_range"):
+            raise OSError(errno.ENOSYS, "copy_file_range unavailable")
+        while copied < count:
+            n = os.copy_file_range(src, dst, count - copied)
+            if n == 0:
+                return copied
+            copied += n
+        return copied
+    except OSError as exc:
+        if exc.errno not in _COPY_FALLBACK_ERRNOS:
+            raise
+    while copied < count:
+        chunk = os.read(src, min(FLUSH_SIZE, count - copied))
+        if not chunk:
+            break
+        _write_all(dst, chunk)
+        copied += len(chunk)
+    return copied
+
+
+def _close_first(opened: tuple[int, ...]) -> None:
+    os.close(opened[0])
+
+
+def _discard_opened(opened: _Opened) -> None:
+    _discard(opened[0], opened[1])
+
+
+def _fsync_dir(path: bytes) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _discard(fd: int, tmp: bytes) -> None:
+    if fd >= 0:
+        os.close(fd)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+
+
+class _Hops:
+    """Runs one handle's thread hops and remembers the last one.
+
+    A cancelled await does not stop the thread, so before closing a
+    descriptor we wait for any hop still using it; otherwise the fd number
+    could be reused and a late write would land in someone else's file.
+    """
+
+    def __init__(self, executor: Executor) -> None:
+        self._executor = executor
+        self._last: asyncio.Future[object] | None = None
+
+    async def run(self, fn: Callable[..., _T], *args: object) -> _T:
+        fut = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        fut.add_done_callback(_consume)
+        self._last = fut  # type: ignore[assignment]
+        try:
+            return await asyncio.shield(fut)
+        except OSError as exc:
+            raise _translate(exc) from exc
+
+    async def settle(self) -> None:
+        last = self._last
+        if last is not None and not last.done():
+            await asyncio.wait([last])
+
+
+def _consume(fut: asyncio.Future[object]) -> None:
+    """Mark a shielded hop's exception as seen; the awaiting side reports it."""
+    if not fut.cancelled():
+        fut.exception()
+
+
+class _LocalReader(Reader):
+    """Positional reads (``pread``), so ``position`` is the only cursor that matters."""
+
+    def __init__(self, fd: int, size: int, offset: int, executor: Executor) -> None:
+        self._fd = fd
+        self._hops = _Hops(executor)
+        self.size = size
+        self.position = offset
+
+    async def read(self, n: int) -> bytes:
+        if self._fd < 0:
+            raise StorageError("Reader is closed")
+        if n <= 0:
+            return b""
+        data = await self._hops.run(os.pread, self._fd, min(n, MAX_READ), self.position)
+        self.position += len(data)
+        return data
+
+    def fileno(self) -> int | None:
+        if self._fd < 0:
+            return None
+        # lseek does no I/O, so it is fine on the loop; it keeps the promise
+        # that the descriptor sits at ``position`` even after pread calls.
+        os.lseek(self._fd, self.position, os.SEEK_SET)
+        return self._fd
+
+    async def close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd < 0:
+            return
+        await self._hops.settle()
+        # Closing a read-only descriptor flushes nothing, so it cannot stall the loop.
+        os.close(fd)
+
+
+class _LocalUpload(Upload):
+    """Writes to a temp file beside the target; commit renames it into place."""
+
+    def __init__(self, storage: LocalStorage, opened: _Opened, name: str, exclusive: bool) -> None:
+        self._storage = storage
+        self._fd, self._tmp, self._target, self.size = opened
+        self._name = name
+        self._exclusive = exclusive
+        self._hops = _Hops(storage._executor)
+        self._buf = bytearray()
+        self._finished = False
+        self._failed = False
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._finished or self._failed:
+            raise StorageError("Upload is finished")
+        before = len(self._buf)
+        self._buf += data
+        self.size += len(self._buf) - before
+        if len(self._buf) >= FLUSH_SIZE:
+            chunk, self._buf = self._buf, bytearray()
+            try:
+                await self._hops.run(_write_all, self._fd, chunk)
+            except BaseException:
+                # Part of the chunk may be lost; committing now would publish a hole.
+                self._failed = True
+                raise
+
+    async def commit(self) -> FileInfo:
+        if self._finished:
+            raise StorageError("Upload is finished")
+        self._finished = True
+        if self._failed:
+            await self._cleanup()
+            raise StorageError()
+        chunk, self._buf = self._buf, bytearray()
+        try:
+            st = await self._hops.run(self._commit_sync, chunk)
+        except BaseException:
+            await self._cleanup()
+            raise
+        return _info(self._name, st)
+
+    def _commit_sync(self, chunk: bytearray) -> os.stat_result:
+        fd = self._fd
+        _write_all(fd, chunk)
+        fsync = self._storage._fsync_uploads
+        if fsync:
+            os.fsync(fd)
+        self._fd = -1
+        os.close(fd)
+        if self._exclusive:
+            os.link(self._tmp, self._target)
+            os.unlink(self._tmp)
+        else:
+            os.replace(self._tmp, self._target)
+        if fsync:
+            _fsync_dir(os.path.dirname(self._target))
+        return os.stat(self._target)
+
+    async def abort(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self._buf = bytearray()
+        await self._cleanup()
+
+    async def _cleanup(self) -> None:
+        await self._hops.settle()
+        fd, self._fd = self._fd, -1
+        try:
+            await self._hops.run(_discard, fd, self._tmp)
+        except RuntimeError:
+            # The pool is already shut down (storage closed first): clean up inline.
+            _discard(fd, self._tmp)
+        except StorageError:
+            pass  # nothing more can be done; the prefix marks it for sweeping
+
+
+class LocalStorage(Storage):
+    """Files under ``root`` on the local file system.
+
+    ``fsync_uploads`` makes a commit durable (file and directory fsync) at
+    the cost of latency. ``executor`` lets several storages share one pool;
+    when omitted, the storage owns a pool and shuts it down in :meth:`close`.
+    """
+
+    capabilities = Capabilities(sendfile=True)
+
+    def __init__(
+        self,
+        root: str | bytes | os.PathLike[str] | os.PathLike[bytes],
+        *,
+        fsync_uploads: bool = False,
+        executor: Executor | None = None,
+    ) -> None:
+        real = os.path.realpath(os.fsencode(root))
+        if not os.path.isdir(real):
+            raise ConfigError(f"storage root is not a directory: {os.fsdecode(root)}")
+        self._root = real
+        self._prefix = real if real.endswith(b"/") else real + b"/"
+        self._fsync_uploads = fsync_uploads
+        self._owns_executor = executor is None
+        self._executor: Executor = executor if executor is not None else make_executor()
+        self._closed = False
+
+    # -- path mapping (on the loop: pure computation) ----------------------
+
+    def _host(self, path: str) -> bytes:
+        """Map a virtual path to a host path under the (unresolved) root."""
+        parts: list[bytes] = []
+        for name in components(path):
+            try:
+                raw = os.fsencode(name)
+            except UnicodeError:
+                raise InvalidName() from None
+            if raw in (b".", b"..") or b"\0" in raw or raw.startswith(_TEMP_PREFIX_B):
+                raise InvalidName()
+            parts.append(raw)
+        return os.path.join(self._root, *parts)
+
+    async def _open(
+        self, release: Callable[[_T], None], fn: Callable[..., _T], *args: object
+    ) -> _T:
+        """Like ``_run``, but if the caller is cancelled, ``release`` what was opened."""
+        fut = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            fut.add_done_callback(functools.partial(self._release_late, release))
+            raise
+        except OSError as exc:
+            raise _translate(exc) from exc
+
+    def _release_late(self, release: Callable[[_T], None], fut: asyncio.Future[_T]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        try:
+            self._executor.submit(release, fut.result())
+        except RuntimeError:  # pool already shut down
+            release(fut.result())
+
+    def _inside(self, real: bytes) -> bool:
+        return real == self._root or real.startswith(self._prefix)
+
+    # -- jail (in a worker thread) -----------------------------------------
+
+    def _real(self, host: bytes) -> bytes:
+        """Resolve every symlink in ``host``; refuse a result outside the root."""
+        real = os.path.realpath(host)
+        if not self._inside(real):
+            raise PermissionDenied()
+        return real
+
+    def _entry(self, host: bytes) -> bytes:
+        """Resolve only the parent, for operations on the directory entry itself."""
+        parent, name = os.path.split(host)
+        return os.path.join(self._real(parent), name)
+
+    def _on_entry(self, fn: Callable[[bytes], _T], host: bytes) -> _T:
+        return fn(self._entry(host))
+
+    # -- Storage -----------------------------------------------------------
+
+    async def stat(self, path: str) -> FileInfo:
+        st = await _run(self._executor, lambda host: os.stat(self._real(host)), self._host(path))
+        return _info(split(path)[1] or "/", st)
+
+    async def list(self, path: str, limit: int | None = None) -> list[FileInfo]:
+        return await _run(self._executor, self._list_sync, self._host(path), limit)
+
+    def _list_sync(self, host: bytes, limit: int | None) -> list[FileInfo]:
+        real = self._real(host)
+        out: list[FileInfo] = []
+        if limit is not None and limit <= 0:
+            # Nothing to return, but a bad path must still be reported.
+            if not stat_mod.S_ISDIR(os.stat(real).st_mode):
+                raise NotADirectory()
+            return out
+        with os.scandir(real) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith(_TEMP_PREFIX_B):
+                    continue
+                try:
+                    if entry.is_symlink():
+                        target = os.path.realpath(entry.path)
+                        if not self._inside(target):
+                            continue
+                        st = os.stat(target)
+                    else:
+                        st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue  # dangling, looping, vanished or unreadable: omit
+                out.append(_info(os.fsdecode(name), st))
+                if limit is not None and len(out) >= limit:
+                    break
+        return out
+
+    async def open_read(self, path: str, offset: int = 0) -> Reader:
+        if offset < 0:
+            raise InvalidOffset()
+        host = self._host(path)
+        fd, size = await self._open(_close_first, self._open_read_sync, host, offset)
+        return _LocalReader(fd, size, offset, self._executor)
+
+    def _open_read_sync(self, host: bytes, offset: int) -> tuple[int, int]:
+        # O_NONBLOCK so a FIFO in the tree cannot hang a worker on open.
+        fd = os.open(self._real(host), _READ_FLAGS)
+        try:
+            st = os.fstat(fd)
+            if stat_mod.S_ISDIR(st.st_mode):
+                raise IsADirectory()
+            if not stat_mod.S_ISREG(st.st_mode):
+                raise PermissionDenied()
+            if offset > st.st_size:
+                raise InvalidOffset()
+            os.set_blocking(fd, True)
+            os.lseek(fd, offset, os.SEEK_SET)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, st.st_size
+
+    async def open_write(
+        self,
+        path: str,
+        offset: int = 0,
+        *,
+        append: bool = False,
+        exclusive: bool = False,
+    ) -> Upload:
+        if offset < 0:
+            raise InvalidOffset()
+        if path == "/":
+            raise IsADirectory()
+        host = self._host(path)
+        keep = -1 if append else offset
+        opened = await self._open(_discard_opened, self._open_write_sync, host, keep)
+        return _LocalUpload(self, opened, split(path)[1], exclusive)
+
+    def _open_write_sync(self, host: bytes, keep: int) -> _Opened:
+        """Create the temp file, seeded with ``keep`` bytes of the target (-1: all)."""
+        # Resolving the whole target follows a symlink that stays inside the
+        # root (we then replace its target) and refuses one that escapes it.
+        target = self._real(host)
+        if target == self._root:
+            raise IsADirectory()
+        parent, name = os.path.split(target)
+        if name.startswith(_TEMP_PREFIX_B):
+            raise InvalidName()
+        src = -1
+        try:
+            if keep:
+                try:
+                    src = os.open(target, _READ_FLAGS)
+                except FileNotFoundError:
+                    src = -1
+                st = os.fstat(src) if src >= 0 else None
+            else:
+                try:
+                    st = os.stat(target)
+                except FileNotFoundError:
+                    st = None
+            if st is not None and stat_mod.S_ISDIR(st.st_mode):
+                raise IsADirectory()
+            if st is not None and not stat_mod.S_ISREG(st.st_mode):
+                raise PermissionDenied()
+            if keep > 0 and (st is None or keep > st.st_size):
+                if st is None:
+                    os.stat(parent)  # a missing parent is NotFound, not a bad offset
+                raise InvalidOffset()
+            fd, tmp = self._create_temp(parent)
+            try:
+                if st is not None:
+                    # Overwriting must not widen access to a file kept private.
+                    os.fchmod(fd, stat_mod.S_IMODE(st.st_mode) & 0o777)
+                size = 0
+                if src >= 0:
+                    os.set_blocking(src, True)
+                    want = st.st_size if keep < 0 and st is not None else keep
+                    size = _copy_prefix(src, fd, want)
+                    if keep > 0 and size < keep:
+                        raise InvalidOffset()  # the file shrank under us
+            except BaseException:
+                _discard(fd, tmp)
+                raise
+        finally:
+            if src >= 0:
+                os.close(src)
+        return fd, tmp, target, size
+
+    @staticmethod
+    def _create_temp(parent: bytes) -> tuple[int, bytes]:
+        for _ in range(16):
+            tmp = os.path.join(parent, _TEMP_PREFIX_B + secrets.token_hex(8).encode())
+            try:
+                return os.open(tmp, _TEMP_FLAGS, 0o644), tmp
+            except FileExistsError:
+                continue
+        raise StorageUnavailable()
+
+    async def mkdir(self, path: str) -> None:
+        if path == "/":
+            raise AlreadyExists()
+        mkdir = functools.partial(os.mkdir, mode=0o755)
+        await _run(self._executor, self._on_entry, mkdir, self._host(path))
+
+    async def rmdir(self, path: str) -> None:
+        if path == "/":
+            raise PermissionDenied()
+        await _run(self._executor, self._on_entry, os.rmdir, self._host(path))
+
+    async def remove(self, path: str) -> None:
+        if path == "/":
+            raise IsADirectory()
+        await _run(self._executor, self._on_entry, os.unlink, self._host(path))
+
+    async def rename(self, src: str, dst: str) -> None:
+        if src == "/":
+            raise InvalidName()
+        src_host, dst_host = self._host(src), self._host(dst)
+        await _run(self._executor, self._rename_sync, src_host, dst_host, dst == "/")
+
+    def _rename_sync(self, src_host: bytes, dst_host: bytes, dst_is_root: bool) -> None:
+        src = self._entry(src_host)
+        src_is_dir = stat_mod.S_ISDIR(os.lstat(src).st_mode)
+        if dst_is_root:
+            raise DirectoryNotEmpty() if src_is_dir else IsADirectory()
+        dst = self._entry(dst_host)
+        if src == dst:
+            return
+        if src_is_dir and dst.startswith(src + b"/"):
+            raise InvalidName()
+        # Check kinds first: the kernel reports some mismatches (a file onto its
+        # own parent directory) as ENOTEMPTY, and clients deserve the real reason.
+        with contextlib.suppress(FileNotFoundError):
+            if stat_mod.S_ISDIR(os.lstat(dst).st_mode) != src_is_dir:
+                raise NotADirectory() if src_is_dir else IsADirectory()
+        try:
+            os.rename(src, dst)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                raise InvalidName() from exc
+            if exc.errno == errno.EEXIST:  # some file systems say this for "not empty"
+                raise DirectoryNotEmpty() from exc
+            raise
+
+    async def set_mtime(self, path: str, mtime: float) -> FileInfo:
+        st = await _run(self._executor, self._set_mtime_sync, self._host(path), mtime)
+        return _info(split(path)[1] or "/", st)
+
+    def _set_mtime_sync(self, host: bytes, mtime: float) -> os.stat_result:
+        real = self._real(host)
+        before = os.stat(real)
+        os.utime(real, ns=(before.st_atime_ns, round(mtime * 1e9)))
+        return os.stat(real)
+
+    async def close(self) -> None:
+        if self._owns_executor and not self._closed:
+            self._closed = True
+            await asyncio.to_thread(functools.partial(self._executor.shutdown, wait=True))
