@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import ftplib
-import hashlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from serverkit import connect
 
 from fileferry import config
 from fileferry.server.thread import ServerThread
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 @pytest.fixture
@@ -62,11 +58,3 @@ def ftp(server: ServerThread) -> Iterator[ftplib.FTP]:
         f.quit()
     except (ftplib.Error, OSError, EOFError):
         f.close()
-
-
-def connect(server: ServerThread, timeout: float = 20) -> ftplib.FTP:
-    host, port = server.address
-    f = ftplib.FTP(timeout=timeout)
-    f.encoding = "utf-8"
-    f.connect(host, port)
-    return f

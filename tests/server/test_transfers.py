@@ -9,7 +9,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from conftest import connect, sha256
+from serverkit import connect, sha256
 
 from fileferry.storage.local import TEMP_PREFIX
 

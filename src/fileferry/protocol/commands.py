@@ -150,7 +150,7 @@ def _help(ctx: Ctx, arg: str) -> Outcome:
     if verb:
         cmd = COMMANDS.get(verb)
         if cmd is None:
-            return Reply(502, f"Unknown command {verb}.")
+            return Reply(502, "Unknown command.")
         return Reply(214, f"Syntax: {cmd.syntax}")
     verbs = sorted(COMMANDS)
     rows = tuple(" ".join(f"{v:<5}" for v in verbs[i : i + 8]) for i in range(0, len(verbs), 8))

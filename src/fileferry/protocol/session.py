@@ -135,7 +135,10 @@ class Session:
             return events.Answer(Reply(500, "Empty command."))
         cmd = COMMANDS.get(verb)
         if cmd is None:
-            return events.Answer(Reply(500, f"Unknown command {verb[:16]!s}."))
+            # Echo the verb only when it is plain ASCII: raw bytes in a reply
+            # would break clients that decode the control channel strictly.
+            shown = f" {verb[:16]}" if verb.isascii() and verb.isalnum() else ""
+            return events.Answer(Reply(500, f"Unknown command{shown}."))
         decision = action(self.phase, cmd.access)
         if decision is Action.IGNORE:
             return None

@@ -54,11 +54,12 @@ class Job(abc.ABC):
 
 
 class SendFile(Job):
-    def __init__(self, reader: Reader, ascii: bool, path: str) -> None:
+    def __init__(self, reader: Reader, ascii: bool) -> None:
         self.reader = reader
         self.ascii = ascii
         mode = "ASCII" if ascii else "BINARY"
-        self.opening = f"Opening {mode} mode data connection for {path} ({reader.size} bytes)."
+        # No file name here: it may not be UTF-8, and this is only information.
+        self.opening = f"Opening {mode} mode data connection ({reader.size} bytes)."
 
     async def run(self, dc: DataConnection) -> None:
         reader = self.reader
@@ -85,9 +86,7 @@ class ReceiveFile(Job):
         self.path = path
         mode = "ASCII" if ascii else "BINARY"
         self.opening = (
-            f"FILE: {paths.split(path)[1]}"
-            if unique
-            else f"Opening {mode} mode data connection for {path}."
+            f"FILE: {paths.split(path)[1]}" if unique else f"Opening {mode} mode data connection."
         )
 
     async def run(self, dc: DataConnection) -> None:
@@ -188,7 +187,7 @@ async def _run(conn: ControlConnection, ev: events.Transfer, job: Job, what: str
 
 async def retrieve(conn: ControlConnection, ev: events.RetrieveFile) -> None:
     reader = await conn.require("r", ev.path).open_read(ev.path, ev.offset)
-    start(conn, ev, SendFile(reader, ev.ascii, ev.path), "RETR")
+    start(conn, ev, SendFile(reader, ev.ascii), "RETR")
 
 
 async def store(conn: ControlConnection, ev: events.StoreFile) -> None:
