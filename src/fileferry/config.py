@@ -10,11 +10,12 @@ one clear line instead of a traceback at the first connection.
 from __future__ import annotations
 
 import ipaddress
+import os
+import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
 
 from fileferry.errors import ConfigError
 from fileferry.users.passwords import hash_password
@@ -29,6 +30,21 @@ class UserConfig:
     #: Host directory; ``None`` means the served directory.
     home: str | None = None
     write: bool = True
+    #: May run the operator's SITE EXEC commands (never implied by ``write``).
+    site_exec: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SiteExecCommand:
+    """One operator-defined command for SITE EXEC; never run through a shell."""
+
+    name: str
+    argv: tuple[str, ...]
+    #: A regular expression per client argument position; no pattern, no argument.
+    arg_patterns: tuple[str, ...] = ()
+    timeout: float = 10.0
+    max_output: int = 64 * 1024
+    description: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +67,13 @@ class ServerConfig:
     max_line: int = 4200
     max_list_entries: int = 200_000
     fsync_uploads: bool = False
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    site_exec: tuple[SiteExecCommand, ...] = ()
 
 
 #: Keys a TOML file or FILEFERRY_* variable may set (``users`` is TOML only).
-_SCALARS = {f.name for f in fields(ServerConfig) if f.name not in ("users", "extra")}
+_SCALARS = {
+    f.name for f in fields(ServerConfig) if f.name not in ("users", "site_exec")
+}
 
 
 def parse_user_spec(spec: str) -> UserConfig:
@@ -127,7 +145,7 @@ def _users_from_toml(items: object, source: str) -> tuple[UserConfig, ...]:
         where = f"{source}: user #{i + 1}"
         if not isinstance(item, dict):
             raise ConfigError(f"{where}: expected a table")
-        unknown = set(item) - {"name", "password", "password_hash", "home", "write"}
+        unknown = set(item) - {"name", "password", "password_hash", "home", "write", "site_exec"}
         if unknown:
             raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
         name = item.get("name")
@@ -144,9 +162,71 @@ def _users_from_toml(items: object, source: str) -> tuple[UserConfig, ...]:
         if home is not None and not isinstance(home, str):
             raise ConfigError(f"{where}: 'home' must be a path")
         users.append(
-            UserConfig(name, pw_hash, home, _as_bool(f"{where}: write", item.get("write", True)))
+            UserConfig(
+                name,
+                pw_hash,
+                home,
+                write=_as_bool(f"{where}: write", item.get("write", True)),
+                site_exec=_as_bool(f"{where}: site_exec", item.get("site_exec", False)),
+            )
         )
     return tuple(users)
+
+
+_SITE_EXEC_KEYS = {"argv", "args", "timeout", "max_output", "description"}
+
+
+def _site_exec_from_toml(table: object, source: str) -> tuple[SiteExecCommand, ...]:
+    """``[site_exec.NAME]`` tables: argv list, optional per-argument patterns."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [site_exec] must be a table of commands")
+    commands = []
+    for name, item in table.items():
+        where = f"{source}: site_exec.{name}"
+        if not (name.isascii() and name.replace("-", "").replace("_", "").isalnum()):
+            raise ConfigError(f"{where}: command names are letters, digits, - and _")
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: expected a table")
+        unknown = set(item) - _SITE_EXEC_KEYS
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+        argv = item.get("argv")
+        if (
+            not isinstance(argv, list)
+            or not argv
+            or not all(isinstance(a, str) and a for a in argv)
+        ):
+            raise ConfigError(f"{where}: 'argv' must be a non-empty list of strings")
+        if not os.path.isabs(argv[0]):
+            raise ConfigError(f"{where}: argv[0] must be an absolute path (no PATH lookup)")
+        patterns = item.get("args", [])
+        if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+            raise ConfigError(f"{where}: 'args' must be a list of regular expressions")
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ConfigError(f"{where}: bad pattern {pattern!r} ({exc})") from None
+        timeout = _as_number(f"{where}.timeout", item.get("timeout", 10.0), float)
+        max_output = _as_number(f"{where}.max_output", item.get("max_output", 65536), int)
+        if not 0 < timeout <= 3600:
+            raise ConfigError(f"{where}: timeout must be between 0 and 3600 seconds")
+        if not 0 < max_output <= 16 * 1024 * 1024:
+            raise ConfigError(f"{where}: max_output must be between 1 and 16 MiB")
+        description = item.get("description", "")
+        if not isinstance(description, str):
+            raise ConfigError(f"{where}: 'description' must be text")
+        commands.append(
+            SiteExecCommand(
+                name=name.lower(),
+                argv=tuple(argv),
+                arg_patterns=tuple(patterns),
+                timeout=float(timeout),
+                max_output=int(max_output),
+                description=description,
+            )
+        )
+    return tuple(commands)
 
 
 def load_toml(path: str) -> dict[str, object]:
@@ -163,6 +243,8 @@ def load_toml(path: str) -> dict[str, object]:
         norm = key.replace("-", "_")
         if norm == "user":
             values["users"] = _users_from_toml(value, path)
+        elif norm == "site_exec":
+            values["site_exec"] = _site_exec_from_toml(value, path)
         elif norm in _SCALARS:
             values[norm] = _coerce(norm, value)
         else:

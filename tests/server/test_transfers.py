@@ -268,3 +268,63 @@ def test_dual_stack_serves_ipv4_clients(make_server, root: Path) -> None:
     f.set_pasv(False)
     assert retr(f, "d.txt") == b"dual"
     f.quit()
+
+
+def test_stat_during_transfer_reports_progress(ftp, root: Path) -> None:
+    (root / "big.bin").write_bytes(os.urandom(32 * 1024 * 1024))
+    ftp.voidcmd("TYPE I")
+    conn = ftp.transfercmd("RETR big.bin")
+    assert conn.recv(65536)
+    reply = ftp.sendcmd("STAT")
+    assert reply.startswith("213") and "bytes" in reply
+    ftp.putcmd("ABOR")
+    conn.close()
+    codes = {ftp.getmultiline()[:3], ftp.getmultiline()[:3]}
+    assert codes <= {"426", "226", "225"}
+    assert ftp.voidcmd("NOOP").startswith("200")
+
+
+def test_stalled_data_connection_times_out_and_session_goes_on(make_server, root: Path) -> None:
+    srv = make_server(write=True, data_timeout=0.5)
+    f = connect(srv)
+    f.login()
+    f.voidcmd("TYPE I")
+    conn = f.transfercmd("STOR stalled.bin")
+    conn.sendall(b"partial")
+    # Send nothing more: the server must give up on its own, answer 426 and
+    # discard the partial upload. The read blocks until the server replies.
+    assert f.getmultiline().startswith("426")
+    conn.close()
+    assert not (root / "stalled.bin").exists()
+    assert f.voidcmd("NOOP").startswith("200")
+    f.quit()
+
+
+def test_passive_connection_never_made_gives_425(make_server, root: Path) -> None:
+    srv = make_server(accept_timeout=0.5)
+    (root / "x.txt").write_bytes(b"x")
+    f = connect(srv)
+    f.login()
+    f.sendcmd("PASV")
+    f.putcmd("RETR x.txt")
+    assert f.getmultiline().startswith("150")
+    assert f.getmultiline().startswith("425")
+    assert f.voidcmd("NOOP").startswith("200")
+    f.quit()
+
+
+def test_passive_port_range_is_used(make_server, root: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        base = probe.getsockname()[1]
+    lo, hi = (base, base + 3) if base < 65000 else (40000, 40003)
+    srv = make_server(passive_ports=(lo, hi))
+    (root / "x.txt").write_bytes(b"x")
+    f = connect(srv)
+    f.login()
+    for _ in range(6):
+        reply = f.sendcmd("PASV")
+        nums = reply[reply.index("(") + 1 : reply.index(")")].split(",")
+        assert lo <= int(nums[4]) * 256 + int(nums[5]) <= hi
+        assert retr(f, "x.txt") == b"x"
+    f.quit()

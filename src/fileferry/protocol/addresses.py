@@ -63,7 +63,9 @@ def parse_eprt(arg: str) -> HostPort:
         raise AddressError("Malformed EPRT address") from None
     if (proto == "1") != (addr.version == 4):
         raise AddressError("EPRT address does not match its protocol")
-    if not port_text.isdigit() or not 0 < int(port_text) <= 65535:
+    # isdigit() alone admits "²" and thousands of digits, both of which int() refuses.
+    digits = port_text.isascii() and port_text.isdigit() and len(port_text) <= 5
+    if not digits or not 0 < int(port_text) <= 65535:
         raise AddressError("Malformed EPRT port")
     return HostPort(str(addr), int(port_text))
 

@@ -158,7 +158,7 @@ def _help(ctx: Ctx, arg: str) -> Outcome:
 
 
 def _site(ctx: Ctx, arg: str) -> Outcome:
-    sub, _, _rest = arg.strip().partition(" ")
+    sub, _, rest = arg.strip().partition(" ")
     sub = sub.upper()
     if sub == "HELP":
         rows = (
@@ -166,6 +166,8 @@ def _site(ctx: Ctx, arg: str) -> Outcome:
             *tuple(f"{name}: {text}" for name, text in ctx.config.site_commands),
         )
         return Reply(214, "SITE commands:", rows, "Help OK.")
+    if any(name == sub for name, _ in ctx.config.site_commands):
+        return events.SiteCommand(sub, rest.strip(), ctx.state.cwd)
     return Reply(501, "Unknown SITE command.")
 
 

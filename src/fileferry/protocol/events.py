@@ -148,6 +148,15 @@ class Reinitialize(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class SiteCommand(Event):
+    """A SITE subcommand the server registered (``CoreConfig.site_commands``)."""
+
+    command: str
+    arg: str
+    cwd: str
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionClosed(Event):
     """The client closed the control connection."""
 

@@ -53,7 +53,9 @@ def _utc(ts: float) -> _dt.datetime:
 
 def format_mdtm(ts: float) -> str:
     """``YYYYMMDDHHMMSS`` in UTC, as MDTM (RFC 3659) and the ``modify`` fact want."""
-    return _utc(ts).strftime("%Y%m%d%H%M%S")
+    when = _utc(ts)
+    # Not strftime("%Y"): glibc does not zero-pad years below 1000 (MFMT can set them).
+    return f"{when.year:04d}{when:%m%d%H%M%S}"
 
 
 def parse_mdtm(text: str) -> float:

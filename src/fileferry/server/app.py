@@ -18,6 +18,7 @@ from collections.abc import Callable
 from fileferry.config import ServerConfig
 from fileferry.protocol.commands import CoreConfig
 from fileferry.server.control import ControlConnection
+from fileferry.server.handlers.site import EXEC_PERMISSION
 from fileferry.storage.base import Storage
 from fileferry.users.base import ALL_PERMISSIONS, READ_ONLY, Account, UserStore
 from fileferry.users.static import StaticUser, StaticUserStore
@@ -34,7 +35,8 @@ def default_users(config: ServerConfig) -> UserStore:
             Account(
                 name=u.name,
                 home=os.path.abspath(os.path.expanduser(u.home)) if u.home else config.root,
-                permissions=ALL_PERMISSIONS if u.write else READ_ONLY,
+                permissions=(ALL_PERMISSIONS if u.write else READ_ONLY)
+                + (EXEC_PERMISSION if u.site_exec else ""),
             ),
             u.password_hash,
         )
@@ -75,7 +77,11 @@ class App:
         self.config = config
         self.users = users or default_users(config)
         self.storage_for = storage_for or local_storage_factory(config)
-        self.core_config = CoreConfig(max_line=config.max_line)
+        site = (("EXEC", "EXEC [name [args]]: run a command the operator allowed"),)
+        self.core_config = CoreConfig(
+            max_line=config.max_line,
+            site_commands=site if config.site_exec else (),
+        )
         self.sessions: set[asyncio.Task[None]] = set()
 
 

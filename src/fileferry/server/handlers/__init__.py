@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from fileferry.server.handlers import access, data, files, transfers
+from fileferry.server.handlers import access, data, files, site, transfers
 
 if TYPE_CHECKING:
     from fileferry.protocol.events import Event
@@ -18,4 +18,5 @@ HANDLERS: dict[type[Event], Handler] = {
     **data.HANDLERS,
     **files.HANDLERS,
     **transfers.HANDLERS,
+    **site.HANDLERS,
 }
