@@ -20,7 +20,7 @@ class ToNetwork:
         if not data:
             return data
         out = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        if self._last_cr and out.startswith(b"\r\n"):
+        if self._last_cr and data.startswith(b"\n"):
             out = out[1:]  # the CR was sent with the previous chunk
         self._last_cr = data.endswith(b"\r")
         return out

@@ -49,19 +49,31 @@ def default_users(config: ServerConfig) -> UserStore:
     return StaticUserStore(users, anonymous)
 
 
-def local_storage_factory(config: ServerConfig) -> StorageFactory:
-    from fileferry.storage.local import LocalStorage
+class LocalStorageProvider:
+    """One ``LocalStorage`` per home folder, all sharing one thread pool."""
 
-    cache: dict[str, Storage] = {}
+    def __init__(self, config: ServerConfig) -> None:
+        from fileferry.storage.local import make_executor
 
-    def factory(account: Account) -> Storage:
-        storage = cache.get(account.home)
+        self._config = config
+        self._executor = make_executor()
+        self._storages: dict[str, Storage] = {}
+
+    def __call__(self, account: Account) -> Storage:
+        from fileferry.storage.local import LocalStorage
+
+        storage = self._storages.get(account.home)
         if storage is None:
-            storage = LocalStorage(account.home, fsync_uploads=config.fsync_uploads)
-            cache[account.home] = storage
+            storage = LocalStorage(
+                account.home, fsync_uploads=self._config.fsync_uploads, executor=self._executor
+            )
+            self._storages[account.home] = storage
         return storage
 
-    return factory
+    async def close(self) -> None:
+        for storage in self._storages.values():
+            await storage.close()
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
 
 
 class App:
@@ -76,13 +88,20 @@ class App:
     ) -> None:
         self.config = config
         self.users = users or default_users(config)
-        self.storage_for = storage_for or local_storage_factory(config)
+        self._provider = None if storage_for else LocalStorageProvider(config)
+        self.storage_for: StorageFactory = storage_for or self._provider  # type: ignore[assignment]
         site = (("EXEC", "EXEC [name [args]]: run a command the operator allowed"),)
         self.core_config = CoreConfig(
             max_line=config.max_line,
             site_commands=site if config.site_exec else (),
         )
         self.sessions: set[asyncio.Task[None]] = set()
+
+    async def close(self) -> None:
+        """Release what the composition root created (not what was passed in)."""
+        await self.users.close()
+        if self._provider is not None:
+            await self._provider.close()
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -171,7 +190,7 @@ class FTPServer:
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
-        await self.app.users.close()
+        await self.app.close()
         self._stopped.set()
 
     async def __aenter__(self) -> FTPServer:
