@@ -6,6 +6,7 @@ program's own client mode and with raw sockets.
 
 from __future__ import annotations
 
+import ftplib
 import hashlib
 import importlib.util
 import json
@@ -506,6 +507,33 @@ def test_remote_command_shutdown_kills_running_command(procs) -> None:
     assert "Traceback" not in server.stderr()
 
 
+# -- embed_server ------------------------------------------------------------------
+def test_embed_server_round_trip_and_private_trees(procs, tmp_path: Path) -> None:
+    server = procs.server(
+        "embed_server.py", "--port", "0", "--login", "ann:pw1", "--login", "bo:pw2"
+    )
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(os.urandom(300_000))
+    result = run(
+        "embed_server.py", "client", "--port", str(server.port), "--user", "ann:pw1", str(payload)
+    )
+    assert result.returncode == 0, result.stderr
+    assert b"payload.bin: 300000 bytes up and down, same bytes" in result.stdout
+    with ftplib.FTP() as ftp:
+        ftp.connect(server.host, server.port, timeout=TIMEOUT)
+        with pytest.raises(ftplib.error_perm, match=r"^530"):
+            ftp.login("ann", "wrong")
+        ftp.login("ann", "pw1")
+        chunks: list[bytes] = []
+        ftp.retrbinary("RETR payload.bin", chunks.append)
+        digest = hashlib.sha256(b"".join(chunks)).hexdigest()
+        assert digest == hashlib.sha256(payload.read_bytes()).hexdigest()
+    with ftplib.FTP() as ftp:  # another user sees an empty tree of their own
+        ftp.connect(server.host, server.port, timeout=TIMEOUT)
+        ftp.login("bo", "pw2")
+        assert ftp.nlst() == []
+
+
 # -- every server ------------------------------------------------------------------
 SERVERS = {
     "tcp_echo.py": [],
@@ -513,6 +541,7 @@ SERVERS = {
     "chat.py": [],
     "framed_transfer.py": [],
     "remote_command.py": ["--token", TOKEN, "--allow", "echo=/bin/echo"],
+    "embed_server.py": [],
 }
 
 
