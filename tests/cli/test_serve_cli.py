@@ -224,3 +224,15 @@ def test_console_script_is_installed() -> None:
     exe = Path(sys.executable).with_name("fileferry")
     result = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0 and "fileferry" in result.stdout
+
+
+def test_readme_config_examples_load(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", readme, re.S)
+    assert len(blocks) >= 2
+    from fileferry import config
+
+    for i, block in enumerate(blocks):
+        f = tmp_path / f"example{i}.toml"
+        f.write_text(block)
+        assert config.load_toml(str(f))
