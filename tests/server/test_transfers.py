@@ -328,3 +328,18 @@ def test_passive_port_range_is_used(make_server, root: Path) -> None:
         assert lo <= int(nums[4]) * 256 + int(nums[5]) <= hi
         assert retr(f, "x.txt") == b"x"
     f.quit()
+
+
+def test_eprt_unspecified_address_means_the_control_peer(ftp, root: Path) -> None:
+    (root / "f.bin").write_bytes(b"peer" * 100)
+    ftp.voidcmd("TYPE I")
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(10)
+        port = listener.getsockname()[1]
+        assert ftp.sendcmd(f"EPRT |1|0.0.0.0|{port}|").startswith("200")
+        ftp.sendcmd("RETR f.bin")
+        conn, (peer, _) = listener.accept()
+        with conn:
+            assert peer == "127.0.0.1"
+            assert _drain(conn) == b"peer" * 100
+    assert ftp.voidresp().startswith("226")

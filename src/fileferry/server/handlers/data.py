@@ -54,7 +54,12 @@ async def enter_passive(conn: ControlConnection, ev: events.EnterPassive) -> Non
 
 
 async def enter_active(conn: ControlConnection, ev: events.EnterActive) -> None:
-    if not same_host(ev.host, conn.peer_host):
+    host = ev.host
+    if ipaddress.ip_address(host).is_unspecified:
+        # lftp sends "EPRT |2|::|port|" on loopback: "my own address", which
+        # can only mean the control peer, so it opens no bounce.
+        host = unmap(conn.peer_host)
+    if not same_host(host, conn.peer_host):
         conn.log_event("port-refused", host=ev.host, reason="foreign address")
         conn.reply(Reply(501, "Rejected: data connections go only to your own address."), ev)
         return
@@ -62,10 +67,10 @@ async def enter_active(conn: ControlConnection, ev: events.EnterActive) -> None:
         conn.log_event("port-refused", host=ev.host, port=ev.port, reason="privileged port")
         conn.reply(Reply(501, "Rejected: privileged port."), ev)
         return
-    if conn.data.family == socket.AF_INET and ":" in ev.host:
+    if conn.data.family == socket.AF_INET and ":" in host:
         conn.reply(Reply(522, "Network protocol not supported, use (1)"), ev)
         return
-    conn.data.set_active(unmap(ev.host), ev.port)
+    conn.data.set_active(unmap(host), ev.port)
     conn.reply(Reply(200, f"{'EPRT' if ev.extended else 'PORT'} command successful."), ev)
 
 
