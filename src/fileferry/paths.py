@@ -47,7 +47,11 @@ def resolve(cwd: str, arg: str) -> str:
             if parts:
                 parts.pop()
             continue
-        if len(part.encode("utf-8", "surrogateescape")) > MAX_NAME:
+        try:
+            size = len(part.encode("utf-8", "surrogateescape"))
+        except UnicodeEncodeError:  # a lone surrogate that stands for no raw byte
+            raise PathError("Path is not valid text") from None
+        if size > MAX_NAME:
             raise PathError("File name too long")
         parts.append(part)
     result = "/" + "/".join(parts)

@@ -211,9 +211,12 @@ def _allo(ctx: Ctx, arg: str) -> Outcome:
 
 def _rest(ctx: Ctx, arg: str) -> Outcome:
     text = arg.strip()
-    if not text.isdigit() or int(text) > MAX_OFFSET:
+    # isdigit() alone admits "²" (int() raises) and Arabic-Indic digits; the length
+    # bound keeps int() clear of its digit limit whatever the line cap.
+    digits = text.lstrip("0") or "0"
+    if not (text.isascii() and text.isdigit()) or len(digits) > 19 or int(digits) > MAX_OFFSET:
         return Reply(501, "REST needs a non-negative byte offset.")
-    ctx.state.rest = int(text)
+    ctx.state.rest = int(digits)
     return Reply(350, f"Restarting at {ctx.state.rest}. Send STOR or RETR.")
 
 
