@@ -61,11 +61,11 @@ async def serve(host: str, port: int, passwords: dict[str, str]) -> None:
 
     cfg = config.build({"host": host, "port": port, "anonymous": False})
     server = FTPServer(cfg, users=DictUsers(passwords), storage_for=storage_for)
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before the ready line, so none is missed
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     await server.start()
     print(f"listening on {server.address[0]}:{server.address[1]}", flush=True)
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     await stop.wait()
     await server.stop()
 

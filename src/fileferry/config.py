@@ -71,9 +71,7 @@ class ServerConfig:
 
 
 #: Keys a TOML file or FILEFERRY_* variable may set (``users`` is TOML only).
-_SCALARS = {
-    f.name for f in fields(ServerConfig) if f.name not in ("users", "site_exec")
-}
+_SCALARS = {f.name for f in fields(ServerConfig) if f.name not in ("users", "site_exec")}
 
 
 def parse_user_spec(spec: str) -> UserConfig:

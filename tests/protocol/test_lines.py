@@ -147,6 +147,8 @@ def test_iac_alone_at_end_of_a_feed_waits_for_its_command():
 def test_line_at_the_cap_is_accepted_and_one_byte_more_is_not():
     assert feed_all(b"x" * 10 + b"\n", max_line=10) == ["x" * 10]
     assert feed_all(b"x" * 11 + b"\n", max_line=10) == [TOO_LONG]
+    assert feed_all(b"x" * 10 + b"\r\n", max_line=10) == ["x" * 10]
+    assert feed_all(b"x" * 11 + b"\r\n", max_line=10) == [TOO_LONG]
 
 
 def test_too_long_line_gives_one_marker_then_the_next_line_is_fine():
@@ -166,17 +168,17 @@ def test_one_mebibyte_line_keeps_memory_capped():
     chunk = b"A" * 4096
     for _ in range(256):  # 1 MiB without a line end
         reader.feed(chunk)
-        assert len(reader._buf) <= reader.max_line
+        assert len(reader._buf) <= reader.max_line + 1  # + the CR of CRLF
         assert reader.next_line() is None
     reader.feed(b"A" * 100 + b"\r\nNOOP\r\n")
-    assert len(reader._buf) <= reader.max_line
+    assert len(reader._buf) <= reader.max_line + 1  # + the CR of CRLF
     assert drain(reader) == [TOO_LONG, "NOOP"]
 
 
 def test_too_long_line_in_a_single_feed_is_not_buffered():
     reader = LineReader(max_line=100)
     reader.feed(b"B" * 1_000_000)
-    assert len(reader._buf) <= 100
+    assert len(reader._buf) <= 100 + 1
     reader.feed(b"\n")
     assert drain(reader) == [TOO_LONG]
 
@@ -303,6 +305,6 @@ def test_buffer_never_exceeds_the_cap(chunks, cap):
     for chunk in chunks:
         if chunk:
             reader.feed(chunk)
-        assert len(reader._buf) <= cap
+        assert len(reader._buf) <= cap + 1
         for line in drain(reader):
             assert line is TOO_LONG or len(line.encode("utf-8", "surrogateescape")) <= cap

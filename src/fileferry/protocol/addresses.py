@@ -38,7 +38,10 @@ def parse_port(arg: str) -> HostPort:
         nums = [int(f) for f in fields]
     except ValueError:
         raise AddressError("PORT fields must be numbers") from None
-    if any(not 0 <= n <= 255 or not f.strip().isdigit() for n, f in zip(nums, fields, strict=True)):
+    if any(
+        not 0 <= n <= 255 or not (f.strip().isascii() and f.strip().isdigit())
+        for n, f in zip(nums, fields, strict=True)
+    ):
         raise AddressError("PORT fields must be 0-255")
     host = ".".join(str(n) for n in nums[:4])
     return HostPort(host, nums[4] * 256 + nums[5])

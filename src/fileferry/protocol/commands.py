@@ -249,7 +249,10 @@ def _rnto(ctx: Ctx, arg: str) -> Outcome:
     if src is None:
         return Reply(503, "RNFR required first.")
     p = _path(ctx, arg, 553)
-    return p if isinstance(p, Reply) else events.RenameTo(src, p)
+    if isinstance(p, Reply):
+        ctx.state.rename_from = None  # a refused RNTO ends the rename, as any reply does
+        return p
+    return events.RenameTo(src, p)
 
 
 def _mdtm(ctx: Ctx, arg: str) -> Outcome:
@@ -274,7 +277,7 @@ def _mfmt(ctx: Ctx, arg: str) -> Outcome:
 
 
 def _stat(ctx: Ctx, arg: str) -> Outcome:
-    if not arg:
+    if not arg.strip():
         return events.Status(None)
     p = _path(ctx, _strip_list_flags(arg) or ".")
     return p if isinstance(p, Reply) else events.Status(p)
@@ -329,10 +332,14 @@ def _abor(ctx: Ctx, arg: str) -> Outcome:
     return events.Abort()
 
 
+def _is_flag(text: str) -> bool:
+    return text.isascii() and text.isalnum()
+
+
 def _strip_list_flags(arg: str) -> str:
     """Drop leading ``ls``-style flags (``-a``, ``-la``) that clients send to LIST."""
     words = arg.split(" ")
-    while words and len(words[0]) > 1 and words[0].startswith("-") and words[0][1:].isalpha():
+    while words and len(words[0]) > 1 and words[0][0] == "-" and _is_flag(words[0][1:]):
         words.pop(0)
     return " ".join(words).strip()
 

@@ -82,7 +82,8 @@ class LineReader:
     def _append(self, chunk: bytes) -> None:
         if self._discarding:
             return
-        if len(self._buf) + len(chunk) > self.max_line:
+        # One byte of slack for the CR of a CRLF: the cap is on the line itself.
+        if len(self._buf) + len(chunk) > self.max_line + 1:
             self._buf.clear()
             self._discarding = True
             return
@@ -97,6 +98,9 @@ class LineReader:
         self._buf.clear()
         if raw.endswith(b"\r"):
             raw = raw[:-1]
+        if len(raw) > self.max_line:
+            self._lines.append(TOO_LONG)
+            return
         self._lines.append(raw.decode("utf-8", "surrogateescape"))
 
     def _strip_telnet(self, data: bytes) -> bytes:
@@ -120,6 +124,8 @@ class LineReader:
             if cmd == IAC:
                 out.append(IAC)
                 i += 2
+            elif cmd in (0x0A, 0x0D):
+                i += 1  # a stray IAC before a line end must not swallow the line end
             elif cmd in _WILL_WONT_DO_DONT:
                 if i + 2 >= n:
                     self._pending_iac = data[i:]
