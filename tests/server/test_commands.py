@@ -250,3 +250,23 @@ def test_idle_timeout_closes_with_421(make_server) -> None:
     with pytest.raises(ftplib.error_temp, match=r"^421"):
         f.getresp()
     f.close()
+
+
+def test_masquerade_address_is_announced_in_pasv(make_server) -> None:
+    srv = make_server(masquerade_address="203.0.113.7")
+    f = connect(srv)
+    f.login()
+    reply = f.sendcmd("PASV")
+    assert reply.startswith("227") and "(203,0,113,7," in reply
+    f.quit()
+
+
+def test_epsv_all_refuses_other_data_commands(ftp, root: Path) -> None:
+    (root / "x.txt").write_bytes(b"x")
+    assert ftp.sendcmd("EPSV ALL").startswith("200")
+    for cmd in ("PASV", "PORT 127,0,0,1,200,1", "EPRT |1|127.0.0.1|50000|"):
+        with pytest.raises(ftplib.error_perm, match=r"^503"):
+            ftp.sendcmd(cmd)
+    assert ftp.sendcmd("EPSV").startswith("229")
+    with pytest.raises(ftplib.error_perm, match=r"^522"):
+        ftp.sendcmd("EPSV 2")
