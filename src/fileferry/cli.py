@@ -3,6 +3,11 @@
 ``fileferry serve [DIR]`` must be as easy as ``python -m http.server``: one
 command, a ready line that says where to connect, Ctrl-C to stop. Errors in
 options or config are one line naming what is wrong, and exit status 2.
+
+Other subcommands live in their own modules, listed in :data:`SUBCOMMANDS`;
+each has ``register(subparsers)``, which adds its parsers and sets
+``run=callable(args) -> exit status`` on them. Heavy imports belong inside
+those callables so that ``fileferry serve`` starts fast.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import importlib
 import logging
 import os
 import signal
@@ -19,6 +25,9 @@ from collections.abc import Sequence
 from fileferry import __version__, config
 from fileferry.errors import ConfigError
 
+#: Modules that add subcommands (see the module docstring).
+SUBCOMMANDS: tuple[str, ...] = ()
+
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -27,6 +36,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fileferry {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve = sub.add_parser("serve", help="serve a folder over FTP")
+    serve.set_defaults(run=run_serve)
     serve.add_argument("root", nargs="?", metavar="DIR", help="folder to serve (default: .)")
     # Every default is None so that only flags given on the command line
     # override the config file and the environment.
@@ -62,6 +72,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--config", metavar="FILE.toml", help="read settings from a TOML file")
     serve.add_argument("--log-level", choices=config.LOG_LEVELS, help="log verbosity (info)")
+    for name in SUBCOMMANDS:
+        importlib.import_module(name).register(sub)
     return parser
 
 
@@ -139,9 +151,15 @@ async def _serve(cfg: config.ServerConfig) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
-    if args.command != "serve":
+    run = getattr(args, "run", None)
+    if run is None:
         parser.print_help()
         return 2
+    result: int = run(args)
+    return result
+
+
+def run_serve(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args)
     except ConfigError as exc:
