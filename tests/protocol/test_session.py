@@ -153,6 +153,10 @@ def test_every_verb_is_covered_by_these_tests():
         "TYPE",
         "MODE",
         "STRU",
+        "AUTH",  # the TLS commands: see test_tls_commands.py
+        "PBSZ",
+        "PROT",
+        "CCC",
     }
     assert {v for v, c in COMMANDS.items() if c.access is Access.OUT_OF_BAND} == {"STAT", "ABOR"}
 

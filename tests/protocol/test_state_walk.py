@@ -116,6 +116,9 @@ GOOD_ARG = {
     "STOR": "f",
     "APPE": "f",
     "STOU": "",
+    "AUTH": "TLS",
+    "PBSZ": "0",
+    "PROT": "P",
 }
 
 REFUSALS = {
@@ -427,7 +430,7 @@ class Walk:
         # answer or one event, or is still waiting its turn.
         assert self.outputs + lines_waiting == self.sent_lines
         assert len(s._held) <= MAX_HELD
-        assert len(s._reader._buf) <= WALK.max_line
+        assert len(s._reader._buf) <= WALK.max_line + 1  # + the CR of CRLF
         assert self.closed_reported <= 1
         assert paths.resolve("/", state.cwd) == state.cwd
         if s.phase is Phase.CLOSED:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fileferry import paths
-from fileferry.protocol import addresses, events, listing
+from fileferry.protocol import addresses, events, listing, tlscommands
 from fileferry.protocol.replies import Reply, quote_path
 from fileferry.protocol.state import Access, DataMode, SessionState
 
@@ -37,6 +37,10 @@ class CoreConfig:
     #: SITE subcommands the server handles, with their help text.
     site_commands: tuple[tuple[str, str], ...] = ()
     max_line: int = 4200
+    #: The server has a certificate: AUTH TLS can succeed.
+    tls_available: bool = False
+    #: Refuse logins and transfers that are not protected by TLS.
+    tls_required: bool = False
 
 
 @dataclass(slots=True)
@@ -68,13 +72,32 @@ def _path(ctx: Ctx, arg: str, code: int = 550) -> str | Reply:
 def _need_data(ctx: Ctx) -> Reply | None:
     if ctx.state.data_mode is DataMode.NONE:
         return Reply(425, "Use PORT, EPRT, PASV or EPSV first.")
-    return None
+    return tlscommands.data_refusal(ctx.state, ctx.config.tls_required)
 
 
 # --- access control and session ------------------------------------------------
 
 
+def _auth(ctx: Ctx, arg: str) -> Outcome:
+    return tlscommands.auth(ctx.state, arg, ctx.config.tls_available)
+
+
+def _pbsz(ctx: Ctx, arg: str) -> Outcome:
+    return tlscommands.pbsz(ctx.state, arg)
+
+
+def _prot(ctx: Ctx, arg: str) -> Outcome:
+    return tlscommands.prot(ctx.state, arg, ctx.config.tls_required)
+
+
+def _ccc(ctx: Ctx, arg: str) -> Outcome:
+    return tlscommands.ccc(ctx.state)
+
+
 def _user(ctx: Ctx, arg: str) -> Outcome:
+    refusal = tlscommands.login_refusal(ctx.state, ctx.config.tls_required)
+    if refusal is not None:
+        return refusal
     ctx.state.pending_user = arg
     return Reply(331, "Please specify the password.")
 
@@ -122,7 +145,8 @@ def features(ctx: Ctx) -> tuple[str, ...]:
         "TVFS",
         "UTF8",
     )
-    return tuple(sorted(built_in + ctx.config.extra_features))
+    tls = tlscommands.FEATURES if ctx.config.tls_available else ()
+    return tuple(sorted(built_in + tls + ctx.config.extra_features))
 
 
 def _feat(ctx: Ctx, arg: str) -> Outcome:
@@ -393,6 +417,10 @@ def _table(*rows: tuple[str, Access, Arg, str, Handler]) -> dict[str, Command]:
 
 
 COMMANDS: dict[str, Command] = _table(
+    ("AUTH", _A.FREE, _R, "AUTH TLS", _auth),
+    ("PBSZ", _A.FREE, _R, "PBSZ 0", _pbsz),
+    ("PROT", _A.FREE, _R, "PROT {C|P}", _prot),
+    ("CCC", _A.FREE, _N, "CCC", _ccc),
     ("USER", _A.USER, _R, "USER <name>", _user),
     ("PASS", _A.PASS, _O, "PASS <password>", _pass),
     ("ACCT", _A.FREE, _O, "ACCT <account>", _acct),

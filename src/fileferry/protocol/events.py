@@ -148,6 +148,17 @@ class Reinitialize(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class StartTLS(Event):
+    """AUTH TLS: answer 234, then run the TLS handshake on the control connection.
+
+    When the 234 is sent, the core discards every byte it buffered after the
+    AUTH line: those came in clear text and must not pass as protected.
+    """
+
+    mechanism: str
+
+
+@dataclass(frozen=True, slots=True)
 class SiteCommand(Event):
     """A SITE subcommand the server registered (``CoreConfig.site_commands``)."""
 

@@ -47,9 +47,13 @@ class ProtocolError(RuntimeError):
 class Session:
     """One FTP control connection's protocol state."""
 
-    def __init__(self, config: CoreConfig | None = None) -> None:
+    def __init__(self, config: CoreConfig | None = None, *, implicit_tls: bool = False) -> None:
+        """``implicit_tls``: the connection was TLS from its first byte (FTPS port 990
+        style); control and, by default, data are protected."""
         self.config = config or CoreConfig()
-        self.state = SessionState()
+        self.state = SessionState(
+            tls_control=implicit_tls, pbsz=implicit_tls, prot_private=implicit_tls
+        )
         self._ctx = Ctx(self.state, self.config)
         self._reader = LineReader(self.config.max_line)
         self._held: deque[str] = deque()
@@ -230,6 +234,13 @@ class Session:
     def _commit_quit(self, event: events.Event, reply: Reply) -> None:
         self._closed = True
 
+    def _commit_tls(self, event: events.Event, reply: Reply) -> None:
+        if reply.code == 234:
+            # Anything after the AUTH line arrived in clear text: never act on it.
+            self._reader = LineReader(self.config.max_line)
+            self._held.clear()
+            self.state.tls_control = True
+
 
 def _no_commit(session: Session, event: events.Event, reply: Reply) -> None:
     """Events whose replies change no session state."""
@@ -249,6 +260,7 @@ _COMMIT: dict[type[events.Event], _Commit] = {
     events.Abort: Session._commit_abort,
     events.Reinitialize: Session._commit_rein,
     events.Quit: Session._commit_quit,
+    events.StartTLS: Session._commit_tls,
 }
 
 

@@ -114,8 +114,21 @@ class SessionState:
     facts: tuple[str, ...] = field(default=DEFAULT_FACTS)
     #: Set once a transfer's 150 went out; cleared by its final reply.
     transfer_started: bool = False
+    #: The control connection is TLS-protected (after AUTH's 234, or implicit FTPS).
+    tls_control: bool = False
+    #: PBSZ was accepted (RFC 4217 requires it before PROT).
+    pbsz: bool = False
+    #: PROT P: data connections must be TLS too.
+    prot_private: bool = False
 
     def reset_login(self) -> None:
-        """Back to a fresh connection's state (REIN, failed login)."""
+        """Back to a fresh connection's state (REIN, failed login).
+
+        The TLS facts describe the transport, which a logout does not change,
+        so they are kept: forgetting them would let a client act as if the
+        connection were clear text while it is not (or the other way round).
+        """
+        keep = (self.tls_control, self.pbsz, self.prot_private)
         fresh = SessionState()
         self.__dict__.update(fresh.__dict__)
+        self.tls_control, self.pbsz, self.prot_private = keep
