@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from fileferry.client.api import connect
     from fileferry.config import ServerConfig
     from fileferry.server.app import FTPServer
     from fileferry.server.thread import ServerThread
 
-__all__ = ["FTPServer", "ServerConfig", "ServerThread", "__version__"]
+__all__ = ["FTPServer", "ServerConfig", "ServerThread", "__version__", "connect"]
 
 
 def __getattr__(name: str) -> Any:
@@ -28,4 +29,8 @@ def __getattr__(name: str) -> Any:
         from fileferry.config import ServerConfig
 
         return ServerConfig
+    if name == "connect":
+        from fileferry.client.api import connect
+
+        return connect
     raise AttributeError(name)

@@ -26,7 +26,7 @@ from fileferry import __version__, config
 from fileferry.errors import ConfigError
 
 #: Modules that add subcommands (see the module docstring).
-SUBCOMMANDS: tuple[str, ...] = ()
+SUBCOMMANDS: tuple[str, ...] = ("fileferry.usercli", "fileferry.configcli", "fileferry.client.cli")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -70,6 +70,44 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--fsync-uploads", action="store_true", default=None, help="fsync before answering 226"
     )
+    tls = serve.add_argument_group("FTPS (RFC 4217)")
+    tls.add_argument("--tls-cert", metavar="FILE", help="PEM certificate (chain) for FTPS")
+    tls.add_argument("--tls-key", metavar="FILE", help="PEM private key for FTPS")
+    tls.add_argument(
+        "--tls-self-signed",
+        action="store_true",
+        default=None,
+        help="make a throwaway self-signed certificate and print its fingerprint",
+    )
+    tls.add_argument(
+        "--tls-required",
+        action="store_true",
+        default=None,
+        help="refuse logins and transfers without TLS",
+    )
+    tls.add_argument(
+        "--tls-implicit-port", type=int, metavar="PORT", help="also listen for implicit FTPS"
+    )
+    tls.add_argument(
+        "--tls-session-reuse",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="PROT P data connections must resume the control TLS session (default: on)",
+    )
+    limits = serve.add_argument_group("limits")
+    limits.add_argument("--max-sessions", type=int, metavar="N", help="sessions in total (2000)")
+    limits.add_argument(
+        "--max-sessions-per-ip", type=int, metavar="N", help="sessions per client address (200)"
+    )
+    limits.add_argument(
+        "--login-timeout", type=float, metavar="SECONDS", help="time to log in (60)"
+    )
+    serve.add_argument(
+        "--db",
+        metavar="PATH",
+        help="user database made by `fileferry user` (default: used if it exists,"
+        " ~/.local/share/fileferry/users.db)",
+    )
     serve.add_argument("--config", metavar="FILE.toml", help="read settings from a TOML file")
     serve.add_argument("--log-level", choices=config.LOG_LEVELS, help="log verbosity (info)")
     for name in SUBCOMMANDS:
@@ -90,6 +128,16 @@ def _flag_values(args: argparse.Namespace) -> dict[str, object]:
         "data_timeout",
         "fsync_uploads",
         "log_level",
+        "tls_cert",
+        "tls_key",
+        "tls_self_signed",
+        "tls_required",
+        "tls_implicit_port",
+        "tls_session_reuse",
+        "max_sessions",
+        "max_sessions_per_ip",
+        "login_timeout",
+        "db",
     ):
         value = getattr(args, key)
         if value is not None:
@@ -102,12 +150,23 @@ def _flag_values(args: argparse.Namespace) -> dict[str, object]:
 
 
 def load_config(args: argparse.Namespace) -> config.ServerConfig:
+    from fileferry.users.sqlite import default_db_path
+
     layers: list[dict[str, object]] = []
+    default_db = default_db_path()
+    if default_db.is_file():  # the lowest layer: a file, the environment or --db may override
+        layers.append({"db": str(default_db)})
     if args.config:
         layers.append(config.load_toml(args.config))
     layers.append(config.from_environment(os.environ))
     layers.append(_flag_values(args))
     return config.build(*layers)
+
+
+def _describe_tls(cfg: config.ServerConfig) -> str:
+    if cfg.tls_cert is None and not cfg.tls_self_signed:
+        return ""
+    return "; TLS required" if cfg.tls_required else "; TLS available"
 
 
 def _describe_access(cfg: config.ServerConfig) -> str:
@@ -116,32 +175,54 @@ def _describe_access(cfg: config.ServerConfig) -> str:
         parts.append("anonymous read/write" if cfg.write else "anonymous read-only")
     if cfg.users:
         parts.append(f"{len(cfg.users)} user{'s' if len(cfg.users) > 1 else ''}")
+    if cfg.db:
+        parts.append(f"users from {cfg.db}")
     return ", ".join(parts) or "no logins allowed"
 
 
 async def _serve(cfg: config.ServerConfig) -> int:
-    from fileferry.server.app import FTPServer
+    from fileferry.server.app import FTPServer, ListenError
 
-    server = FTPServer(cfg)
+    try:
+        server = FTPServer(cfg)
+    except ConfigError as exc:
+        print(f"fileferry: {exc}", file=sys.stderr)
+        return 2
     try:
         await server.start()
     except OSError as exc:
+        port = exc.port if isinstance(exc, ListenError) else cfg.port
         if exc.errno == errno.EADDRINUSE:
-            print(f"fileferry: port {cfg.port} on {cfg.host} is already in use", file=sys.stderr)
+            print(f"fileferry: port {port} on {cfg.host} is already in use", file=sys.stderr)
         else:
             print(
-                f"fileferry: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}",
+                f"fileferry: cannot listen on {cfg.host}:{port}: {exc.strerror}",
                 file=sys.stderr,
             )
+        await server.app.close()
         return 1
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, server.reload_tls)
+    extra = ""
+    implicit = server.implicit_address
+    if implicit is not None:
+        host = f"[{implicit[0]}]" if ":" in implicit[0] else implicit[0]
+        extra = f", implicit FTPS at ftps://{host}:{implicit[1]}"
     print(
-        f"fileferry {__version__} serving {cfg.root} at {server.url} ({_describe_access(cfg)})",
+        f"fileferry {__version__} serving {cfg.root} at {server.url}"
+        f" ({_describe_access(cfg)}{_describe_tls(cfg)}){extra}",
         flush=True,
     )
+    if server.app.tls is not None and cfg.tls_self_signed:
+        from fileferry.server.tls import fingerprint
+
+        print(
+            f"self-signed TLS certificate, SHA-256 fingerprint {fingerprint(server.app.tls.cert)}",
+            flush=True,
+        )
     await stop.wait()
     logging.getLogger("fileferry").info("stopping")
     await server.stop()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from fileferry.errors import ConfigError
+from fileferry.users import fields as account_fields
 from fileferry.users.passwords import hash_password
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -32,6 +33,9 @@ class UserConfig:
     write: bool = True
     #: May run the operator's SITE EXEC commands (never implied by ``write``).
     site_exec: bool = False
+    #: Further ``Account`` fields from the ``[[user]]`` table (quotas, rates...),
+    #: already checked by :mod:`fileferry.users.fields`.
+    account_fields: tuple[tuple[str, object], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,36 @@ class ServerConfig:
     max_list_entries: int = 200_000
     fsync_uploads: bool = False
     site_exec: tuple[SiteExecCommand, ...] = ()
+    # --- FTPS (RFC 4217) ---
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    #: Make a throwaway self-signed certificate at start (quick tests, not production).
+    tls_self_signed: bool = False
+    #: No login and no transfer without TLS.
+    tls_required: bool = False
+    #: A second listener speaking TLS from the first byte (implicit FTPS).
+    tls_implicit_port: int | None = None
+    #: PROT P data connections must resume the control connection's TLS session.
+    tls_session_reuse: bool = True
+    # --- limits and the brute-force defender ---
+    max_sessions: int = 2000
+    max_sessions_per_ip: int = 200
+    #: Sustained commands per second per session; bursts up to twice this.
+    max_commands_per_second: float = 500.0
+    #: An unauthenticated connection is closed after this long.
+    login_timeout: float = 60.0
+    #: Failed logins from one address within ``ban_window`` that trigger a ban.
+    ban_threshold: int = 5
+    ban_window: float = 600.0
+    #: First ban length; each further ban of the same address doubles it.
+    ban_time: float = 900.0
+    ban_max_time: float = 86400.0
+    # --- accounts ---
+    #: The SQLite user database that ``fileferry user`` manages; ``None``: none.
+    db: str | None = None
+    #: Bytes per second for all sessions together, each direction; 0 = unlimited.
+    upload_rate: int = 0
+    download_rate: int = 0
 
 
 #: Keys a TOML file or FILEFERRY_* variable may set (``users`` is TOML only).
@@ -118,18 +152,46 @@ def _as_number(key: str, value: object, kind: type[int] | type[float]) -> int | 
         raise ConfigError(f"{key}: expected a number, got {value!r}") from None
 
 
+_BOOLS = {
+    "anonymous",
+    "write",
+    "fsync_uploads",
+    "tls_self_signed",
+    "tls_required",
+    "tls_session_reuse",
+}
+_INTS = {
+    "port",
+    "max_line",
+    "max_list_entries",
+    "tls_implicit_port",
+    "max_sessions",
+    "max_sessions_per_ip",
+    "ban_threshold",
+}
+_FLOATS = {
+    "login_failure_delay",
+    "max_commands_per_second",
+    "ban_window",
+    "ban_time",
+    "ban_max_time",
+}
+
+
 def _coerce(key: str, value: object) -> object:
     """Turn a TOML or environment value into the field's type, or fail clearly."""
-    if key in ("anonymous", "write", "fsync_uploads"):
+    if key in _BOOLS:
         return _as_bool(key, value)
-    if key in ("port", "max_line", "max_list_entries"):
+    if key in _INTS:
         return _as_number(key, value, int)
-    if key.endswith("timeout") or key == "login_failure_delay":
+    if key in _FLOATS or key.endswith("timeout"):
         return _as_number(key, value, float)
     if key == "passive_ports":
         if isinstance(value, list) and len(value) == 2:
             value = f"{value[0]}-{value[1]}"
         return parse_port_range(str(value))
+    if key in ("upload_rate", "download_rate"):
+        return account_fields.parse_size(value, key)
     if not isinstance(value, str):
         raise ConfigError(f"{key}: expected text, got {value!r}")
     return value
@@ -144,6 +206,7 @@ def _users_from_toml(items: object, source: str) -> tuple[UserConfig, ...]:
         if not isinstance(item, dict):
             raise ConfigError(f"{where}: expected a table")
         unknown = set(item) - {"name", "password", "password_hash", "home", "write", "site_exec"}
+        unknown -= set(account_fields.ACCOUNT_KEYS)
         if unknown:
             raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
         name = item.get("name")
@@ -166,6 +229,7 @@ def _users_from_toml(items: object, source: str) -> tuple[UserConfig, ...]:
                 home,
                 write=_as_bool(f"{where}: write", item.get("write", True)),
                 site_exec=_as_bool(f"{where}: site_exec", item.get("site_exec", False)),
+                account_fields=tuple(account_fields.account_fields_from_toml(item, where).items()),
             )
         )
     return tuple(users)
@@ -275,6 +339,29 @@ def build(*layers: Mapping[str, object]) -> ServerConfig:
     return validate(cfg)
 
 
+def _validate_tls_and_limits(cfg: ServerConfig) -> None:
+    if (cfg.tls_cert is None) != (cfg.tls_key is None):
+        raise ConfigError("tls_cert and tls_key: give both or neither")
+    if cfg.tls_cert is not None and cfg.tls_self_signed:
+        raise ConfigError("tls_self_signed: not together with tls_cert/tls_key")
+    has_tls = cfg.tls_cert is not None or cfg.tls_self_signed
+    if cfg.tls_required and not has_tls:
+        raise ConfigError("tls_required: needs tls_cert and tls_key (or tls_self_signed)")
+    if cfg.tls_implicit_port is not None:
+        if not has_tls:
+            raise ConfigError("tls_implicit_port: needs tls_cert and tls_key (or tls_self_signed)")
+        if not 0 <= cfg.tls_implicit_port <= 65535:
+            raise ConfigError(f"tls_implicit_port: {cfg.tls_implicit_port} is not a port")
+    for key in ("max_sessions", "max_sessions_per_ip", "ban_threshold"):
+        if not 1 <= getattr(cfg, key) <= 1_000_000:
+            raise ConfigError(f"{key}: must be between 1 and 1000000")
+    if not 1 <= cfg.max_commands_per_second <= 1_000_000:
+        raise ConfigError("max_commands_per_second: must be between 1 and 1000000")
+    for key in ("login_timeout", "ban_window", "ban_time", "ban_max_time"):
+        if not 0 < getattr(cfg, key) <= 30 * 86400:
+            raise ConfigError(f"{key}: must be between 0 and 2592000 seconds")
+
+
 def validate(cfg: ServerConfig) -> ServerConfig:
     root = Path(cfg.root).expanduser()
     if not root.is_dir():
@@ -302,6 +389,7 @@ def validate(cfg: ServerConfig) -> ServerConfig:
         raise ConfigError(f"log_level: expected one of {', '.join(LOG_LEVELS)}")
     if not 512 <= cfg.max_line <= 65536:
         raise ConfigError("max_line: must be between 512 and 65536")
+    _validate_tls_and_limits(cfg)
     names = [u.name for u in cfg.users]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
@@ -309,4 +397,34 @@ def validate(cfg: ServerConfig) -> ServerConfig:
     for user in cfg.users:
         if user.home is not None and not Path(user.home).expanduser().is_dir():
             raise ConfigError(f"user {user.name!r}: home {user.home!r} is not a directory")
-    return replace(cfg, root=str(root.resolve()), log_level=cfg.log_level.lower())
+    db = _validate_accounts(cfg, root)
+    return replace(cfg, root=str(root.resolve()), log_level=cfg.log_level.lower(), db=db)
+
+
+def _validate_accounts(cfg: ServerConfig, root: Path) -> str | None:
+    """Virtual folders must exist; the database must exist and never lie where
+    a client could download it. Returns the database's absolute path."""
+    for user in cfg.users:
+        folders = dict(user.account_fields).get("virtual_folders", ())
+        for folder in folders:  # type: ignore[attr-defined]
+            if not Path(folder.source).is_dir():
+                raise ConfigError(
+                    f"user {user.name!r}: virtual folder {folder.path}: {folder.source!r}"
+                    " is not a directory"
+                )
+    if cfg.db is None:
+        return None
+    db = Path(cfg.db).expanduser().absolute()
+    if not db.is_file():
+        raise ConfigError(
+            f"db: {cfg.db!r} does not exist; create it with: fileferry user add --db {cfg.db} NAME"
+        )
+    served = [root] + [Path(u.home).expanduser() for u in cfg.users if u.home]
+    real = db.resolve()
+    for folder in served:
+        if real.is_relative_to(folder.resolve()):
+            raise ConfigError(
+                f"db: {cfg.db!r} is inside the served folder {str(folder)!r}; keep the user"
+                " database elsewhere (default: ~/.local/share/fileferry/users.db)"
+            )
+    return str(db)

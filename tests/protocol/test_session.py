@@ -235,6 +235,7 @@ def test_feat_lists_exactly_the_features():
     assert reply.lines == (
         "EPRT",
         "EPSV",
+        "HASH SHA-256*;SHA-512;SHA-1;MD5;CRC32",
         "MDTM",
         "MFMT",
         "MLST type*;size*;modify*;perm*;unique*;UNIX.mode*;",
@@ -242,6 +243,11 @@ def test_feat_lists_exactly_the_features():
         "SIZE",
         "TVFS",
         "UTF8",
+        "XCRC",
+        "XMD5",
+        "XSHA1",
+        "XSHA256",
+        "XSHA512",
     )
     assert reply.encode().startswith(b"211-")
     assert reply.encode().endswith(b"211 End\r\n")

@@ -119,6 +119,13 @@ GOOD_ARG = {
     "AUTH": "TLS",
     "PBSZ": "0",
     "PROT": "P",
+    "HASH": "f",
+    "RANG": "0 9",
+    "XCRC": "f",
+    "XMD5": "f",
+    "XSHA1": "f",
+    "XSHA256": "f 0 10",
+    "XSHA512": "f",
 }
 
 REFUSALS = {

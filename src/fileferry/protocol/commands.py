@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fileferry import paths
-from fileferry.protocol import addresses, events, listing, tlscommands
+from fileferry.protocol import addresses, events, hashcommands, listing, tlscommands
 from fileferry.protocol.replies import Reply, quote_path
 from fileferry.protocol.state import Access, DataMode, SessionState
 
@@ -70,6 +70,9 @@ def _path(ctx: Ctx, arg: str, code: int = 550) -> str | Reply:
 
 
 def _need_data(ctx: Ctx) -> Reply | None:
+    ranged = hashcommands.transfer_refusal(ctx.state)
+    if ranged is not None:
+        return ranged
     if ctx.state.data_mode is DataMode.NONE:
         return Reply(425, "Use PORT, EPRT, PASV or EPSV first.")
     return tlscommands.data_refusal(ctx.state, ctx.config.tls_required)
@@ -144,6 +147,7 @@ def features(ctx: Ctx) -> tuple[str, ...]:
         "SIZE",
         "TVFS",
         "UTF8",
+        *hashcommands.features(ctx.state.hash_algorithm),
     )
     tls = tlscommands.FEATURES if ctx.config.tls_available else ()
     return tuple(sorted(built_in + tls + ctx.config.extra_features))
@@ -166,6 +170,8 @@ def _opts(ctx: Ctx, arg: str) -> Outcome:
         ctx.state.facts = chosen
         names = {"unix.mode": "UNIX.mode"}
         return Reply(200, "MLST OPTS " + "".join(names.get(f, f) + ";" for f in chosen))
+    if name == "HASH":
+        return hashcommands.opts(ctx.state, value)
     return Reply(501, "Unknown option.")
 
 
@@ -312,6 +318,11 @@ def _mlst(ctx: Ctx, arg: str) -> Outcome:
     return p if isinstance(p, Reply) else events.MachineListFile(p, ctx.state.facts)
 
 
+def _avbl(ctx: Ctx, arg: str) -> Outcome:
+    p = _path(ctx, arg or ".")
+    return p if isinstance(p, Reply) else events.AvailableSpace(p)
+
+
 # --- data channel -----------------------------------------------------------------
 
 
@@ -409,6 +420,24 @@ def _store(mode: events.StoreMode) -> Handler:
     return handler
 
 
+# --- integrity: HASH, RANG and the X* digests (see hashcommands) ----------------
+
+
+def _hash(ctx: Ctx, arg: str) -> Outcome:
+    return hashcommands.hash_file(ctx.state, arg)
+
+
+def _rang(ctx: Ctx, arg: str) -> Outcome:
+    return hashcommands.rang(ctx.state, arg)
+
+
+def _legacy_hash(verb: str) -> Handler:
+    def handler(ctx: Ctx, arg: str) -> Outcome:
+        return hashcommands.legacy(ctx.state, verb, arg)
+
+    return handler
+
+
 _A, _R, _O, _N = Access, Arg.REQUIRED, Arg.OPTIONAL, Arg.NONE
 
 
@@ -456,6 +485,7 @@ COMMANDS: dict[str, Command] = _table(
     ("MFMT", _A.LOGIN, _R, "MFMT YYYYMMDDHHMMSS <path>", _mfmt),
     ("STAT", _A.OUT_OF_BAND, _O, "STAT [path]", _stat),
     ("MLST", _A.LOGIN, _O, "MLST [path]", _mlst),
+    ("AVBL", _A.LOGIN, _O, "AVBL [path]", _avbl),
     ("PASV", _A.LOGIN, _N, "PASV", _pasv),
     ("EPSV", _A.LOGIN, _O, "EPSV [1|2|ALL]", _epsv),
     ("PORT", _A.LOGIN, _R, "PORT h1,h2,h3,h4,p1,p2", _port),
@@ -468,4 +498,11 @@ COMMANDS: dict[str, Command] = _table(
     ("STOR", _A.LOGIN, _R, "STOR <path>", _store(events.StoreMode.REPLACE)),
     ("APPE", _A.LOGIN, _R, "APPE <path>", _store(events.StoreMode.APPEND)),
     ("STOU", _A.LOGIN, _O, "STOU [name]", _store(events.StoreMode.UNIQUE)),
+    ("HASH", _A.LOGIN, _R, "HASH <path>", _hash),
+    ("RANG", _A.LOGIN, _R, "RANG <start> <end>", _rang),
+    ("XCRC", _A.LOGIN, _R, "XCRC <path> [<start> <end>]", _legacy_hash("XCRC")),
+    ("XMD5", _A.LOGIN, _R, "XMD5 <path> [<start> <end>]", _legacy_hash("XMD5")),
+    ("XSHA1", _A.LOGIN, _R, "XSHA1 <path> [<start> <end>]", _legacy_hash("XSHA1")),
+    ("XSHA256", _A.LOGIN, _R, "XSHA256 <path> [<start> <end>]", _legacy_hash("XSHA256")),
+    ("XSHA512", _A.LOGIN, _R, "XSHA512 <path> [<start> <end>]", _legacy_hash("XSHA512")),
 )

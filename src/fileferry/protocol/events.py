@@ -168,6 +168,28 @@ class SiteCommand(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class AvailableSpace(Event):
+    """AVBL: bytes the user may still store in directory ``path`` (213), or 550."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileHash(Event):
+    """HASH or an X* command: digest bytes ``[start, end)`` of a file (``end`` None: to EOF).
+
+    ``algorithm`` is a name from ``hashcommands.ALGORITHMS``; ``command`` is the
+    verb, which decides the reply's shape (213 with range for HASH, 250 for X*).
+    """
+
+    path: str
+    algorithm: str
+    command: str
+    start: int = 0
+    end: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionClosed(Event):
     """The client closed the control connection."""
 

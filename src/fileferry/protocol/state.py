@@ -120,6 +120,10 @@ class SessionState:
     pbsz: bool = False
     #: PROT P: data connections must be TLS too.
     prot_private: bool = False
+    #: HASH's algorithm (OPTS HASH); the default is one of ``hashcommands.ALGORITHMS``.
+    hash_algorithm: str = "SHA-256"
+    #: RANG's octet range for the next HASH, end inclusive as the draft counts.
+    hash_range: tuple[int, int] | None = None
 
     def reset_login(self) -> None:
         """Back to a fresh connection's state (REIN, failed login).

@@ -10,17 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
+import shutil
 import socket
+import ssl
 from collections.abc import Callable
 
-from fileferry.config import ServerConfig
+from fileferry.config import ServerConfig, UserConfig
+from fileferry.errors import ConfigError
 from fileferry.protocol.commands import CoreConfig
+from fileferry.server.accounts import AccountRegistry
 from fileferry.server.control import ControlConnection
 from fileferry.server.handlers.site import EXEC_PERMISSION
+from fileferry.server.limits import Defender, SessionCounter, client_key
+from fileferry.server.tls import SelfSigned, TLSManager, make_self_signed
 from fileferry.storage.base import Storage
-from fileferry.users.base import ALL_PERMISSIONS, READ_ONLY, Account, UserStore
+from fileferry.storage.mounts import Mount, MountedStorage
+from fileferry.users.base import ALL_PERMISSIONS, READ_ONLY, Account, UserStore, UserStoreError
+from fileferry.users.sqlite import SQLiteUserStore
 from fileferry.users.static import StaticUser, StaticUserStore
 
 log = logging.getLogger("fileferry.server")
@@ -28,25 +37,32 @@ log = logging.getLogger("fileferry.server")
 StorageFactory = Callable[[Account], Storage]
 
 
+def _static_account(config: ServerConfig, user: UserConfig) -> Account:
+    """A ``--user``/``[[user]]`` account; ``permissions`` wins over ``write`` if given."""
+    fields = dict(user.account_fields)
+    perms = fields.pop("permissions", None)
+    if perms is None:
+        perms = ALL_PERMISSIONS if user.write else READ_ONLY
+    if user.site_exec and EXEC_PERMISSION not in str(perms):
+        perms = f"{perms}{EXEC_PERMISSION}"
+    home = os.path.abspath(os.path.expanduser(user.home)) if user.home else config.root
+    return Account(name=user.name, home=home, permissions=str(perms), **fields)  # type: ignore[arg-type]
+
+
 def default_users(config: ServerConfig) -> UserStore:
-    """Users from ``--user``/``[[user]]`` plus anonymous, as the config says."""
-    users = [
-        StaticUser(
-            Account(
-                name=u.name,
-                home=os.path.abspath(os.path.expanduser(u.home)) if u.home else config.root,
-                permissions=(ALL_PERMISSIONS if u.write else READ_ONLY)
-                + (EXEC_PERMISSION if u.site_exec else ""),
-            ),
-            u.password_hash,
-        )
-        for u in config.users
-    ]
+    """Users from ``--user``/``[[user]]``, then the SQLite database, plus anonymous."""
+    users = [StaticUser(_static_account(config, u), u.password_hash) for u in config.users]
     anonymous = None
     if config.anonymous:
         perms = ALL_PERMISSIONS if config.write else READ_ONLY
         anonymous = Account("anonymous", config.root, perms, anonymous=True)
-    return StaticUserStore(users, anonymous)
+    database = None
+    if config.db is not None:
+        try:
+            database = SQLiteUserStore(config.db, create=False)
+        except UserStoreError as exc:
+            raise ConfigError(f"db: {exc}") from None
+    return StaticUserStore(users, anonymous, fallback=database)
 
 
 class LocalStorageProvider:
@@ -59,16 +75,26 @@ class LocalStorageProvider:
         self._executor = make_executor()
         self._storages: dict[str, Storage] = {}
 
-    def __call__(self, account: Account) -> Storage:
+    def _local(self, directory: str) -> Storage:
         from fileferry.storage.local import LocalStorage
 
-        storage = self._storages.get(account.home)
+        storage = self._storages.get(directory)
         if storage is None:
             storage = LocalStorage(
-                account.home, fsync_uploads=self._config.fsync_uploads, executor=self._executor
+                directory, fsync_uploads=self._config.fsync_uploads, executor=self._executor
             )
-            self._storages[account.home] = storage
+            self._storages[directory] = storage
         return storage
+
+    def __call__(self, account: Account) -> Storage:
+        """The home, with the account's virtual folders mounted into it."""
+        home = self._local(account.home)
+        if not account.virtual_folders:
+            return home
+        mounts = [
+            Mount(f.path, self._local(f.source), f.read_only) for f in account.virtual_folders
+        ]
+        return MountedStorage(home, mounts)
 
     async def close(self) -> None:
         for storage in self._storages.values():
@@ -90,18 +116,39 @@ class App:
         self.users = users or default_users(config)
         self._provider = None if storage_for else LocalStorageProvider(config)
         self.storage_for: StorageFactory = storage_for or self._provider  # type: ignore[assignment]
+        self._self_signed: SelfSigned | None = None
+        self.tls: TLSManager | None = None
+        if config.tls_self_signed:
+            self._self_signed = make_self_signed([config.host])
+            self.tls = TLSManager(self._self_signed.cert, self._self_signed.key)
+        elif config.tls_cert and config.tls_key:
+            self.tls = TLSManager(config.tls_cert, config.tls_key)
         site = (("EXEC", "EXEC [name [args]]: run a command the operator allowed"),)
+        always = (
+            ("QUOTA", "QUOTA: show your quota and what you use of it"),
+            ("CHMOD", "CHMOD <mode> <path>: change a file's permission bits"),
+        )
+        self.accounts = AccountRegistry(config)
         self.core_config = CoreConfig(
+            extra_features=("AVBL",),
             max_line=config.max_line,
-            site_commands=site if config.site_exec else (),
+            site_commands=always + (site if config.site_exec else ()),
+            tls_available=self.tls is not None,
+            tls_required=config.tls_required,
         )
         self.sessions: set[asyncio.Task[None]] = set()
+        self.counter = SessionCounter(config.max_sessions, config.max_sessions_per_ip)
+        self.defender = Defender(
+            config.ban_threshold, config.ban_window, config.ban_time, config.ban_max_time
+        )
 
     async def close(self) -> None:
         """Release what the composition root created (not what was passed in)."""
         await self.users.close()
         if self._provider is not None:
             await self._provider.close()
+        if self._self_signed is not None:
+            shutil.rmtree(self._self_signed.directory, ignore_errors=True)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -122,6 +169,21 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+class ListenError(OSError):
+    """A listening socket could not be opened; ``port`` says which one."""
+
+    def __init__(self, errno_: int | None, strerror: str | None, port: int) -> None:
+        super().__init__(errno_, strerror)
+        self.port = port
+
+
+def _bind_or_explain(host: str, port: int) -> socket.socket:
+    try:
+        return bind_socket(host, port)
+    except OSError as exc:
+        raise ListenError(exc.errno, exc.strerror, port) from exc
+
+
 class FTPServer:
     """A running fileferry server; use ``async with FTPServer(config):`` or start/stop."""
 
@@ -134,6 +196,7 @@ class FTPServer:
     ) -> None:
         self.app = App(config, users=users, storage_for=storage_for)
         self._server: asyncio.Server | None = None
+        self._implicit: asyncio.Server | None = None
         self._stopped = asyncio.Event()
 
     @property
@@ -152,36 +215,93 @@ class FTPServer:
         host, port = self.address
         return f"ftp://[{host}]:{port}" if ":" in host else f"ftp://{host}:{port}"
 
-    async def start(self) -> None:
-        sock = bind_socket(self.config.host, self.config.port)
-        self._server = await asyncio.start_server(self._on_connect, sock=sock, limit=2**16)
+    @property
+    def implicit_address(self) -> tuple[str, int] | None:
+        """Where implicit FTPS listens, if it does."""
+        if self._implicit is None:
+            return None
+        name = self._implicit.sockets[0].getsockname()
+        return name[0], name[1]
 
-    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def start(self) -> None:
+        """Bind and listen; a ``ListenError`` names the port that failed."""
+        sock = _bind_or_explain(self.config.host, self.config.port)
+        self._server = await asyncio.start_server(
+            functools.partial(self._on_connect, implicit=False), sock=sock, limit=2**16
+        )
+        if self.config.tls_implicit_port is not None:
+            try:
+                isock = _bind_or_explain(self.config.host, self.config.tls_implicit_port)
+            except OSError:
+                self._server.close()
+                raise
+            self._implicit = await asyncio.start_server(
+                functools.partial(self._on_connect, implicit=True), sock=isock, limit=2**16
+            )
+
+    def reload_tls(self) -> bool:
+        """SIGHUP: new sessions get the re-read certificate; running ones keep theirs."""
+        return self.app.tls.reload() if self.app.tls is not None else False
+
+    async def _on_connect(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, implicit: bool
+    ) -> None:
         sock: socket.socket | None = writer.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 # Telnet "urgent" bytes (sent with ABOR) stay in the stream to be parsed.
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
+        key = client_key(writer.get_extra_info("peername")[0])
+        refusal = self._admission(key)
+        if refusal is not None:
+            log.info("refused %s: %s", key, refusal)
+            with contextlib.suppress(Exception):
+                if not implicit:  # an implicit-TLS client could not read clear text
+                    writer.write(f"421 {refusal}\r\n".encode())
+                writer.close()
+            return
         task = asyncio.current_task()
         assert task is not None
         self.app.sessions.add(task)
         try:
-            await ControlConnection(self.app, reader, writer).run()
+            tls_context = None
+            if implicit:
+                assert self.app.tls is not None
+                tls_context = self.app.tls.context
+                try:
+                    await writer.start_tls(
+                        tls_context, ssl_handshake_timeout=self.config.accept_timeout
+                    )
+                except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
+                    log.info("implicit TLS handshake with %s failed: %s", key, exc)
+                    writer.close()
+                    return
+            conn = ControlConnection(self.app, reader, writer, tls_context=tls_context)
+            await conn.run()
         except asyncio.CancelledError:
             pass
         except Exception:
             log.exception("session crashed")
         finally:
+            self.app.counter.release(key)
             self.app.sessions.discard(task)
+
+    def _admission(self, key: str) -> str | None:
+        """Why a new connection from ``key`` is turned away, or None to admit it."""
+        banned = self.app.defender.banned_for(key)
+        if banned:
+            return f"Too many failed logins from your address; try again in {int(banned) + 1} s."
+        return self.app.counter.admit(key)
 
     async def serve_forever(self) -> None:
         await self._stopped.wait()
 
     async def stop(self) -> None:
         """Stop accepting, end every session (aborting uploads), release stores."""
-        if self._server is not None:
-            self._server.close()
+        for server in (self._server, self._implicit):
+            if server is not None:
+                server.close()
         sessions = list(self.app.sessions)
         for task in sessions:
             task.cancel()

@@ -14,6 +14,8 @@ import contextlib
 import itertools
 import logging
 import socket
+import ssl
+import time
 from typing import TYPE_CHECKING
 
 from fileferry.errors import PermissionDenied, StorageError
@@ -22,8 +24,10 @@ from fileferry.protocol.replies import Reply
 from fileferry.protocol.session import Session
 from fileferry.server.datachannel import DataChannel
 from fileferry.server.handlers import HANDLERS
+from fileferry.server.limits import CommandRate, client_key
 
 if TYPE_CHECKING:
+    from fileferry.server.accounts import Lease
     from fileferry.server.app import App
     from fileferry.storage.base import Storage
     from fileferry.users.base import Account
@@ -38,13 +42,24 @@ class ControlConnection:
     """Everything the server keeps for one client."""
 
     def __init__(
-        self, app: App, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        app: App,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         self.app = app
         self.id = next(_ids)
         self.reader = reader
         self.writer = writer
-        self.session = Session(app.core_config)
+        #: The TLS context of this session's control connection; its data
+        #: connections use the same one so that they can resume its session.
+        self.tls_context = tls_context
+        self.session = Session(app.core_config, implicit_tls=tls_context is not None)
+        self.rate = CommandRate(app.config.max_commands_per_second)
+        self.login_deadline = time.monotonic() + app.config.login_timeout
+        self.client_key = client_key(writer.get_extra_info("peername")[0])
         sock: socket.socket = writer.get_extra_info("socket")
         peer = writer.get_extra_info("peername")
         local = writer.get_extra_info("sockname")
@@ -52,6 +67,8 @@ class ControlConnection:
         self.local_host: str = local[0]
         self.account: Account | None = None
         self.storage: Storage | None = None
+        #: The logged-in account's share of limits (throttles, quota, session slot).
+        self.lease: Lease | None = None
         self.data = DataChannel(
             peer_host=self.peer_host,
             local_host=self.local_host,
@@ -93,10 +110,14 @@ class ControlConnection:
         self.log_event("connect")
         self.reply(Reply(220, cfg.banner))
         read: asyncio.Task[bytes] | None = None
+        self.login_deadline = time.monotonic() + cfg.login_timeout
         try:
             while not self.closing:
                 event = self.session.next_event()
                 if event is not events.NEED_DATA:
+                    pause = self.rate.delay()
+                    if pause:  # a flood of commands slows this client, not the server
+                        await asyncio.sleep(pause)
                     await self.dispatch(event)
                     await self._drain()
                     continue
@@ -106,12 +127,18 @@ class ControlConnection:
                 if self.transfer_task is not None:
                     waits.add(self.transfer_task)  # type: ignore[arg-type]
                 timeout = None if self.transfer_task else cfg.idle_timeout
+                if self.account is None:
+                    # An absolute deadline: trickling bytes cannot keep a
+                    # connection that never logs in alive.
+                    left = self.login_deadline - time.monotonic()
+                    timeout = max(0.0, min(cfg.idle_timeout, left))
                 done, _ = await asyncio.wait(
                     waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                 )
                 if not done:
-                    self.reply(Reply(421, "Idle timeout, closing control connection."))
-                    self.log_event("idle-timeout")
+                    what = "Idle" if self.account else "Login"
+                    self.reply(Reply(421, f"{what} timeout, closing control connection."))
+                    self.log_event(f"{what.lower()}-timeout")
                     break
                 if self.transfer_task is not None and self.transfer_task.done():
                     self.transfer_task = None
@@ -170,6 +197,8 @@ class ControlConnection:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.data.close()
+        if self.lease is not None:
+            self.lease.release()
         with contextlib.suppress(Exception):
             self.writer.close()
         self.log_event("disconnect")

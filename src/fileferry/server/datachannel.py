@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import socket
+import ssl
 
 from fileferry.protocol.addresses import same_host, unmap
 from fileferry.server import ports
@@ -34,6 +35,9 @@ class DataConnectionError(Exception):
 
 class DataConnection:
     """One established data connection over plain TCP."""
+
+    #: ``sendfile`` may be used (no TLS layer that must see the bytes).
+    zero_copy = True
 
     def __init__(self, sock: socket.socket, timeout: float) -> None:
         self.sock = sock
@@ -54,6 +58,10 @@ class DataConnection:
         return n
 
     async def sendall(self, data: bytes | memoryview) -> None:
+        await self._raw_sendall(data)
+        self.bytes += len(data)
+
+    async def _raw_sendall(self, data: bytes | memoryview) -> None:
         try:
             async with asyncio.timeout(self.timeout):
                 await self._loop.sock_sendall(self.sock, data)
@@ -61,7 +69,9 @@ class DataConnection:
             raise DataConnectionError("data connection timed out") from None
         except OSError as exc:
             raise DataConnectionError(f"data connection broke: {exc.strerror}") from None
-        self.bytes += len(data)
+
+    async def finish(self) -> None:
+        """End the stream cleanly before closing (TLS sends close_notify here)."""
 
     async def sendfile(self, fd: int, offset: int, count: int) -> int:
         """Send ``count`` bytes of ``fd`` from ``offset`` with zero copies.
@@ -171,8 +181,15 @@ class DataChannel:
                 )
                 sock.close()
 
-    async def connect(self) -> DataConnection:
-        """The data connection for the next transfer, once it is established."""
+    async def connect(
+        self, tls: ssl.SSLContext | None = None, *, require_reuse: bool = True
+    ) -> DataConnection:
+        """The data connection for the next transfer, once it is established.
+
+        With ``tls`` (PROT P) the TLS handshake is part of establishing it, and
+        the client must resume the control connection's session if
+        ``require_reuse``.
+        """
         accept, self._accept = self._accept, None
         active, self._active = self._active, None
         try:
@@ -193,8 +210,23 @@ class DataChannel:
         finally:
             self._close_listener()
         sock.setblocking(False)
-        self.connection = DataConnection(sock, self.data_timeout)
-        return self.connection
+        if tls is None:
+            self.connection = DataConnection(sock, self.data_timeout)
+            return self.connection
+        from fileferry.server.tlsdata import TLSDataConnection
+
+        protected = TLSDataConnection(sock, self.data_timeout, tls)
+        self.connection = protected
+        try:
+            async with asyncio.timeout(self.accept_timeout):
+                await protected.handshake(require_reuse)
+        except TimeoutError:
+            self.close()
+            raise DataConnectionError("TLS handshake timed out") from None
+        except BaseException:
+            self.close()
+            raise
+        return protected
 
     async def _connect_active(self, host: str, port: int) -> socket.socket:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -24,6 +24,8 @@ import abc
 import enum
 from dataclasses import dataclass
 
+from fileferry.errors import PermissionDenied
+
 
 class FileKind(enum.Enum):
     FILE = "file"
@@ -178,6 +180,13 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def set_mtime(self, path: str, mtime: float) -> FileInfo:
         """Set a file's or directory's modification time (MFMT); return the new stat."""
+
+    async def set_mode(self, path: str, mode: int) -> FileInfo:
+        """Set the permission bits (SITE CHMOD, ``mode & 0o777``); return the new stat.
+
+        Optional: backends without Unix modes keep this default, which refuses.
+        """
+        raise PermissionDenied("Changing permissions is not supported here.")
 
     async def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release backend resources (connection pools, thread pools)."""

@@ -601,6 +601,19 @@ class LocalStorage(Storage):
         os.utime(real, ns=(before.st_atime_ns, round(mtime * 1e9)))
         return os.stat(real)
 
+    async def set_mode(self, path: str, mode: int) -> FileInfo:
+        if path == "/":
+            raise PermissionDenied()
+        st = await _run(self._executor, self._set_mode_sync, self._host(path), mode & 0o777)
+        return _info(split(path)[1], st)
+
+    def _set_mode_sync(self, host: bytes, mode: int) -> os.stat_result:
+        real = self._real(host)
+        if real == self._root:
+            raise PermissionDenied()
+        os.chmod(real, mode)
+        return os.stat(real)
+
     async def close(self) -> None:
         if self._owns_executor and not self._closed:
             self._closed = True

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from fileferry.server.handlers import access, data, files, site, transfers
+from fileferry.server.handlers import access, data, files, hashing, site, space, transfers
 
 if TYPE_CHECKING:
     from fileferry.protocol.events import Event
@@ -19,4 +19,6 @@ HANDLERS: dict[type[Event], Handler] = {
     **files.HANDLERS,
     **transfers.HANDLERS,
     **site.HANDLERS,
+    **hashing.HANDLERS,
+    **space.HANDLERS,
 }

@@ -82,7 +82,7 @@ async def set_modification_time(conn: ControlConnection, ev: events.SetModificat
 
 async def machine_list_file(conn: ControlConnection, ev: events.MachineListFile) -> None:
     info = await conn.require("l", ev.path).stat(ev.path)
-    letters = conn.account.permissions if conn.account else ""
+    letters = conn.account.permissions_at(ev.path) if conn.account else ""
     facts = listing.mlsx_facts(info, ev.facts, letters)
     conn.reply(Reply(250, f"Listing {ev.path}", (f"{facts} {ev.path}",)), ev)
 

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING
 from fileferry.config import SiteExecCommand
 from fileferry.protocol import events
 from fileferry.protocol.replies import Reply
+from fileferry.server.handlers.chmod import site_chmod
+from fileferry.server.handlers.space import site_quota
 
 if TYPE_CHECKING:
     from fileferry.server.control import ControlConnection
@@ -145,7 +147,7 @@ async def site_exec(conn: ControlConnection, ev: events.SiteCommand) -> None:
     conn.reply(Reply(200, f"Output of {command.name}:", tuple(lines), f"Exit status {status}."), ev)
 
 
-SITE_HANDLERS = {"EXEC": site_exec}
+SITE_HANDLERS = {"EXEC": site_exec, "QUOTA": site_quota, "CHMOD": site_chmod}
 
 
 async def site_command(conn: ControlConnection, ev: events.SiteCommand) -> None:

@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
 from typing import TYPE_CHECKING
 
 from fileferry import paths
-from fileferry.errors import AlreadyExists, NotADirectory, NotFound, StorageError
+from fileferry.errors import (
+    AlreadyExists,
+    NotADirectory,
+    NotFound,
+    QuotaExceeded,
+    StorageError,
+)
 from fileferry.protocol import events, listing
 from fileferry.protocol.ascii import FromNetwork, ToNetwork
 from fileferry.protocol.replies import Reply
@@ -26,12 +33,15 @@ from fileferry.server.datachannel import DataConnection, DataConnectionError
 
 if TYPE_CHECKING:
     from fileferry.server.control import ControlConnection
+    from fileferry.server.throttle import Throttle
     from fileferry.storage.base import FileInfo, Reader, Storage, Upload
 
 log = logging.getLogger("fileferry.transfer")
 
 _READ_CHUNK = 1024 * 1024
 _RECV_BUFFER = 256 * 1024
+#: Bytes of a refused upload still read, so the client finishes and hears the 552.
+_DRAIN_LIMIT = 16 * 1024 * 1024
 
 
 class Job(abc.ABC):
@@ -44,6 +54,10 @@ class Job(abc.ABC):
     async def run(self, dc: DataConnection) -> None:
         """Move the bytes."""
 
+    async def end_stream(self, dc: DataConnection) -> None:
+        """End the data stream cleanly (under TLS: our close_notify)."""
+        await dc.finish()
+
     async def finish(self) -> str:
         """After a clean end of the data phase: commit; returns the 226 text."""
         return "Transfer complete."
@@ -54,22 +68,47 @@ class Job(abc.ABC):
 
 
 class SendFile(Job):
-    def __init__(self, reader: Reader, ascii: bool) -> None:
+    def __init__(self, reader: Reader, ascii: bool, throttle: Throttle | None = None) -> None:
         self.reader = reader
         self.ascii = ascii
+        self.throttle = throttle
         mode = "ASCII" if ascii else "BINARY"
         # No file name here: it may not be UTF-8, and this is only information.
         self.opening = f"Opening {mode} mode data connection ({reader.size} bytes)."
 
     async def run(self, dc: DataConnection) -> None:
+        if self.throttle is not None:
+            await self._run_throttled(dc, self.throttle)
+            return
         reader = self.reader
         fd = reader.fileno()
-        if fd is not None and not self.ascii:
+        if fd is not None and not self.ascii and dc.zero_copy:
             await dc.sendfile(fd, reader.position, reader.size - reader.position)
             return
         codec = ToNetwork() if self.ascii else None
         while chunk := await reader.read(_READ_CHUNK):
             await dc.sendall(codec.convert(chunk) if codec else chunk)
+
+    async def _run_throttled(self, dc: DataConnection, throttle: Throttle) -> None:
+        """The same, a throttle chunk at a time (``sendfile`` too), paced before each."""
+        reader = self.reader
+        step = throttle.chunk
+        fd = reader.fileno()
+        if fd is not None and not self.ascii and dc.zero_copy:
+            position, end = reader.position, reader.size
+            while position < end:
+                n = min(step, end - position)
+                await throttle.pace(n)
+                sent = await dc.sendfile(fd, position, n)
+                if sent == 0:
+                    break  # the file shrank meanwhile
+                position += sent
+            return
+        codec = ToNetwork() if self.ascii else None
+        while chunk := await reader.read(step):
+            data = codec.convert(chunk) if codec else chunk
+            await throttle.pace(len(data))
+            await dc.sendall(data)
 
     async def finish(self) -> str:
         await self.reader.close()
@@ -80,10 +119,18 @@ class SendFile(Job):
 
 
 class ReceiveFile(Job):
-    def __init__(self, upload: Upload, ascii: bool, path: str, unique: bool) -> None:
+    def __init__(
+        self,
+        upload: Upload,
+        ascii: bool,
+        path: str,
+        unique: bool,
+        throttle: Throttle | None = None,
+    ) -> None:
         self.upload = upload
         self.ascii = ascii
         self.path = path
+        self.throttle = throttle
         mode = "ASCII" if ascii else "BINARY"
         self.opening = (
             f"FILE: {paths.split(path)[1]}" if unique else f"Opening {mode} mode data connection."
@@ -94,13 +141,30 @@ class ReceiveFile(Job):
         view = memoryview(buf)
         codec = FromNetwork() if self.ascii else None
         upload = self.upload
-        while n := await dc.recv_into(view):
+        throttle = self.throttle
+        if throttle is not None:
+            # Small reads, each paced after it arrives: TCP then slows the sender.
+            view = view[: throttle.chunk]
+        try:
+            while n := await dc.recv_into(view):
+                if codec is not None:
+                    await upload.write(codec.convert(bytes(view[:n])))
+                else:
+                    await upload.write(view[:n])
+                if throttle is not None:
+                    await throttle.pace(n)
             if codec is not None:
-                await upload.write(codec.convert(bytes(view[:n])))
-            else:
-                await upload.write(view[:n])
-        if codec is not None:
-            await upload.write(codec.flush())
+                await upload.write(codec.flush())
+        except QuotaExceeded:
+            await _drain_after_refusal(dc, view)
+            raise
+
+    async def end_stream(self, dc: DataConnection) -> None:
+        # Every byte and the client's end of stream (close_notify under TLS)
+        # are in: a client that hangs up before reading our close_notify must
+        # not cost it the upload.
+        with contextlib.suppress(DataConnectionError):
+            await dc.finish()
 
     async def finish(self) -> str:
         await self.upload.commit()
@@ -111,6 +175,18 @@ class ReceiveFile(Job):
             await self.upload.abort()
         except StorageError:
             log.warning("could not discard a failed upload to %s", self.path)
+
+
+async def _drain_after_refusal(dc: DataConnection, view: memoryview) -> None:
+    """Read and drop what the client still sends (up to a cap) after a refusal.
+
+    Closing a socket with unread data resets it, and many clients (curl)
+    then report "connection reset" and never read the 552 that says why.
+    """
+    left = _DRAIN_LIMIT
+    with contextlib.suppress(DataConnectionError):
+        while left > 0 and (n := await dc.recv_into(view)):
+            left -= n
 
 
 class SendListing(Job):
@@ -137,13 +213,18 @@ async def _run(conn: ControlConnection, ev: events.Transfer, job: Job, what: str
     try:
         conn.reply(Reply(150, job.opening), ev)
         try:
-            dc = await conn.data.connect()
-        except DataConnectionError:
+            dc = await conn.data.connect(
+                conn.tls_context if conn.session.state.prot_private else None,
+                require_reuse=conn.app.config.tls_session_reuse,
+            )
+        except DataConnectionError as exc:
             await job.discard()
             result = 425
-            conn.reply(Reply(425, "Cannot open data connection."), ev)
+            conn.log_event("data-connection-failed", reason=str(exc))
+            conn.reply(Reply(425, f"Cannot open data connection: {exc}."), ev)
             return
         await job.run(dc)
+        await job.end_stream(dc)
         conn.data.connection = None
         dc.close()
         text = await job.finish()
@@ -187,7 +268,8 @@ async def _run(conn: ControlConnection, ev: events.Transfer, job: Job, what: str
 
 async def retrieve(conn: ControlConnection, ev: events.RetrieveFile) -> None:
     reader = await conn.require("r", ev.path).open_read(ev.path, ev.offset)
-    start(conn, ev, SendFile(reader, ev.ascii), "RETR")
+    throttle = conn.lease.download if conn.lease is not None else None
+    start(conn, ev, SendFile(reader, ev.ascii, throttle), "RETR")
 
 
 async def store(conn: ControlConnection, ev: events.StoreFile) -> None:
@@ -204,7 +286,9 @@ async def store(conn: ControlConnection, ev: events.StoreFile) -> None:
         append=ev.mode is events.StoreMode.APPEND,
         exclusive=ev.mode is events.StoreMode.UNIQUE,
     )
-    job = ReceiveFile(upload, ev.ascii, target, unique=ev.mode is events.StoreMode.UNIQUE)
+    throttle = conn.lease.upload if conn.lease is not None else None
+    unique = ev.mode is events.StoreMode.UNIQUE
+    job = ReceiveFile(upload, ev.ascii, target, unique, throttle)
     start(conn, ev, job, ev.mode.value)
 
 
@@ -238,7 +322,7 @@ async def list_directory(conn: ControlConnection, ev: events.ListDirectory) -> N
         raise NotADirectory("MLSD needs a directory.")
     else:
         entries = [info]
-    letters = conn.account.permissions if conn.account else ""
+    letters = conn.account.permissions_at(ev.path) if conn.account else ""
     now = time.time()
     if ev.format is events.ListFormat.LIST:
         lines = [listing.list_line(e, now) for e in entries]

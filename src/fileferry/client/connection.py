@@ -1,0 +1,477 @@
+"""One FTP control connection and the data connections it opens.
+
+RFC 959 replies and logins, RFC 2428 EPSV/EPRT (falling back to PASV/PORT
+for old servers), and RFC 4217 explicit TLS: ``AUTH TLS`` upgrades the
+control connection, ``PBSZ 0`` and ``PROT P`` protect data, and every data
+connection resumes the control connection's TLS session, which is how
+servers such as vsftpd (``require_ssl_reuse``) and fileferry know that a
+data connection comes from the client that logged in.
+
+The passive address a server announces is ignored in favour of the control
+connection's peer (curl does the same): a server behind NAT often announces
+an address nobody can reach, and following it blindly lets a hostile server
+point the client at a third host.
+
+Every wait has a timeout, and a connection that fails half-way through an
+exchange is marked ``broken`` so that nobody sends it another command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import socket
+import ssl
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from fileferry.client.errors import (
+    ClientError,
+    ConnectionFailed,
+    LoginRefused,
+    ProtocolFailure,
+    RemoteError,
+)
+from fileferry.client.urls import FTPURL, Credentials
+
+#: A goodbye is polite, not worth waiting long for.
+_QUIT_TIMEOUT = 5.0
+#: Stream buffer for data connections: big reads, few wake-ups.
+DATA_LIMIT = 1 << 20
+_EPSV = re.compile(r"\((.)\1\1(\d{1,5})\1\)")
+_PASV = re.compile(r"(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3})")
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    code: int
+    #: The reply's text, lines joined by newlines, codes stripped.
+    text: str
+
+    @property
+    def positive(self) -> bool:
+        return 100 <= self.code < 400
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.text.splitlines()[-1] if self.text else ''}".strip()
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """How to connect; the same for every connection of one client."""
+
+    timeout: float = 30.0
+    active: bool = False
+    ca_file: str | None = None
+    insecure: bool = False
+
+
+class _ResumingContext(ssl.SSLContext):
+    """A client context whose connections resume the session ``session_source`` gives.
+
+    asyncio has no parameter for TLS session reuse, but every TLS connection
+    it makes is created through ``wrap_bio``, so that is where the session
+    goes in.
+    """
+
+    session_source: Callable[[], ssl.SSLSession | None] | None = None
+
+    def wrap_bio(  # type: ignore[override]
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        if session is None and self.session_source is not None:
+            session = self.session_source()
+        return super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+
+
+def make_tls_context(options: Options) -> _ResumingContext:
+    ctx = _ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if options.insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    elif options.ca_file:
+        try:
+            ctx.load_verify_locations(cafile=options.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ClientError(f"cannot load CA file {options.ca_file}: {exc}") from None
+    else:
+        ctx.load_default_certs()
+    return ctx
+
+
+def _tls_failure(host: str, exc: BaseException) -> ConnectionFailed:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return ConnectionFailed(
+            f"TLS certificate of {host} not trusted ({exc.verify_message});"
+            " use --ca-file to trust its CA, or --insecure"
+        )
+    return ConnectionFailed(f"TLS with {host} failed: {exc}")
+
+
+def raise_for(reply: Reply, what: str) -> None:
+    """Turn a negative reply into the error whose exit status fits it."""
+    if reply.positive:
+        return
+    if reply.code == 421:
+        raise ConnectionFailed(f"{what}: server closed the connection ({reply})")
+    if reply.code == 530:
+        raise LoginRefused(f"{what}: {reply}")
+    if reply.code in (425, 426):
+        raise ConnectionFailed(f"{what}: data connection failed ({reply})")
+    raise RemoteError(f"{what}: {reply}", reply.code)
+
+
+class DataStream:
+    """The data connection of one transfer; reads and writes give up after ``timeout``."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.timeout = timeout
+        #: Set by a reader that stops before the end (a segment): 426 is then expected.
+        self.stopped_early = False
+
+    async def read(self, n: int = DATA_LIMIT) -> bytes:
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self.reader.read(n)
+        except TimeoutError:
+            raise ConnectionFailed(f"data connection stalled for {self.timeout:g} s") from None
+        except (ConnectionError, ssl.SSLError) as exc:
+            raise ConnectionFailed(f"data connection broke: {exc}") from None
+
+    async def write(self, data: bytes) -> None:
+        try:
+            self.writer.write(data)
+            async with asyncio.timeout(self.timeout):
+                await self.writer.drain()
+        except TimeoutError:
+            raise ConnectionFailed(f"data connection stalled for {self.timeout:g} s") from None
+        except (ConnectionError, ssl.SSLError) as exc:
+            raise ConnectionFailed(f"data connection broke: {exc}") from None
+
+    async def finish(self) -> None:
+        """End of our side: under TLS this sends close_notify, which the server awaits."""
+        self.writer.close()
+        with contextlib.suppress(ConnectionError, ssl.SSLError, TimeoutError, OSError):
+            async with asyncio.timeout(self.timeout):
+                await self.writer.wait_closed()
+
+    def abort(self) -> None:
+        self.stopped_early = True
+        self.writer.transport.abort()
+
+
+class Connection:
+    """A logged-in control connection; ``broken`` once it cannot be trusted any more."""
+
+    def __init__(self, url: FTPURL, credentials: Credentials, options: Options) -> None:
+        self.url = url
+        self.credentials = credentials
+        self.options = options
+        self.features: tuple[str, ...] = ()
+        self.broken = False
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._tls: _ResumingContext | None = None
+        self._peer_host = url.host
+        self._no_epsv = False
+        self._no_eprt = False
+
+    # --- opening ----------------------------------------------------------------
+
+    async def open(self) -> None:
+        url, timeout = self.url, self.options.timeout
+        try:
+            async with asyncio.timeout(timeout):
+                self._reader, self._writer = await asyncio.open_connection(url.host, url.port)
+        except socket.gaierror:
+            raise ConnectionFailed(f"unknown host {url.host}") from None
+        except TimeoutError:
+            raise ConnectionFailed(f"timed out connecting to {url.host}:{url.port}") from None
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise ConnectionFailed(f"cannot connect to {url.host}:{url.port}: {reason}") from None
+        sock = self._writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._peer_host = self._writer.get_extra_info("peername")[0]
+        welcome = await self.reply()
+        if welcome.code != 220:
+            raise ConnectionFailed(f"server at {url.host} refused the session: {welcome}")
+        if url.tls:
+            await self._start_tls()
+        await self._login()
+        feat = await self.command("FEAT")
+        if feat.code == 211:
+            self.features = tuple(
+                line.strip() for line in feat.text.splitlines()[1:-1] if line.strip()
+            )
+        raise_for(await self.command("TYPE I"), "TYPE I")
+        if self.has("UTF8"):
+            await self.command("OPTS UTF8 ON")
+
+    async def _start_tls(self) -> None:
+        assert self._writer is not None
+        reply = await self.command("AUTH TLS")
+        if reply.code != 234:
+            raise ConnectionFailed(f"{self.url.host} does not offer TLS (AUTH TLS: {reply})")
+        self._tls = make_tls_context(self.options)
+        try:
+            async with asyncio.timeout(self.options.timeout):
+                await self._writer.start_tls(self._tls, server_hostname=self.url.host)
+        except (ssl.SSLError, OSError, TimeoutError) as exc:
+            self.broken = True
+            raise _tls_failure(self.url.host, exc) from None
+        control: ssl.SSLObject = self._writer.get_extra_info("ssl_object")
+        self._tls.session_source = lambda: control.session
+        for line in ("PBSZ 0", "PROT P"):
+            reply = await self.command(line)
+            if reply.code != 200:
+                raise ConnectionFailed(f"{self.url.host} refused {line}: {reply}")
+
+    async def _login(self) -> None:
+        who = f"{self.credentials.user}@{self.url.host}"
+        reply = await self.command(f"USER {self.credentials.user}")
+        if reply.code in (331, 332):
+            reply = await self.command(f"PASS {self.credentials.password}")
+        if reply.code not in (230, 202):
+            raise LoginRefused(f"login as {who} refused: {reply}")
+
+    # --- commands and replies ---------------------------------------------------
+
+    def has(self, feature: str) -> bool:
+        """FEAT named ``feature`` (its first word, case-insensitive)."""
+        wanted = feature.upper()
+        return any(line.split(" ", 1)[0].upper() == wanted for line in self.features)
+
+    def feature(self, name: str) -> str | None:
+        """The argument of a FEAT line (``HASH SHA-256*;MD5`` → ``SHA-256*;MD5``)."""
+        for line in self.features:
+            word, _, rest = line.partition(" ")
+            if word.upper() == name.upper():
+                return rest.strip()
+        return None
+
+    async def send(self, line: str) -> None:
+        if self.broken or self._writer is None:
+            raise ConnectionFailed("connection is no longer usable")
+        if "\r" in line or "\n" in line:
+            raise ClientError("a name with a line break cannot be sent over FTP")
+        self._writer.write(line.encode("utf-8", "surrogateescape") + b"\r\n")
+        try:
+            async with asyncio.timeout(self.options.timeout):
+                await self._writer.drain()
+        except (OSError, TimeoutError) as exc:
+            self.broken = True
+            raise ConnectionFailed(f"lost the connection to {self.url.host}: {exc}") from None
+
+    async def _line(self, timeout: float | None = None) -> str:
+        assert self._reader is not None
+        try:
+            async with asyncio.timeout(timeout or self.options.timeout):
+                raw = await self._reader.readline()
+        except TimeoutError:
+            self.broken = True
+            raise ConnectionFailed(f"{self.url.host} did not answer in time") from None
+        except (OSError, ValueError, ssl.SSLError) as exc:
+            self.broken = True
+            raise ConnectionFailed(f"lost the connection to {self.url.host}: {exc}") from None
+        if not raw.endswith(b"\n"):
+            self.broken = True
+            raise ConnectionFailed(f"{self.url.host} closed the connection")
+        return raw.decode("utf-8", "surrogateescape").rstrip("\r\n")
+
+    async def reply(self, timeout: float | None = None) -> Reply:
+        """Read one (possibly multi-line) reply; ``timeout`` overrides the usual wait
+        for each line (a HASH of a big file may take minutes)."""
+        first = await self._line(timeout)
+        if len(first) < 3 or not first[:3].isdigit() or first[3:4] not in (" ", "-", ""):
+            self.broken = True
+            raise ProtocolFailure(f"{self.url.host} sent something that is not FTP: {first!r}")
+        code, lines = first[:3], [first[4:]]
+        if first[3:4] == "-":
+            while True:
+                line = await self._line(timeout)
+                if line.startswith(code + " "):
+                    lines.append(line[4:])
+                    break
+                lines.append(line[1:] if line.startswith(" ") else line)
+        return Reply(int(code), "\n".join(lines))
+
+    async def command(self, line: str, timeout: float | None = None) -> Reply:
+        await self.send(line)
+        return await self.reply(timeout)
+
+    async def close(self) -> None:
+        """QUIT politely when possible; always release the socket."""
+        if self._writer is None:
+            return
+        if not self.broken:
+            with contextlib.suppress(ClientError, OSError, TimeoutError):
+                async with asyncio.timeout(_QUIT_TIMEOUT):
+                    await self.command("QUIT")
+        writer, self._writer = self._writer, None
+        self.broken = True
+        writer.close()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                await writer.wait_closed()
+
+    # --- data connections -------------------------------------------------------
+
+    async def _passive(self) -> tuple[str, int]:
+        if not self._no_epsv:
+            reply = await self.command("EPSV")
+            match = _EPSV.search(reply.text) if reply.code == 229 else None
+            if match:
+                return self._peer_host, int(match.group(2))
+            if reply.code not in (500, 501, 502):
+                raise_for(reply, "EPSV")
+            self._no_epsv = True
+        reply = await self.command("PASV")
+        raise_for(reply, "PASV")
+        match = _PASV.search(reply.text)
+        if reply.code != 227 or not match:
+            raise ProtocolFailure(f"cannot understand the PASV reply {reply}")
+        p1, p2 = int(match.group(5)), int(match.group(6))
+        return self._peer_host, p1 * 256 + p2
+
+    async def _connect_passive(self) -> DataStream:
+        host, port = await self._passive()
+        try:
+            async with asyncio.timeout(self.options.timeout):
+                reader, writer = await asyncio.open_connection(host, port, limit=DATA_LIMIT)
+        except (OSError, TimeoutError) as exc:
+            raise ConnectionFailed(
+                f"cannot open a data connection to {host}:{port}: {exc}"
+            ) from None
+        return DataStream(reader, writer, self.options.timeout)
+
+    async def _listen_active(self) -> socket.socket:
+        assert self._writer is not None
+        local = self._writer.get_extra_info("sockname")
+        family = socket.AF_INET6 if ":" in local[0] else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.bind((local[0], 0))
+            sock.listen(1)
+            sock.setblocking(False)
+            port = sock.getsockname()[1]
+            reply = None
+            if not self._no_eprt:
+                proto = 2 if family == socket.AF_INET6 else 1
+                reply = await self.command(f"EPRT |{proto}|{local[0]}|{port}|")
+                if reply.code in (500, 501, 502) and family == socket.AF_INET:
+                    self._no_eprt, reply = True, None
+            if reply is None:
+                numbers = local[0].replace(".", ",")
+                reply = await self.command(f"PORT {numbers},{port >> 8},{port & 255}")
+            raise_for(reply, "active mode (PORT/EPRT)")
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    async def _accept_active(self, sock: socket.socket) -> DataStream:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.options.timeout):
+                while True:
+                    conn, addr = await loop.sock_accept(sock)
+                    if addr[0] == self._peer_host:
+                        break
+                    conn.close()  # not the server: RFC 2577 says refuse it
+        except TimeoutError:
+            raise ConnectionFailed("the server never opened the active data connection") from None
+        finally:
+            sock.close()
+        # Not start_server: a stream it creates would do TLS as the *server* side.
+        reader, writer = await asyncio.open_connection(sock=conn, limit=DATA_LIMIT)
+        return DataStream(reader, writer, self.options.timeout)
+
+    @contextlib.asynccontextmanager
+    async def transfer(self, command: str, offset: int = 0) -> AsyncIterator[DataStream]:
+        """Run ``command`` with a data connection; the final reply is checked on exit.
+
+        ``offset`` sends REST first (a ``RemoteError`` if the server refuses it).
+        """
+        stream: DataStream | None = None
+        listener: socket.socket | None = None
+        started = False
+        try:
+            if self.options.active:
+                listener = await self._listen_active()
+            else:
+                stream = await self._connect_passive()
+            if offset:
+                raise_for(await self.command(f"REST {offset}"), f"restart at {offset}")
+            reply = await self.command(command)
+            if reply.code not in (125, 150):
+                raise_for(reply, command)
+                raise ProtocolFailure(f"{command} answered {reply} without data")
+            started = True
+            if listener is not None:
+                stream, listener = await self._accept_active(listener), None
+            assert stream is not None
+            if self._tls is not None:
+                try:
+                    async with asyncio.timeout(self.options.timeout):
+                        await stream.writer.start_tls(self._tls, server_hostname=self.url.host)
+                except (ssl.SSLError, OSError, TimeoutError) as exc:
+                    raise _tls_failure(self.url.host, exc) from None
+            yield stream
+            await stream.finish()
+            final = await self.reply()
+            if stream.stopped_early and final.code in (426, 450, 451, 550, 551):
+                return
+            raise_for(final, command)
+        except ClientError:
+            await self._settle(stream, listener, started)
+            raise
+        except BaseException:
+            # Cancelled or a local failure: the server's final reply may never be
+            # read in order, so the connection is no longer trusted.
+            if stream is not None:
+                stream.writer.transport.abort()
+            if listener is not None:
+                listener.close()
+            self.broken = True
+            raise
+
+    async def _settle(
+        self, stream: DataStream | None, listener: socket.socket | None, started: bool
+    ) -> None:
+        """After a failure, drop the data connection and read the reply that ends it."""
+        if listener is not None:
+            listener.close()
+        if stream is not None:
+            stream.writer.transport.abort()
+        if started and not self.broken:
+            try:
+                await self.reply()
+            except ClientError:
+                self.broken = True
+
+    async def read_lines(self, command: str, limit: int = 256 << 20) -> list[str]:
+        """A listing: the data connection's text, split into lines."""
+        chunks: list[bytes] = []
+        total = 0
+        async with self.transfer(command) as stream:
+            while chunk := await stream.read():
+                total += len(chunk)
+                if total > limit:
+                    raise ProtocolFailure(f"listing larger than {limit} bytes")
+                chunks.append(chunk)
+        text = b"".join(chunks).decode("utf-8", "surrogateescape")
+        return [line for line in text.splitlines() if line]

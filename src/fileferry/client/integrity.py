@@ -1,0 +1,218 @@
+"""Proving a copy is whole: the server's digest against ours, or at least the size.
+
+A transfer can end with a 226 and still be wrong: a resumed download whose
+remote file changed in between, a segment written at the wrong offset, a
+middlebox that mangled bytes. The strongest check the server offers wins:
+``HASH`` (draft-bryan-ftpext-hash) with the best algorithm it lists, then
+the de-facto ``XSHA256``/``XSHA512``/``XSHA1``/``XMD5``/``XCRC``, then
+``SIZE``. A server that advertises a digest but fails to deliver one (busy,
+450) is not held against the transfer: the check falls back to the size.
+
+Local digests read the file in a worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import zlib
+from dataclasses import dataclass
+from typing import Protocol
+
+from fileferry.client.connection import Connection, Reply
+from fileferry.client.errors import ClientError, RemoteError, VerificationFailed, local_error
+
+#: Strongest first; the names are the IANA ones HASH uses.
+PREFERENCE = ("SHA-256", "SHA-512", "SHA-1", "MD5", "CRC32")
+LEGACY_VERBS = {
+    "SHA-256": "XSHA256",
+    "SHA-512": "XSHA512",
+    "SHA-1": "XSHA1",
+    "MD5": "XMD5",
+    "CRC32": "XCRC",
+}
+_HEX = re.compile(r"\b[0-9A-Fa-f]{8,128}\b")
+_CHUNK = 1 << 20
+#: Slowest digest rate a server is granted (bytes/s) before its reply counts as late.
+_SLOWEST_DIGEST = 20_000_000
+
+
+class Digest(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+    def hexdigest(self) -> str: ...
+
+
+class _Crc32:
+    def __init__(self) -> None:
+        self._value = 0
+
+    def update(self, data: bytes, /) -> None:
+        self._value = zlib.crc32(data, self._value)
+
+    def hexdigest(self) -> str:
+        return f"{self._value:08x}"
+
+
+def new_digest(algorithm: str) -> Digest:
+    if algorithm == "CRC32":
+        return _Crc32()
+    return hashlib.new(algorithm.replace("-", "").lower())
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteHash:
+    algorithm: str
+    #: Lower-case hex.
+    hexdigest: str
+
+
+@dataclass(frozen=True, slots=True)
+class Method:
+    """How to ask this server for a digest: ``HASH`` with an algorithm, or an X* verb."""
+
+    command: str
+    algorithm: str
+
+
+def methods(conn: Connection) -> list[Method]:
+    """Every digest the server offers, strongest first."""
+    found: list[Method] = []
+    listed = conn.feature("HASH")
+    if listed is not None:
+        names = {n.strip().rstrip("*").upper() for n in listed.split(";") if n.strip()}
+        found += [Method("HASH", a) for a in PREFERENCE if a in names]
+    found += [Method(LEGACY_VERBS[a], a) for a in PREFERENCE if conn.has(LEGACY_VERBS[a])]
+    return found
+
+
+def _quoted(path: str) -> str:
+    return f'"{path}"' if " " in path and '"' not in path else path
+
+
+def _digest_from(reply: Reply, algorithm: str) -> str:
+    expected = len(new_digest(algorithm).hexdigest())
+    for token in _HEX.findall(reply.text):
+        if len(token) == expected:
+            return str(token).lower()
+    raise RemoteError(f"cannot read a {algorithm} digest in {reply}", reply.code)
+
+
+async def remote_hash(
+    conn: Connection,
+    path: str,
+    method: Method,
+    start: int = 0,
+    end: int | None = None,
+    size: int | None = None,
+) -> RemoteHash:
+    """The server's digest of ``path`` (bytes ``[start, end)`` if a range is given).
+
+    ``size`` (the bytes to digest, when known) stretches the wait for the
+    reply: the server reads the whole file before it says anything.
+    """
+    wait = conn.options.timeout + (size or 0) / _SLOWEST_DIGEST
+    if method.command != "HASH":
+        arg = _quoted(path) if end is None else f"{_quoted(path)} {start} {end}"
+        reply = await conn.command(f"{method.command} {arg}", wait)
+        if reply.code not in (200, 213, 250):
+            raise RemoteError(f"{method.command} {path}: {reply}", reply.code)
+        return RemoteHash(method.algorithm, _digest_from(reply, method.algorithm))
+    chosen = await conn.command(f"OPTS HASH {method.algorithm}")
+    if chosen.code != 200:
+        raise RemoteError(f"OPTS HASH {method.algorithm}: {chosen}", chosen.code)
+    if end is not None:
+        if end <= start:
+            return RemoteHash(method.algorithm, new_digest(method.algorithm).hexdigest())
+        ranged = await conn.command(f"RANG {start} {end - 1}")
+        if ranged.code != 350:
+            raise RemoteError(f"RANG: {ranged}", ranged.code)
+    reply = await conn.command(f"HASH {path}", wait)
+    if reply.code != 213:
+        raise RemoteError(f"HASH {path}: {reply}", reply.code)
+    # The answer is the last line: a server may send "213-" lines while it works.
+    words = reply.text.splitlines()[-1].split(" ") if reply.text else []
+    if len(words) < 3 or words[0].upper() != method.algorithm:
+        raise RemoteError(f"HASH answered with another algorithm: {reply}", reply.code)
+    if end is not None and words[1] != f"{start}-{end - 1}":
+        raise RemoteError(f"HASH answered for another range: {reply}", reply.code)
+    return RemoteHash(method.algorithm, words[2].lower())
+
+
+def digest_file(path: str | os.PathLike[str], algorithm: str, end: int | None = None) -> str:
+    """Digest of a local file's first ``end`` bytes (all of it if None); blocking."""
+    digest = new_digest(algorithm)
+    left = end
+    with open(path, "rb") as fh:
+        while left is None or left > 0:
+            chunk = fh.read(_CHUNK if left is None else min(_CHUNK, left))
+            if not chunk:
+                break
+            digest.update(chunk)
+            if left is not None:
+                left -= len(chunk)
+    return digest.hexdigest()
+
+
+async def local_hash(path: str | os.PathLike[str], algorithm: str, end: int | None = None) -> str:
+    try:
+        return await asyncio.to_thread(digest_file, path, algorithm, end)
+    except OSError as exc:
+        raise local_error("read", path, exc) from None
+
+
+async def remote_size(conn: Connection, path: str) -> int | None:
+    """SIZE of a remote file, or None if the server does not know it (or it is missing)."""
+    reply = await conn.command(f"SIZE {path}")
+    text = reply.text.strip()
+    if reply.code == 213 and text.isdigit():
+        return int(text)
+    return None
+
+
+async def verify(
+    conn: Connection, remote: str, local: str | os.PathLike[str], size: int | None = None
+) -> str | None:
+    """Check ``local`` against ``remote``; returns what was compared (None: nothing
+    could be, the server tells neither digest nor size), or raises.
+
+    ``size`` is the local size when already known. ``VerificationFailed``
+    names both sides; a server that cannot deliver its digest falls back to
+    the size.
+    """
+    try:
+        local_size = size if size is not None else os.stat(local).st_size
+    except OSError as exc:
+        raise local_error("read", local, exc) from None
+    for method in methods(conn):
+        try:
+            theirs = await remote_hash(conn, remote, method, size=local_size)
+        except RemoteError:
+            continue
+        ours = await local_hash(local, method.algorithm)
+        if ours != theirs.hexdigest:
+            raise VerificationFailed(
+                f"{remote}: {method.algorithm} differs after transfer"
+                f" (server {theirs.hexdigest[:16]}..., local {ours[:16]}...)"
+            )
+        return method.algorithm
+    their_size = await remote_size(conn, remote)
+    if their_size is None:
+        return None
+    if their_size != local_size:
+        raise VerificationFailed(
+            f"{remote}: size differs after transfer (server {their_size}, local {local_size})"
+        )
+    return "size"
+
+
+async def same_prefix(conn: Connection, remote: str, local: str, length: int) -> bool:
+    """Do the first ``length`` bytes match on both sides? False when nobody can tell."""
+    for method in methods(conn):
+        try:
+            theirs = await remote_hash(conn, remote, method, 0, length, length)
+        except ClientError:
+            continue
+        return await local_hash(local, method.algorithm, length) == theirs.hexdigest
+    return False

@@ -1,0 +1,115 @@
+"""``fileferry config example``: a complete, commented configuration file.
+
+The example is the reference for every setting: a test checks that each
+field of ``ServerConfig`` and each account key appears in it and that it
+loads, so a new setting cannot be added without being documented here.
+Settings whose default is "none" are shown commented out, with a value.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+EXAMPLE = """\
+# fileferry configuration: fileferry serve --config /etc/fileferry.toml
+# Precedence, lowest first: defaults, this file, FILEFERRY_* environment
+# variables (FILEFERRY_PORT=2100), command-line flags. Unknown keys are errors.
+
+# --- what to serve and where -------------------------------------------------
+root = "/srv/ftp"                 # folder served to anonymous and to [[user]]s without a home
+host = "::"                       # address to listen on; "::" is dual stack (IPv4 and IPv6)
+port = 2121                       # 0 picks a free port
+banner = "fileferry FTP server ready."
+log_level = "info"                # debug, info, warning or error
+
+# --- anonymous access ----------------------------------------------------------
+anonymous = false                 # allow "anonymous"/"ftp" logins with any password
+write = false                     # let anonymous users upload, rename, delete, mkdir
+
+# --- accounts ------------------------------------------------------------------
+# The SQLite user database that `fileferry user` manages. When unset, the
+# default ~/.local/share/fileferry/users.db is used if it exists. It must not
+# lie inside a served folder.
+# db = "/var/lib/fileferry/users.db"
+upload_rate = 0                   # bytes/s for all sessions together (e.g. "100M"); 0 = unlimited
+download_rate = 0
+
+# --- data connections ------------------------------------------------------------
+# passive_ports = "60000-60100"   # ports for PASV/EPSV (open them in the firewall)
+# masquerade_address = "203.0.113.7"  # IPv4 address announced in PASV replies behind NAT
+idle_timeout = 300.0              # seconds before an idle control connection is closed
+data_timeout = 300.0              # seconds a data connection may stall
+accept_timeout = 60.0             # seconds a passive listener waits for the client
+fsync_uploads = false             # make 226 wait until an upload is on disk
+
+# --- FTPS (RFC 4217) -------------------------------------------------------------
+# tls_cert = "/etc/fileferry/cert.pem"   # PEM certificate chain
+# tls_key = "/etc/fileferry/key.pem"     # PEM private key
+tls_self_signed = false           # a throwaway self-signed certificate (tests only)
+tls_required = false              # refuse logins and transfers without TLS
+# tls_implicit_port = 990         # also listen for implicit FTPS
+tls_session_reuse = true          # PROT P data connections must resume the control session
+
+# --- limits and defence ------------------------------------------------------------
+max_sessions = 2000               # sessions in total
+max_sessions_per_ip = 200         # sessions per client address
+max_commands_per_second = 500.0   # per session; bursts up to twice this
+login_timeout = 60.0              # an unauthenticated connection is closed after this
+login_failure_delay = 1.0         # seconds before answering a failed login
+ban_threshold = 5                 # failed logins within ban_window that ban an address
+ban_window = 600.0
+ban_time = 900.0                  # first ban; each further ban doubles it
+ban_max_time = 86400.0
+max_line = 4200                   # longest command line accepted
+max_list_entries = 200000         # entries a listing returns at most
+
+# --- users in this file (besides the database) ---------------------------------------
+# Every key below is optional except name and password (or password_hash).
+[[user]]
+name = "scanner"
+password = "change-me"            # hashed at start; or password_hash = "$argon2id$..."
+home = "/srv/ftp/scanner"         # the user's root; default: root above
+write = true                      # shorthand: all of elradfmwMT (false: elr)
+site_exec = false                 # may run SITE EXEC commands (adds the X letter)
+# Letters (pyftpdlib's): e=cd l=list r=download a=append d=delete f=rename
+# m=mkdir w=upload M=chmod T=set time; X=SITE EXEC. Overrides write.
+permissions = "elradfmwMT"
+folder_permissions = { "/archive" = "elr", "/drop" = "elw" }   # deepest folder wins
+virtual_folders = [
+  { path = "/shared", source = "/srv/ftp/shared", read_only = true },
+]
+quota_bytes = "10G"               # 0 = no limit; K/M/G/T are binary, KB/MB/GB decimal
+quota_files = 10000
+max_sessions = 4                  # this user's concurrent sessions
+upload_rate = "2M"                # bytes/s, shared by this user's sessions
+download_rate = "5M"
+allowed_networks = ["192.168.10.0/24", "2001:db8::/32"]
+expires = 2030-12-31              # last day of use (UTC); a date-time works too
+disabled = false
+
+# --- SITE EXEC: commands the operator allows -------------------------------------------
+[site_exec.disk]
+argv = ["/usr/bin/df", "-h", "."]  # absolute path; run directly, never through a shell
+args = []                          # one regular expression per client argument
+timeout = 10                       # seconds, then the process group is killed
+max_output = 65536                 # bytes of output returned at most
+description = "free space of the user's home"
+"""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("config", help="configuration helpers")
+    parser.set_defaults(run=lambda args: _help(parser))
+    actions = parser.add_subparsers(dest="config_command", metavar="ACTION")
+    example = actions.add_parser("example", help="print a complete, commented config file")
+    example.set_defaults(run=_print_example)
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _print_example(args: argparse.Namespace) -> int:
+    print(EXAMPLE, end="")
+    return 0

@@ -1,0 +1,128 @@
+"""HASH and the X* digest commands: read a file through the storage and digest it.
+
+Digesting a large file is seconds of CPU, so it never runs on the event
+loop: when the storage hands out a descriptor (local disk) the whole read
+and digest loop is one hop to a worker thread (``pread`` plus ``update``,
+both of which release the GIL); otherwise each chunk read from the storage
+is digested in a thread. The read permission (``r``) is checked exactly as
+for RETR, so HASH cannot reveal anything about a file that RETR would not.
+
+A server-wide cap keeps many clients from tying up every worker thread with
+digests; past it a client is told 450, which the draft defines as "busy,
+try again later".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import weakref
+import zlib
+from typing import TYPE_CHECKING, Protocol
+
+from fileferry.errors import InvalidOffset, StorageUnavailable
+from fileferry.protocol import events
+from fileferry.protocol.replies import Reply
+
+if TYPE_CHECKING:
+    from fileferry.server.control import ControlConnection
+    from fileferry.storage.base import Reader
+
+#: Bytes read per step; large enough that a thread hop per chunk costs nothing.
+CHUNK = 1 << 20
+#: Digests running at once per server (event loop); more are answered 450.
+MAX_CONCURRENT = 8
+
+_running: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = weakref.WeakKeyDictionary()
+
+
+class Digest(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+    def hexdigest(self) -> str: ...
+
+
+class _Crc32:
+    """zlib's CRC-32 behind the hashlib interface (zlib releases the GIL on big buffers)."""
+
+    def __init__(self) -> None:
+        self._value = 0
+
+    def update(self, data: bytes, /) -> None:
+        self._value = zlib.crc32(data, self._value)
+
+    def hexdigest(self) -> str:
+        return f"{self._value:08x}"
+
+
+def new_digest(algorithm: str) -> Digest:
+    """A fresh digest for a name from ``hashcommands.ALGORITHMS``."""
+    if algorithm == "CRC32":
+        return _Crc32()
+    return hashlib.new(algorithm.replace("-", "").lower())
+
+
+def _digest_fd(fd: int, start: int, count: int, digest: Digest) -> int:
+    """Runs in a worker thread: positional reads leave the descriptor's offset alone."""
+    done = 0
+    while done < count:
+        chunk = os.pread(fd, min(CHUNK, count - done), start + done)
+        if not chunk:
+            break
+        digest.update(chunk)
+        done += len(chunk)
+    return done
+
+
+async def _digest_reader(reader: Reader, start: int, count: int, digest: Digest) -> int:
+    fd = reader.fileno()
+    if fd is not None:
+        try:
+            return await asyncio.to_thread(_digest_fd, fd, start, count, digest)
+        except OSError as exc:
+            raise StorageUnavailable() from exc
+    done = 0
+    while done < count:
+        chunk = await reader.read(min(CHUNK, count - done))
+        if not chunk:
+            break
+        await asyncio.to_thread(digest.update, chunk)
+        done += len(chunk)
+    return done
+
+
+async def file_hash(conn: ControlConnection, ev: events.FileHash) -> None:
+    storage = conn.require("r", ev.path)
+    info = await storage.stat(ev.path)
+    draft = ev.command == "HASH"
+    if info.is_dir:
+        # The draft's code for "the hash of a directory is not defined".
+        conn.reply(Reply(553 if draft else 550, "Not a regular file."), ev)
+        return
+    end = info.size if ev.end is None else min(ev.end, info.size)
+    if ev.start > end or (ev.start == end and ev.start > 0):
+        raise InvalidOffset("Range starts past the end of the file.")
+    loop = asyncio.get_running_loop()
+    if _running.get(loop, 0) >= MAX_CONCURRENT:
+        conn.reply(Reply(450, "Busy computing other hashes; try again later."), ev)
+        return
+    _running[loop] = _running.get(loop, 0) + 1
+    try:
+        digest = new_digest(ev.algorithm)
+        reader = await storage.open_read(ev.path, ev.start)
+        try:
+            hashed = await _digest_reader(reader, ev.start, end - ev.start, digest)
+        finally:
+            await reader.close()
+    finally:
+        _running[loop] -= 1
+    conn.log_event("hash", path=ev.path, algorithm=ev.algorithm, bytes=hashed)
+    hexdigest = digest.hexdigest()
+    if draft:
+        last = ev.start + hashed - 1 if hashed else ev.start
+        conn.reply(Reply(213, f"{ev.algorithm} {ev.start}-{last} {hexdigest} {ev.path}"), ev)
+    else:
+        conn.reply(Reply(250, hexdigest.upper()), ev)
+
+
+HANDLERS = {events.FileHash: file_hash}

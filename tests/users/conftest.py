@@ -1,0 +1,41 @@
+"""Fixtures for the UserStore contract: every store, built from the same users."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from userstorekit import MakeStore
+
+from fileferry.users.base import Account, HashedUserStore, StoredUser
+from fileferry.users.passwords import hash_password
+from fileferry.users.sqlite import SQLiteUserStore
+from fileferry.users.static import StaticUserStore
+
+
+@pytest.fixture(params=["static", "sqlite"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeStore]:
+    made: list[HashedUserStore] = []
+
+    def make(users: list[tuple[Account, str]]) -> HashedUserStore:
+        stored = [StoredUser(account, hash_password(pw)) for account, pw in users]
+        store: HashedUserStore
+        if request.param == "static":
+            store = StaticUserStore(stored)
+        else:
+            sqlite = SQLiteUserStore(tmp_path / f"users{len(made)}.db")
+
+            async def fill() -> None:
+                for user in stored:
+                    await sqlite.add(user)
+
+            asyncio.run(fill())
+            store = sqlite
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        asyncio.run(store.close())
