@@ -102,6 +102,10 @@ class ServerConfig:
     #: Bytes per second for all sessions together, each direction; 0 = unlimited.
     upload_rate: int = 0
     download_rate: int = 0
+    # --- scaling ---
+    #: Processes sharing the listening port (SO_REUSEPORT), each with its own
+    #: event loop and its own slice of ``passive_ports``.
+    workers: int = 1
 
 
 #: Keys a TOML file or FILEFERRY_* variable may set (``users`` is TOML only).
@@ -168,6 +172,7 @@ _INTS = {
     "max_sessions",
     "max_sessions_per_ip",
     "ban_threshold",
+    "workers",
 }
 _FLOATS = {
     "login_failure_delay",
@@ -322,7 +327,9 @@ def from_environment(environ: Mapping[str, str]) -> dict[str, object]:
         key = name[len("FILEFERRY_") :].lower()
         if key in _SCALARS:
             values[key] = _coerce(key, value)
-        elif key not in ("password",):  # FILEFERRY_PASSWORD belongs to the client
+        elif key not in ("password", "no_uvloop"):
+            # FILEFERRY_PASSWORD belongs to the client; FILEFERRY_NO_UVLOOP is
+            # read where the event loop is chosen (server/eventloop.py).
             raise ConfigError(f"environment variable {name}: unknown setting")
     return values
 
@@ -390,6 +397,7 @@ def validate(cfg: ServerConfig) -> ServerConfig:
     if not 512 <= cfg.max_line <= 65536:
         raise ConfigError("max_line: must be between 512 and 65536")
     _validate_tls_and_limits(cfg)
+    _validate_workers(cfg)
     names = [u.name for u in cfg.users]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
@@ -399,6 +407,18 @@ def validate(cfg: ServerConfig) -> ServerConfig:
             raise ConfigError(f"user {user.name!r}: home {user.home!r} is not a directory")
     db = _validate_accounts(cfg, root)
     return replace(cfg, root=str(root.resolve()), log_level=cfg.log_level.lower(), db=db)
+
+
+def _validate_workers(cfg: ServerConfig) -> None:
+    """Each worker needs at least one passive port of its own."""
+    if not 1 <= cfg.workers <= 64:
+        raise ConfigError(f"workers: {cfg.workers} is not between 1 and 64")
+    if cfg.passive_ports is not None and cfg.workers > 1:
+        lo, hi = cfg.passive_ports
+        if hi - lo + 1 < cfg.workers:
+            raise ConfigError(
+                f"passive_ports: {lo}-{hi} has fewer ports than the {cfg.workers} workers"
+            )
 
 
 def _validate_accounts(cfg: ServerConfig, root: Path) -> str | None:

@@ -22,12 +22,14 @@ import os
 import secrets
 import sys
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from fileferry.errors import ConfigError
 from fileferry.users import fields
-from fileferry.users.base import Account, StoredUser, UnknownUser, UserStoreError
+from fileferry.users.base import KNOWN_LETTERS, Account, StoredUser, UnknownUser, UserStoreError
 from fileferry.users.passwords import hash_password
 from fileferry.users.sqlite import SQLiteUserStore, default_db_path
 
@@ -106,7 +108,7 @@ def _account_options(parser: argparse.ArgumentParser, *, adding: bool) -> None:
     g.add_argument(
         "--permissions",
         metavar="LETTERS",
-        help=f"from {fields.KNOWN_LETTERS}: e=cd l=list r=download a=append d=delete"
+        help=f"from {KNOWN_LETTERS}: e=cd l=list r=download a=append d=delete"
         " f=rename m=mkdir w=upload M=chmod T=set time X=SITE EXEC (default on add: elr)",
     )
     g.add_argument(
@@ -150,10 +152,10 @@ def _account_options(parser: argparse.ArgumentParser, *, adding: bool) -> None:
 # --- running ------------------------------------------------------------------------------
 
 
-def _run(action: object) -> object:
+def _run(action: Callable[[argparse.Namespace], Coroutine[Any, Any, int]]) -> Callable[..., int]:
     def run(args: argparse.Namespace) -> int:
         try:
-            return asyncio.run(action(args))  # type: ignore[operator]
+            return asyncio.run(action(args))
         except UnknownUser as exc:
             print(f"fileferry user: {exc}", file=sys.stderr)
             return 1

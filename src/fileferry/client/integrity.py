@@ -99,6 +99,11 @@ def _digest_from(reply: Reply, algorithm: str) -> str:
     raise RemoteError(f"cannot read a {algorithm} digest in {reply}", reply.code)
 
 
+#: How often, and after how long a pause, a busy (450) HASH is asked again.
+_BUSY_RETRIES = 8
+_BUSY_PAUSE = 0.05
+
+
 async def remote_hash(
     conn: Connection,
     path: str,
@@ -122,13 +127,19 @@ async def remote_hash(
     chosen = await conn.command(f"OPTS HASH {method.algorithm}")
     if chosen.code != 200:
         raise RemoteError(f"OPTS HASH {method.algorithm}: {chosen}", chosen.code)
-    if end is not None:
-        if end <= start:
-            return RemoteHash(method.algorithm, new_digest(method.algorithm).hexdigest())
-        ranged = await conn.command(f"RANG {start} {end - 1}")
-        if ranged.code != 350:
-            raise RemoteError(f"RANG: {ranged}", ranged.code)
-    reply = await conn.command(f"HASH {path}", wait)
+    if end is not None and end <= start:
+        return RemoteHash(method.algorithm, new_digest(method.algorithm).hexdigest())
+    for attempt in range(_BUSY_RETRIES):
+        if end is not None:
+            ranged = await conn.command(f"RANG {start} {end - 1}")
+            if ranged.code != 350:
+                raise RemoteError(f"RANG: {ranged}", ranged.code)
+        reply = await conn.command(f"HASH {path}", wait)
+        if reply.code != 450:
+            break
+        # 450 is the draft's "busy, try again": the server caps digests running
+        # at once, so several parallel transfers verifying together may see it.
+        await asyncio.sleep(_BUSY_PAUSE * (attempt + 1))
     if reply.code != 213:
         raise RemoteError(f"HASH {path}: {reply}", reply.code)
     # The answer is the last line: a server may send "213-" lines while it works.

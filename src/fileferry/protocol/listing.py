@@ -15,6 +15,7 @@ The protocol core may not read clocks, so callers pass ``now``.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import stat as _stat
 from collections.abc import Iterable, Sequence
 from typing import Protocol
@@ -67,21 +68,38 @@ def parse_mdtm(text: str) -> float:
     return when.timestamp() + (int(frac) / 10 ** len(frac) if frac else 0.0)
 
 
+@functools.lru_cache(maxsize=1024)
 def mode_string(mode: int, is_dir: bool) -> str:
-    """``drwxr-xr-x`` style permission text."""
+    """``drwxr-xr-x`` style permission text (cached: a folder has few distinct modes)."""
     kind = "d" if is_dir else "-"
     return kind + _stat.filemode(mode & 0o7777)[1:]
 
 
+@functools.lru_cache(maxsize=4096)
+def _stamp(minute: int, recent: bool) -> str:
+    """The date column for a time in ``minute`` (minutes since the epoch).
+
+    LIST shows minutes at best, so entries written in the same minute share
+    one cached string: a 10,000-entry listing formats a handful of dates
+    instead of 10,000.
+    """
+    when = _utc(minute * 60)
+    if recent:
+        return f"{_MONTHS[when.month - 1]} {when.day:2d} {when.hour:02d}:{when.minute:02d}"
+    return f"{_MONTHS[when.month - 1]} {when.day:2d}  {when.year}"
+
+
 def list_line(entry: Entry, now: float) -> str:
     """One ``ls -l`` line, without the line ending."""
-    when = _utc(entry.mtime)
-    if abs(now - entry.mtime) < _SIX_MONTHS:
-        stamp = f"{_MONTHS[when.month - 1]} {when.day:2d} {when.hour:02d}:{when.minute:02d}"
-    else:
-        stamp = f"{_MONTHS[when.month - 1]} {when.day:2d}  {when.year}"
-    links = 2 if entry.is_dir else 1
-    mode = mode_string(entry.mode, entry.is_dir)
+    mtime = entry.mtime
+    try:
+        minute = int(mtime // 60)
+    except (OverflowError, ValueError):
+        minute = 0
+    stamp = _stamp(minute, abs(now - mtime) < _SIX_MONTHS)
+    is_dir = entry.is_dir
+    mode = mode_string(entry.mode, is_dir)
+    links = 2 if is_dir else 1
     return f"{mode} {links:3d} ftp      ftp      {entry.size:>12d} {stamp} {entry.name}"
 
 
@@ -152,4 +170,6 @@ def feat_mlst(selected: Iterable[str]) -> str:
 
 def encode_lines(lines: Iterable[str]) -> bytes:
     """Join listing lines with CRLF, keeping undecodable names' raw bytes."""
-    return "".join(line + "\r\n" for line in lines).encode("utf-8", "surrogateescape")
+    lines = list(lines)
+    text = "\r\n".join(lines) + "\r\n" if lines else ""
+    return text.encode("utf-8", "surrogateescape")

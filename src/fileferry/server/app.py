@@ -151,17 +151,29 @@ class App:
             shutil.rmtree(self._self_signed.directory, ignore_errors=True)
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """The listening socket; ``::`` is dual stack (IPv4 clients too)."""
+#: Pending connections the kernel may queue for us (capped by net.core.somaxconn).
+#: asyncio would otherwise re-listen with 100, and a burst of clients (300
+#: logging in at once) would overflow it and wait for SYN retransmits.
+LISTEN_BACKLOG = 4096
+
+
+def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """The listening socket; ``::`` is dual stack (IPv4 clients too).
+
+    ``reuse_port``: several worker processes bind the same port and the kernel
+    spreads new connections over them (SO_REUSEPORT; see ``server/workers.py``).
+    """
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, _, _, _, addr = infos[0]
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         sock.bind(addr)
-        sock.listen(1024)
+        sock.listen(LISTEN_BACKLOG)
         sock.setblocking(False)
     except BaseException:
         sock.close()
@@ -177,9 +189,9 @@ class ListenError(OSError):
         self.port = port
 
 
-def _bind_or_explain(host: str, port: int) -> socket.socket:
+def _bind_or_explain(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     try:
-        return bind_socket(host, port)
+        return bind_socket(host, port, reuse_port=reuse_port)
     except OSError as exc:
         raise ListenError(exc.errno, exc.strerror, port) from exc
 
@@ -225,18 +237,25 @@ class FTPServer:
 
     async def start(self) -> None:
         """Bind and listen; a ``ListenError`` names the port that failed."""
-        sock = _bind_or_explain(self.config.host, self.config.port)
+        workers = self.config.workers > 1
+        sock = _bind_or_explain(self.config.host, self.config.port, workers)
         self._server = await asyncio.start_server(
-            functools.partial(self._on_connect, implicit=False), sock=sock, limit=2**16
+            functools.partial(self._on_connect, implicit=False),
+            sock=sock,
+            limit=2**16,
+            backlog=LISTEN_BACKLOG,
         )
         if self.config.tls_implicit_port is not None:
             try:
-                isock = _bind_or_explain(self.config.host, self.config.tls_implicit_port)
+                isock = _bind_or_explain(self.config.host, self.config.tls_implicit_port, workers)
             except OSError:
                 self._server.close()
                 raise
             self._implicit = await asyncio.start_server(
-                functools.partial(self._on_connect, implicit=True), sock=isock, limit=2**16
+                functools.partial(self._on_connect, implicit=True),
+                sock=isock,
+                limit=2**16,
+                backlog=LISTEN_BACKLOG,
             )
 
     def reload_tls(self) -> bool:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import socket
 import ssl
 
@@ -24,9 +23,6 @@ from fileferry.protocol.addresses import same_host, unmap
 from fileferry.server import ports
 
 log = logging.getLogger("fileferry.data")
-
-#: Upper bound on one ``sendfile`` call, so progress (and timeouts) are seen.
-_SENDFILE_CHUNK = 16 * 1024 * 1024
 
 
 class DataConnectionError(Exception):
@@ -79,35 +75,14 @@ class DataConnection:
         Returns the bytes sent (fewer only if the file shrank meanwhile).
         The timeout applies to each stall, not to the whole file.
         """
-        out = self.sock.fileno()
-        sent = 0
-        while sent < count:
-            try:
-                n = os.sendfile(out, fd, offset + sent, min(count - sent, _SENDFILE_CHUNK))
-            except BlockingIOError:
-                await self._writable()
-                continue
-            except OSError as exc:
-                raise DataConnectionError(f"data connection broke: {exc.strerror}") from None
-            if n == 0:
-                break
-            sent += n
-            self.bytes += n
-            if sent < count:
-                await self._writable()
-        return sent
+        from fileferry.server import zerocopy  # one writer callback per file, no await per chunk
 
-    async def _writable(self) -> None:
-        fut = self._loop.create_future()
-        fd = self.sock.fileno()
-        self._loop.add_writer(fd, _set_done, fut)
         try:
-            async with asyncio.timeout(self.timeout):
-                await fut
+            return await zerocopy.send_file(self, fd, offset, count)
         except TimeoutError:
             raise DataConnectionError("data connection timed out") from None
-        finally:
-            self._loop.remove_writer(fd)
+        except OSError as exc:
+            raise DataConnectionError(f"data connection broke: {exc.strerror}") from None
 
     def close(self, *, graceful: bool = True) -> None:
         """Close; ``graceful=False`` resets the connection (after an abort)."""
@@ -119,11 +94,6 @@ class DataConnection:
                     socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
                 )
         self.sock.close()
-
-
-def _set_done(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
 
 
 class DataChannel:

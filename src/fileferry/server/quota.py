@@ -77,6 +77,9 @@ class QuotaTracker:
 class _QuotaUpload(Upload):
     """An upload that checks the byte quota before each chunk is accepted."""
 
+    #: Never spliced in the kernel: every byte must pass :meth:`write`'s check.
+    splices = False
+
     def __init__(
         self, inner: Upload, storage: QuotaStorage, path: str, old_size: int, new: bool
     ) -> None:

@@ -2,28 +2,42 @@
 
 ``with ServerThread(config) as server: ftplib.FTP().connect(*server.address)``
 gives a real server on its own event loop, stopped cleanly on exit.
+
+With ``config.workers > 1`` it runs that many servers, each on its own thread
+and loop, sharing the port with SO_REUSEPORT and splitting the passive range
+as ``--workers`` processes do (see ``server/workers.py``); ``server`` is the
+first of them. Each has its own sessions, limits and bans, so a test suite
+run this way exercises what changes when connections land on different
+workers. Stores passed in (``users=``, ``storage_for=``) are shared, as a
+disk is shared between worker processes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from fileferry.config import ServerConfig
+from fileferry.server import eventloop
 from fileferry.server.app import FTPServer
+from fileferry.server.workers import worker_config
+
+T = TypeVar("T")
 
 
 class ServerThread:
     def __init__(self, config: ServerConfig, **kwargs: Any) -> None:
         self._config = config
         self._kwargs = kwargs
-        self._ready = threading.Event()
         self._error: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self.server: FTPServer | None = None
-        self._thread = threading.Thread(target=self._main, name="fileferry-server", daemon=True)
+        #: Every worker's server (one unless ``config.workers > 1``).
+        self.servers: list[FTPServer] = []
+        self._loops: list[asyncio.AbstractEventLoop] = []
+        self._threads: list[threading.Thread] = []
 
     @property
     def address(self) -> tuple[str, int]:
@@ -31,33 +45,63 @@ class ServerThread:
         return self.server.address
 
     def start(self) -> ServerThread:
-        self._thread.start()
-        if not self._ready.wait(30):
-            raise RuntimeError("server did not start within 30 s")
-        if self._error is not None:
-            raise self._error
+        count = max(1, self._config.workers)
+        port = self._config.port
+        implicit = self._config.tls_implicit_port
+        for index in range(count):
+            cfg = self._config
+            if count > 1:
+                cfg = worker_config(self._config, index, port, implicit)
+            ready = threading.Event()
+            name = "fileferry-server" if count == 1 else f"fileferry-worker-{index}"
+            thread = threading.Thread(target=self._main, args=(cfg, ready), name=name, daemon=True)
+            self._threads.append(thread)
+            thread.start()
+            if not ready.wait(30):
+                raise RuntimeError("server did not start within 30 s")
+            if self._error is not None:
+                self.stop()
+                raise self._error
+            # Later workers bind the port the first one got (port 0 resolved).
+            port = self.servers[0].address[1]
+            implicit_address = getattr(self.servers[0], "implicit_address", None)
+            if implicit_address is not None:
+                implicit = implicit_address[1]
+        self.server = self.servers[0]
         return self
 
-    def _main(self) -> None:
-        asyncio.run(self._serve())
+    def _main(self, cfg: ServerConfig, ready: threading.Event) -> None:
+        eventloop.run(self._serve(cfg, ready))
 
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
+    async def _serve(self, cfg: ServerConfig, ready: threading.Event) -> None:
         try:
-            self.server = FTPServer(self._config, **self._kwargs)
-            await self.server.start()
+            server = FTPServer(cfg, **self._kwargs)
+            await server.start()
         except BaseException as exc:
             self._error = exc
-            self._ready.set()
+            ready.set()
             return
-        self._ready.set()
-        await self.server.serve_forever()
+        self.servers.append(server)
+        self._loops.append(asyncio.get_running_loop())
+        ready.set()
+        await server.serve_forever()
+
+    def call(self, make: Callable[[FTPServer], Awaitable[T]], timeout: float = 60) -> list[T]:
+        """Run ``make(server)`` on each worker's own loop; for tests that inspect
+        a live server (its sessions, its tasks) from the outside."""
+        results = []
+        for server, loop in zip(self.servers, self._loops, strict=True):
+            fut = asyncio.run_coroutine_threadsafe(_as_coroutine(make(server)), loop)
+            results.append(fut.result(timeout))
+        return results
 
     def stop(self) -> None:
-        if self._loop is not None and self.server is not None and self._thread.is_alive():
-            fut = asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop)
-            fut.result(30)
-        self._thread.join(30)
+        for server, loop, thread in zip(self.servers, self._loops, self._threads, strict=False):
+            if thread.is_alive():
+                fut = asyncio.run_coroutine_threadsafe(server.stop(), loop)
+                fut.result(30)
+        for thread in self._threads:
+            thread.join(30)
 
     def __enter__(self) -> ServerThread:
         return self.start()
@@ -69,3 +113,7 @@ class ServerThread:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+async def _as_coroutine(awaitable: Awaitable[T]) -> T:
+    return await awaitable

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import abc
 import enum
+import os
 from dataclasses import dataclass
 
-from fileferry.errors import PermissionDenied
+from fileferry.errors import PermissionDenied, StorageError
 
 
 class FileKind(enum.Enum):
@@ -112,6 +113,23 @@ class Upload(abc.ABC):
     @abc.abstractmethod
     async def abort(self) -> None:
         """Discard everything written; the target is left as it was. Idempotent."""
+
+    #: :meth:`splice_from` moves bytes inside the kernel (the upload's twin of a
+    #: reader's ``fileno`` for ``sendfile``); when ``False`` the server uses ``write``.
+    splices: bool = False
+
+    async def splice_from(self, pipe: int, n: int) -> None:
+        """Append the ``n`` bytes waiting in the pipe read end ``pipe``.
+
+        A backend on local disk moves them with ``splice(2)``, so an upload
+        never passes through Python's memory; this fallback reads and writes.
+        """
+        while n > 0:
+            chunk = os.read(pipe, n)
+            if not chunk:
+                raise StorageError("The upload pipe ended early.")
+            await self.write(chunk)
+            n -= len(chunk)
 
 
 class Storage(abc.ABC):

@@ -31,6 +31,7 @@ import functools
 import os
 import secrets
 import stat as stat_mod
+import sys
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import TypeVar
@@ -62,6 +63,11 @@ _TEMP_PREFIX_B = os.fsencode(TEMP_PREFIX)
 DEFAULT_WORKERS = 32
 #: Uploads are handed to a thread in chunks at least this big, to amortise the hop.
 FLUSH_SIZE = 1 << 20
+#: What ``os.fsdecode`` uses, applied directly in the listing loop.
+_FS_ENCODING = sys.getfilesystemencoding()
+_FS_ERRORS = sys.getfilesystemencodeerrors()
+#: ``splice`` flags: move pages rather than copy them where the kernel can.
+_SPLICE_MOVE = getattr(os, "SPLICE_F_MOVE", 1)
 #: Upper bound for one ``Reader.read`` so a huge ``n`` cannot allocate unbounded memory.
 MAX_READ = 8 << 20
 
@@ -264,12 +270,48 @@ class _LocalUpload(Upload):
         self.size += len(self._buf) - before
         if len(self._buf) >= FLUSH_SIZE:
             chunk, self._buf = self._buf, bytearray()
-            try:
-                await self._hops.run(_write_all, self._fd, chunk)
-            except BaseException:
-                # Part of the chunk may be lost; committing now would publish a hole.
-                self._failed = True
-                raise
+            await self._write_chunk(chunk)
+
+    #: Uploads arrive by ``splice(2)`` from the socket: no copy through Python.
+    splices = hasattr(os, "splice")
+
+    async def splice_from(self, pipe: int, n: int) -> None:
+        """Move ``n`` bytes from the pipe into the temp file, inside the kernel.
+
+        This runs on the loop, like ``sendfile`` for downloads: a write into
+        the page cache costs microseconds per megabyte, far less than a
+        thread hop per chunk, and nothing is copied through Python. The
+        durable part (``fsync``) still runs in the pool, in :meth:`commit`.
+        """
+        if self._finished or self._failed:
+            raise StorageError("Upload is finished")
+        if self._buf:
+            chunk, self._buf = self._buf, bytearray()
+            await self._write_chunk(chunk)
+        await self._hops.settle()
+        left = n
+        try:
+            while left > 0:
+                moved = os.splice(pipe, self._fd, left, flags=_SPLICE_MOVE)
+                if moved == 0:
+                    raise StorageError("The upload pipe ended early.")
+                left -= moved
+        except OSError as exc:
+            self._failed = True
+            raise _translate(exc) from exc
+        except BaseException:
+            self._failed = True
+            raise
+        finally:
+            self.size += n - left
+
+    async def _write_chunk(self, chunk: bytearray) -> None:
+        try:
+            await self._hops.run(_write_all, self._fd, chunk)
+        except BaseException:
+            # Part of the chunk may be lost; committing now would publish a hole.
+            self._failed = True
+            raise
 
     async def commit(self) -> FileInfo:
         if self._finished:
@@ -422,6 +464,12 @@ class LocalStorage(Storage):
             if not stat_mod.S_ISDIR(os.stat(real).st_mode):
                 raise NotADirectory()
             return out
+        # The hot loop of LIST: names and FileInfo built with local bindings,
+        # and bytes decoded directly (what os.fsdecode does, minus its checks).
+        append, isdir, info = out.append, stat_mod.S_ISDIR, FileInfo
+        file_kind, dir_kind = FileKind.FILE, FileKind.DIR
+        encoding, errors = _FS_ENCODING, _FS_ERRORS
+        cap = limit if limit is not None else -1
         with os.scandir(real) as entries:
             for entry in entries:
                 name = entry.name
@@ -437,8 +485,18 @@ class LocalStorage(Storage):
                         st = entry.stat(follow_symlinks=False)
                 except OSError:
                     continue  # dangling, looping, vanished or unreadable: omit
-                out.append(_info(os.fsdecode(name), st))
-                if limit is not None and len(out) >= limit:
+                mode = st.st_mode
+                append(
+                    info(
+                        name.decode(encoding, errors),
+                        dir_kind if isdir(mode) else file_kind,
+                        st.st_size,
+                        st.st_mtime,
+                        mode & 0o7777,
+                        f"{st.st_dev:x}g{st.st_ino:x}",
+                    )
+                )
+                if len(out) == cap:
                     break
         return out
 

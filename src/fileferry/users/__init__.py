@@ -1,2 +1,3 @@
-"""Accounts and the stores that hold them (static from the command line now;
-SQLite and PostgreSQL behind the same :class:`UserStore` interface)."""
+"""Accounts and the stores that hold them: static (command line, config file) and
+SQLite behind one async :class:`~fileferry.users.base.UserStore` interface, so
+PostgreSQL can join them without the server noticing."""

@@ -15,6 +15,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from fileferry.errors import FileferryError
+from fileferry.users import verifycache
 from fileferry.users.passwords import hash_off_loop, needs_rehash, verify_off_loop
 
 #: pyftpdlib's permission letters: e=cwd, l=list, r=retrieve, a=append,
@@ -187,7 +188,14 @@ class HashedUserStore(UserStore):
 
     async def authenticate(self, username: str, password: str) -> Account | None:
         user = await self.find(username)
-        ok = await verify_off_loop(password, user.password_hash if user else None)
+        if user is None:
+            ok = await verify_off_loop(password, None)
+        else:
+            # Repeated logins hit a short-lived cache of successes (never plaintext);
+            # a wrong password always pays the full hash. See users/verifycache.py.
+            ok = await verifycache.shared.verify(
+                username, user.password_hash, password, verify_off_loop
+            )
         if not ok or user is None:
             return None
         await self.logged_in(user, password)

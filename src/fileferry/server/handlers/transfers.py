@@ -29,6 +29,7 @@ from fileferry.errors import (
 from fileferry.protocol import events, listing
 from fileferry.protocol.ascii import FromNetwork, ToNetwork
 from fileferry.protocol.replies import Reply
+from fileferry.server import zerocopy
 from fileferry.server.datachannel import DataConnection, DataConnectionError
 
 if TYPE_CHECKING:
@@ -49,6 +50,10 @@ class Job(abc.ABC):
 
     #: Text of the 150 reply.
     opening: str
+    #: The transfer event this job answers; set by :func:`start`.
+    event: events.Transfer | None = None
+    #: Whether the task began running (a task cancelled first never does).
+    started: bool = False
 
     @abc.abstractmethod
     async def run(self, dc: DataConnection) -> None:
@@ -137,6 +142,10 @@ class ReceiveFile(Job):
         )
 
     async def run(self, dc: DataConnection) -> None:
+        if zerocopy.usable(dc, self.upload, ascii=self.ascii, throttled=self.throttle is not None):
+            # Cleartext binary upload to local disk: the kernel moves the bytes.
+            await zerocopy.receive(dc, self.upload)
+            return
         buf = bytearray(_RECV_BUFFER)
         view = memoryview(buf)
         codec = FromNetwork() if self.ascii else None
@@ -203,10 +212,29 @@ class SendListing(Job):
 
 def start(conn: ControlConnection, ev: events.Transfer, job: Job, what: str) -> None:
     """Run ``job``'s data phase as the session's transfer task."""
+    job.event = ev
+    conn.transfer_job = job
     conn.transfer_task = asyncio.get_running_loop().create_task(_run(conn, ev, job, what))
 
 
+async def abandon(conn: ControlConnection, job: Job, *, answer: bool) -> None:
+    """Clean up a transfer whose task was cancelled before it ever ran.
+
+    (An ABOR in the same packet as the RETR can do that.) The job's open
+    file or pending upload must still be released, and the transfer still
+    needs its final reply, or the session would wait for it forever.
+    """
+    if job.started:
+        return
+    job.started = True
+    await job.discard()
+    conn.data.close()
+    if answer and job.event is not None:
+        conn.reply(Reply(426, "Transfer aborted."), job.event)
+
+
 async def _run(conn: ControlConnection, ev: events.Transfer, job: Job, what: str) -> None:
+    job.started = True
     started = time.monotonic()
     dc: DataConnection | None = None
     result = 451

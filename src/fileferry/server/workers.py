@@ -1,0 +1,306 @@
+"""Several worker processes on one port: how fileferry uses more than one core.
+
+One asyncio loop runs on one core, so a 2-core machine serving 300 uploads
+at once leaves half of itself idle. ``--workers N`` forks N processes after
+the configuration is loaded; each binds the same port with ``SO_REUSEPORT``
+and runs its own event loop, thread pool and sessions, and the kernel spreads
+new connections over them. Forking (rather than starting fresh interpreters)
+shares the imported code copy-on-write, so a worker costs little memory.
+
+* **Passive ports**: with ``--passive-ports``, each worker listens only on
+  its own slice of the range (:func:`passive_slice`), so two workers never
+  race for one port; without a range the kernel picks free ports anyway.
+* **The port is reserved by the parent**: it binds (without listening) with
+  ``SO_REUSEPORT`` first, which also resolves port 0 to one port every
+  worker then shares. A socket that does not listen takes no connections.
+* **Supervision**: the parent prints the ready line once, after every worker
+  said it is listening, forwards SIGINT/SIGTERM (stop) and SIGHUP (reload
+  TLS) to them, and if a worker dies unexpectedly it stops the others and
+  exits non-zero, for the service manager to restart the whole server.
+  Workers die with the parent (``PR_SET_PDEATHSIG``) even if it is killed.
+* **What stays per worker**: sessions, session limits, brute-force bans,
+  throttles, the quota accounting of uploads in flight and the login cache
+  live in each worker's memory. With N workers, ``max_sessions``,
+  ``max_sessions_per_ip`` and a user's ``max_sessions`` hold per worker,
+  rates per worker add up, a quota's usage is measured by each worker once
+  and then follows only that worker's own changes (so a user working through
+  several workers can overshoot it), and a ban is learned by the worker that
+  saw the failures (a client's next connection may land on another worker
+  until that one learns it too). Use one worker where those limits must be
+  exact; sharing them between processes is future work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import select
+import shutil
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from types import FrameType
+
+from fileferry.config import ServerConfig
+from fileferry.errors import ConfigError
+from fileferry.server import eventloop
+
+log = logging.getLogger("fileferry.workers")
+
+#: How long the parent waits for every worker to report that it listens.
+READY_TIMEOUT = 60.0
+_PR_SET_PDEATHSIG = 1
+
+
+def passive_slice(ports: tuple[int, int] | None, index: int, count: int) -> tuple[int, int] | None:
+    """Worker ``index``'s share of the passive range: contiguous, disjoint, covering it."""
+    if ports is None or count <= 1:
+        return ports
+    lo, hi = ports
+    total = hi - lo + 1
+    if total < count:
+        raise ValueError("fewer passive ports than workers")
+    size, extra = divmod(total, count)
+    start = lo + index * size + min(index, extra)
+    end = start + size - 1 + (1 if index < extra else 0)
+    return start, end
+
+
+def worker_config(cfg: ServerConfig, index: int, port: int, implicit: int | None) -> ServerConfig:
+    """The configuration worker ``index`` serves with: resolved ports, its passive slice."""
+    return replace(
+        cfg,
+        port=port,
+        tls_implicit_port=implicit,
+        passive_ports=passive_slice(cfg.passive_ports, index, cfg.workers),
+    )
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """Bind ``port`` (0: a free one) with SO_REUSEPORT, without listening.
+
+    Holding this socket keeps the port ours between the workers' binds, and
+    since it never listens the kernel never hands it a connection.
+    """
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, _, _, _, addr = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(addr)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGTERM when the parent dies, so no worker outlives a killed server."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+async def _serve_worker(cfg: ServerConfig, ready: int) -> int:
+    """One worker: the server's own life cycle, reporting readiness on a pipe."""
+    import asyncio
+
+    from fileferry.server.app import FTPServer
+
+    try:
+        server = FTPServer(cfg)
+    except ConfigError as exc:  # e.g. a TLS certificate that cannot be loaded
+        os.write(ready, f"C{exc}\n".encode())
+        return 2
+    try:
+        await server.start()
+    except OSError as exc:
+        os.write(ready, f"E{exc.strerror or exc}\n".encode())
+        await server.app.close()
+        return 1
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    reload_tls = getattr(server, "reload_tls", None)
+    if reload_tls is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload_tls)
+    os.write(ready, b"R")
+    os.close(ready)
+    await stop.wait()
+    await server.stop()
+    return 0
+
+
+def _run_worker(cfg: ServerConfig, ready: int) -> None:
+    """Entry point of a forked worker; never returns."""
+    code = 1
+    try:
+        _die_with_parent()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        code = eventloop.run(_serve_worker(cfg, ready))
+    except KeyboardInterrupt:
+        code = 0
+    except BaseException:
+        log.exception("worker failed")
+    finally:
+        logging.shutdown()
+        os._exit(code)
+
+
+class Supervisor:
+    """The parent: forks the workers, waits for them, relays signals."""
+
+    def __init__(self, cfg: ServerConfig) -> None:
+        self.cfg = cfg
+        self.children: dict[int, int] = {}  # pid -> worker index
+        self.stopping = False
+
+    def _signal(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            self._send(signal.SIGHUP)
+            return
+        self.stopping = True
+        self._send(signal.SIGTERM)
+
+    def _send(self, sig: int) -> None:
+        for pid in list(self.children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def spawn(self, configs: list[ServerConfig]) -> int:
+        """Fork one worker per config; returns the read end of the readiness pipe."""
+        read, write = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for index, cfg in enumerate(configs):
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - runs in the child, which _exits
+                os.close(read)
+                _run_worker(cfg, write)
+            self.children[pid] = index
+        os.close(write)
+        return read
+
+    def wait_ready(self, read: int) -> tuple[str, int] | None:
+        """None once every worker listens; else the first error a worker reported
+        and the exit status it calls for (2: configuration, 1: anything else)."""
+        ready = 0
+        buffer = b""
+        deadline = time.monotonic() + READY_TIMEOUT
+        try:
+            while ready < len(self.children):
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([read], [], [], left)[0]:
+                    return "workers did not start in time", 1
+                chunk = os.read(read, 4096)
+                if not chunk:
+                    return "a worker exited during start", 1
+                buffer += chunk
+                ready += buffer.count(b"R")
+                buffer = buffer.replace(b"R", b"")
+                if buffer[:1] in (b"E", b"C") and b"\n" in buffer:
+                    message = buffer[1:].split(b"\n", 1)[0].decode(errors="replace")
+                    return message, 2 if buffer[:1] == b"C" else 1
+        finally:
+            os.close(read)
+        return None
+
+    def wait(self) -> int:
+        """Until every worker has exited; 0 if they only stopped because we asked."""
+        code = 0
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            index = self.children.pop(pid, None)
+            if index is None:
+                continue
+            exit_code = os.waitstatus_to_exitcode(status)
+            if not self.stopping:
+                log.error("worker %d (pid %d) exited with %d; stopping", index, pid, exit_code)
+                self.stopping = True
+                self._send(signal.SIGTERM)
+                code = 1
+            elif exit_code != 0:
+                code = 1
+        return code
+
+
+def serve_workers(cfg: ServerConfig, ready_line: Callable[[str], str]) -> int:
+    """Run ``cfg.workers`` worker processes; returns the exit status for the CLI.
+
+    ``ready_line(url)`` is the line printed once every worker listens.
+    """
+    try:
+        main = reserve_port(cfg.host, cfg.port)
+    except OSError as exc:
+        print(f"fileferry: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    implicit_sock = None
+    try:
+        if cfg.tls_implicit_port is not None:
+            implicit_sock = reserve_port(cfg.host, cfg.tls_implicit_port)
+    except OSError as exc:
+        main.close()
+        print(
+            f"fileferry: cannot listen on {cfg.host}:{cfg.tls_implicit_port}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 1
+    port = main.getsockname()[1]
+    implicit = implicit_sock.getsockname()[1] if implicit_sock is not None else None
+    self_signed = None
+    if cfg.tls_self_signed:
+        # One certificate for all workers, made before forking: clients pin one fingerprint.
+        from fileferry.server.tls import fingerprint, make_self_signed
+
+        self_signed = make_self_signed([cfg.host])
+        cfg = replace(
+            cfg, tls_self_signed=False, tls_cert=self_signed.cert, tls_key=self_signed.key
+        )
+    supervisor = Supervisor(cfg)
+    previous = {
+        sig: signal.signal(sig, supervisor._signal)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    }
+    try:
+        configs = [worker_config(cfg, i, port, implicit) for i in range(cfg.workers)]
+        read = supervisor.spawn(configs)
+        failed = supervisor.wait_ready(read)
+        if failed is not None:
+            print(f"fileferry: {failed[0]}", file=sys.stderr)
+            supervisor.stopping = True
+            supervisor._send(signal.SIGTERM)
+            supervisor.wait()
+            return failed[1]
+        host = main.getsockname()[0]
+        url = f"ftp://[{host}]:{port}" if ":" in host else f"ftp://{host}:{port}"
+        line = ready_line(url)
+        if implicit is not None:
+            line += f", implicit FTPS on port {implicit}"
+        print(f"{line}, {cfg.workers} workers", flush=True)
+        if self_signed is not None:
+            print(
+                f"self-signed TLS certificate, SHA-256 fingerprint {fingerprint(self_signed.cert)}",
+                flush=True,
+            )
+        return supervisor.wait()
+    finally:
+        if self_signed is not None:
+            shutil.rmtree(self_signed.directory, ignore_errors=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        main.close()
+        if implicit_sock is not None:
+            implicit_sock.close()

@@ -1,0 +1,112 @@
+"""Uploads by splice(2): the storage contract for ``splice_from`` and where it must not apply.
+
+Byte-exact results only; which path is faster is for bench/, not for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ftplib
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from fileferry import config
+from fileferry.server import quota
+from fileferry.server.thread import ServerThread
+from fileferry.storage.base import Upload
+from fileferry.storage.local import LocalStorage
+from fileferry.storage.memory import MemoryStorage
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "splice"), reason="needs os.splice (Linux)")
+
+
+async def _splice(upload: Upload, data: bytes) -> None:
+    read, write = os.pipe()
+    try:
+        os.write(write, data)
+        await upload.splice_from(read, len(data))
+    finally:
+        os.close(read)
+        os.close(write)
+
+
+def test_local_upload_mixes_write_and_splice_in_order(tmp_path: Path) -> None:
+    async def main() -> None:
+        storage = LocalStorage(tmp_path)
+        try:
+            upload = await storage.open_write("/f.bin")
+            assert upload.splices
+            await upload.write(b"head-")
+            await _splice(upload, b"middle-" * 1000)
+            await upload.write(b"tail")
+            await _splice(upload, b"!")
+            assert upload.size == 5 + 7000 + 4 + 1
+            info = await upload.commit()
+            assert info.size == upload.size
+        finally:
+            await storage.close()
+
+    asyncio.run(main())
+    assert (tmp_path / "f.bin").read_bytes() == b"head-" + b"middle-" * 1000 + b"tail!"
+
+
+def test_local_splice_after_rest_keeps_the_prefix(tmp_path: Path) -> None:
+    (tmp_path / "f.bin").write_bytes(b"0123456789")
+
+    async def main() -> None:
+        storage = LocalStorage(tmp_path)
+        try:
+            upload = await storage.open_write("/f.bin", 4)
+            await _splice(upload, b"abc")
+            await upload.commit()
+        finally:
+            await storage.close()
+
+    asyncio.run(main())
+    assert (tmp_path / "f.bin").read_bytes() == b"0123abc"
+
+
+def test_an_aborted_spliced_upload_leaves_nothing(tmp_path: Path) -> None:
+    async def main() -> None:
+        storage = LocalStorage(tmp_path)
+        try:
+            upload = await storage.open_write("/f.bin")
+            await _splice(upload, b"x" * 60_000)  # fits in a default pipe
+            await upload.abort()
+        finally:
+            await storage.close()
+
+    asyncio.run(main())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_other_backends_fall_back_to_write() -> None:
+    async def main() -> bytes:
+        storage = MemoryStorage()
+        upload = await storage.open_write("/f.bin")
+        assert not upload.splices
+        await _splice(upload, b"through the fallback")
+        await upload.commit()
+        reader = await storage.open_read("/f.bin")
+        return await reader.read(100)
+
+    assert asyncio.run(main()) == b"through the fallback"
+
+
+def test_quota_tracked_uploads_never_splice() -> None:
+    # Their accounting must see every byte, so they keep the write() path.
+    assert quota._QuotaUpload.splices is False
+
+
+def test_a_large_binary_upload_arrives_byte_for_byte(tmp_path: Path) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    cfg = config.build({"root": str(tmp_path), "port": 0, "write": True, "login_failure_delay": 0})
+    with ServerThread(cfg) as srv, ftplib.FTP() as ftp:
+        ftp.connect(*srv.address, timeout=30)
+        ftp.login()
+        ftp.storbinary("STOR big.bin", io.BytesIO(data), blocksize=65536)
+        ftp.storbinary("APPE big.bin", io.BytesIO(b"more"))
+    assert (tmp_path / "big.bin").read_bytes() == data + b"more"
