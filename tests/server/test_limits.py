@@ -1,0 +1,112 @@
+"""Session limits, the login deadline and the brute-force defender."""
+
+from __future__ import annotations
+
+import ftplib
+import socket
+
+import pytest
+from serverkit import connect
+
+from fileferry.server.limits import CommandRate, Defender, SessionCounter, client_key
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_defender_bans_after_threshold_within_window_and_escalates() -> None:
+    clock = Clock()
+    d = Defender(threshold=3, window=60, ban_time=100, max_ban_time=350, clock=clock)
+    assert not d.record_failure("a") and not d.record_failure("a")
+    clock.now += 61  # the first two fall out of the window
+    assert not d.record_failure("a") and not d.record_failure("a")
+    assert d.record_failure("a")
+    assert d.banned_for("a") == pytest.approx(100)
+    assert d.banned_for("b") == 0
+    clock.now += 101
+    assert d.banned_for("a") == 0
+    for _ in range(2):
+        d.record_failure("a")
+    assert d.record_failure("a")
+    assert d.banned_for("a") == pytest.approx(200)  # doubled
+    clock.now += 201
+    for _ in range(3):
+        d.record_failure("a")
+    assert d.banned_for("a") == pytest.approx(350)  # capped
+
+
+def test_client_key_groups_ipv6_by_64_and_unmaps() -> None:
+    assert client_key("2001:db8::1") == client_key("2001:db8::ffff:2") == "2001:db8::/64"
+    assert client_key("2001:db8:0:1::1") != client_key("2001:db8::1")
+    assert client_key("::ffff:10.0.0.1") == "10.0.0.1"
+    assert client_key("192.0.2.7") == "192.0.2.7"
+
+
+def test_session_counter() -> None:
+    c = SessionCounter(max_total=3, max_per_client=2)
+    assert c.admit("a") is None and c.admit("a") is None
+    assert "your address" in (c.admit("a") or "")
+    assert c.admit("b") is None
+    assert "this server" in (c.admit("c") or "")
+    c.release("a")
+    assert c.admit("c") is None
+
+
+def test_command_rate_allows_bursts_then_paces() -> None:
+    clock = Clock()
+    rate = CommandRate(10, clock=clock)
+    assert [rate.delay() for _ in range(20)] == [0.0] * 20  # a burst of twice the rate
+    assert rate.delay() == pytest.approx(0.1)
+    clock.now += 1
+    assert rate.delay() == 0.0
+
+
+def test_repeated_failures_ban_the_address_across_reconnects(make_server) -> None:
+    srv = make_server(users=("alice:secret",), ban_threshold=3, ban_time=600)
+    f = connect(srv)
+    with pytest.raises(ftplib.error_perm, match=r"^530 Login incorrect"):
+        f.login("alice", "wrong1")
+    with pytest.raises(ftplib.error_perm, match=r"^530 Login incorrect"):
+        f.login("nobody", "wrong2")  # unknown user: the very same answer
+    with pytest.raises(ftplib.error_temp, match=r"^421"):
+        f.login("alice", "wrong3")
+    f.close()
+    for _ in range(30):  # a reconnect storm stays banned, even with the right password
+        g = ftplib.FTP(timeout=20)
+        with pytest.raises(ftplib.error_temp, match=r"^421 Too many failed logins"):
+            g.connect(*srv.address)
+        g.close()
+    other = socket.socket()
+    other.bind(("127.0.0.2", 0))
+    other.connect(srv.address)
+    other.settimeout(20)
+    assert other.recv(1024).startswith(b"220")  # other addresses are not affected
+    other.close()
+
+
+def test_total_session_limit_answers_421(make_server) -> None:
+    srv = make_server(max_sessions=3)
+    held = [connect(srv) for _ in range(3)]
+    extra = ftplib.FTP(timeout=20)
+    with pytest.raises(ftplib.error_temp, match=r"^421 Too many connections to this server"):
+        extra.connect(*srv.address)
+    held[0].quit()
+    held[0] = connect(srv)  # a freed slot is usable again
+    for f in held:
+        f.close()
+
+
+def test_login_deadline_cannot_be_stretched_by_trickling(make_server) -> None:
+    srv = make_server(login_timeout=0.5, idle_timeout=30)
+    s = socket.create_connection(srv.address, timeout=20)
+    f = s.makefile("rb")
+    assert f.readline().startswith(b"220")
+    s.sendall(b"US")  # a partial line: the deadline is absolute, not per byte
+    assert f.readline().startswith(b"421 Login timeout")
+    f.close()
+    s.close()
