@@ -14,15 +14,13 @@ Local digests read the file in a worker thread, never on the event loop.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import re
-import zlib
 from dataclasses import dataclass
-from typing import Protocol
 
 from fileferry.client.connection import Connection, Reply
 from fileferry.client.errors import ClientError, RemoteError, VerificationFailed, local_error
+from fileferry.digests import new_digest
 
 #: Strongest first; the names are the IANA ones HASH uses.
 PREFERENCE = ("SHA-256", "SHA-512", "SHA-1", "MD5", "CRC32")
@@ -37,28 +35,6 @@ _HEX = re.compile(r"\b[0-9A-Fa-f]{8,128}\b")
 _CHUNK = 1 << 20
 #: Slowest digest rate a server is granted (bytes/s) before its reply counts as late.
 _SLOWEST_DIGEST = 20_000_000
-
-
-class Digest(Protocol):
-    def update(self, data: bytes, /) -> None: ...
-    def hexdigest(self) -> str: ...
-
-
-class _Crc32:
-    def __init__(self) -> None:
-        self._value = 0
-
-    def update(self, data: bytes, /) -> None:
-        self._value = zlib.crc32(data, self._value)
-
-    def hexdigest(self) -> str:
-        return f"{self._value:08x}"
-
-
-def new_digest(algorithm: str) -> Digest:
-    if algorithm == "CRC32":
-        return _Crc32()
-    return hashlib.new(algorithm.replace("-", "").lower())
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,12 +15,11 @@ try again later".
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import weakref
-import zlib
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
+from fileferry.digests import Digest, new_digest
 from fileferry.errors import InvalidOffset, StorageUnavailable
 from fileferry.protocol import events
 from fileferry.protocol.replies import Reply
@@ -35,31 +34,6 @@ CHUNK = 1 << 20
 MAX_CONCURRENT = 8
 
 _running: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = weakref.WeakKeyDictionary()
-
-
-class Digest(Protocol):
-    def update(self, data: bytes, /) -> None: ...
-    def hexdigest(self) -> str: ...
-
-
-class _Crc32:
-    """zlib's CRC-32 behind the hashlib interface (zlib releases the GIL on big buffers)."""
-
-    def __init__(self) -> None:
-        self._value = 0
-
-    def update(self, data: bytes, /) -> None:
-        self._value = zlib.crc32(data, self._value)
-
-    def hexdigest(self) -> str:
-        return f"{self._value:08x}"
-
-
-def new_digest(algorithm: str) -> Digest:
-    """A fresh digest for a name from ``hashcommands.ALGORITHMS``."""
-    if algorithm == "CRC32":
-        return _Crc32()
-    return hashlib.new(algorithm.replace("-", "").lower())
 
 
 def _digest_fd(fd: int, start: int, count: int, digest: Digest) -> int:
