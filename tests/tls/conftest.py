@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -49,12 +47,3 @@ def make_tls_server(root: Path, certs: Certs) -> Iterator[Callable[..., ServerTh
     yield make
     for srv in started:
         srv.stop()
-
-
-def require_tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{name} is required in CI")
-        pytest.skip(f"{name} not installed")
-    return path

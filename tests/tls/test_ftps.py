@@ -13,8 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import require_tool
-from tlskit import Certs, ReusingFTP_TLS, client_context
+from tlskit import Certs, ReusingFTP_TLS, client_context, require_tool
 
 from fileferry.storage.local import TEMP_PREFIX
 

@@ -6,11 +6,14 @@ import datetime
 import ftplib
 import hashlib
 import ipaddress
+import os
+import shutil
 import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -101,3 +104,12 @@ class ReusingFTP_TLS(ftplib.FTP_TLS):
                 conn, server_hostname=self.host, session=self.sock.session
             )
         return conn, size
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is required in CI")
+        pytest.skip(f"{name} not installed")
+    return path
