@@ -87,7 +87,7 @@ class ServerConfig:
     max_sessions: int = 2000
     max_sessions_per_ip: int = 200
     #: Sustained commands per second per session; bursts up to twice this.
-    max_commands_per_second: float = 500.0
+    max_commands_per_second: float = 5000.0
     #: An unauthenticated connection is closed after this long.
     login_timeout: float = 60.0
     #: Failed logins from one address within ``ban_window`` that trigger a ban.

@@ -54,7 +54,7 @@ tls_session_reuse = true          # PROT P data connections must resume the cont
 # --- limits and defence ------------------------------------------------------------
 max_sessions = 2000               # sessions in total
 max_sessions_per_ip = 200         # sessions per client address
-max_commands_per_second = 500.0   # per session; bursts up to twice this
+max_commands_per_second = 5000.0  # per session; bursts up to twice this
 login_timeout = 60.0              # an unauthenticated connection is closed after this
 login_failure_delay = 1.0         # seconds before answering a failed login
 ban_threshold = 5                 # failed logins within ban_window that ban an address
