@@ -270,3 +270,16 @@ def test_epsv_all_refuses_other_data_commands(ftp, root: Path) -> None:
     assert ftp.sendcmd("EPSV").startswith("229")
     with pytest.raises(ftplib.error_perm, match=r"^522"):
         ftp.sendcmd("EPSV 2")
+
+
+def test_listing_cap_is_announced(make_server, root: Path) -> None:
+    for i in range(12):
+        (root / f"f{i:02d}").write_bytes(b"x")
+    srv = make_server(max_list_entries=5)
+    f = connect(srv)
+    f.login()
+    names: list[str] = []
+    reply = f.retrlines("NLST", names.append)
+    assert len(names) == 5
+    assert "truncated at 5 entries" in reply
+    f.quit()

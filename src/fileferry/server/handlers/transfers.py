@@ -199,12 +199,20 @@ async def _drain_after_refusal(dc: DataConnection, view: memoryview) -> None:
 
 
 class SendListing(Job):
-    def __init__(self, payload: bytes, count: int) -> None:
+    def __init__(self, payload: bytes, count: int, truncated: bool = False) -> None:
         self.payload = payload
+        self.count = count
+        self.truncated = truncated
         self.opening = f"Here comes the directory listing ({count} entries)."
 
     async def run(self, dc: DataConnection) -> None:
         await dc.sendall(self.payload)
+
+    async def finish(self) -> str:
+        if self.truncated:
+            # Say so: a client must not take a capped listing for the whole folder.
+            return f"Transfer complete; listing truncated at {self.count} entries."
+        return "Transfer complete."
 
     async def discard(self) -> None:
         self.payload = b""
@@ -343,9 +351,12 @@ async def list_directory(conn: ControlConnection, ev: events.ListDirectory) -> N
     info = await storage.stat(ev.path)
     cap = conn.app.config.max_list_entries
     entries: list[FileInfo]
+    truncated = False
     if info.is_dir:
-        entries = await storage.list(ev.path, limit=cap)
+        entries = await storage.list(ev.path, limit=cap + 1)
+        truncated = len(entries) > cap
         entries.sort(key=lambda e: e.name)
+        del entries[cap:]
     elif ev.format is events.ListFormat.MLSD:
         raise NotADirectory("MLSD needs a directory.")
     else:
@@ -358,7 +369,8 @@ async def list_directory(conn: ControlConnection, ev: events.ListDirectory) -> N
         lines = [e.name for e in entries]
     else:
         lines = [listing.mlsd_line(e, ev.facts, letters) for e in entries]
-    start(conn, ev, SendListing(listing.encode_lines(lines), len(lines)), ev.format.value)
+    job = SendListing(listing.encode_lines(lines), len(lines), truncated)
+    start(conn, ev, job, ev.format.value)
 
 
 HANDLERS = {
