@@ -39,6 +39,11 @@ PER_WORKER_STATE = {
     "tests/accounts/test_login_rules.py::test_max_sessions_per_user",
     "tests/accounts/test_quota_e2e.py::"
     "test_sessions_of_one_user_share_the_quota_while_uploads_are_in_flight",
+    "tests/server/test_limits.py::test_repeated_failures_ban_the_address_across_reconnects",
+    "tests/server/test_limits.py::test_total_session_limit_answers_421",
+    "tests/hostile/test_hostile.py::test_per_address_cap_refuses_with_421",
+    # AVBL after an upload through another connection: that one may be on another worker.
+    "tests/accounts/test_accounts_curl.py::test_quota_552_and_nothing_kept",
 }
 
 
