@@ -7,6 +7,7 @@ policy and is decided by the server, which knows the peer.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -95,8 +96,14 @@ def format_epsv(port: int) -> str:
     return f"Entering Extended Passive Mode (|||{port}|)"
 
 
+@functools.lru_cache(maxsize=4096)
 def unmap(host: str) -> str:
-    """``::ffff:1.2.3.4`` → ``1.2.3.4``; strip an IPv6 scope; others unchanged."""
+    """``::ffff:1.2.3.4`` → ``1.2.3.4``; strip an IPv6 scope; others unchanged.
+
+    Cached: it is a pure function of the text, asked several times per
+    transfer (EPSV, every accepted data connection, log lines) with the same
+    few peer addresses, and ``ipaddress`` parsing costs ~15 µs a call.
+    """
     host = host.split("%", 1)[0]
     try:
         addr = ipaddress.ip_address(host)

@@ -8,6 +8,7 @@ is routinely handed a whole /64).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import time
 from collections import OrderedDict, deque
@@ -18,8 +19,13 @@ from dataclasses import dataclass
 MAX_TRACKED = 65536
 
 
+@functools.lru_cache(maxsize=4096)
 def client_key(host: str) -> str:
-    """The unit of accounting for an address: itself for IPv4, its /64 for IPv6."""
+    """The unit of accounting for an address: itself for IPv4, its /64 for IPv6.
+
+    Cached (a pure function of the text): a burst of logins from one address
+    parses it once instead of once per connection.
+    """
     host = host.split("%", 1)[0]
     try:
         addr = ipaddress.ip_address(host)

@@ -7,6 +7,7 @@ server could be used to attack a third host ("FTP bounce").
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from typing import TYPE_CHECKING
@@ -20,7 +21,9 @@ if TYPE_CHECKING:
     from fileferry.server.control import ControlConnection
 
 
+@functools.lru_cache(maxsize=256)
 def _is_ipv4(host: str) -> bool:
+    """Whether a local address is IPv4 (cached: asked on every PASV/EPSV)."""
     try:
         return ipaddress.ip_address(unmap(host)).version == 4
     except ValueError:
