@@ -71,6 +71,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "--fsync-uploads", action="store_true", default=None, help="fsync before answering 226"
     )
     serve.add_argument(
+        "--fs-calls",
+        choices=config.FS_CALLS,
+        help="where local-disk metadata calls run: auto (inline on local file systems, "
+        "a thread on network ones), inline, thread (auto)",
+    )
+    serve.add_argument(
         "--workers",
         type=int,
         metavar="N",
@@ -133,6 +139,7 @@ def _flag_values(args: argparse.Namespace) -> dict[str, object]:
         "idle_timeout",
         "data_timeout",
         "fsync_uploads",
+        "fs_calls",
         "workers",
         "log_level",
         "tls_cert",

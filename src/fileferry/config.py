@@ -22,6 +22,7 @@ from fileferry.users import fields as account_fields
 from fileferry.users.passwords import hash_password
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+FS_CALLS = ("auto", "inline", "thread")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,10 @@ class ServerConfig:
     max_line: int = 4200
     max_list_entries: int = 200_000
     fsync_uploads: bool = False
+    #: Where local-disk metadata calls (open, stat, rename) run: "inline" on the
+    #: event loop, "thread" in the pool, "auto" inline on local file systems
+    #: and in the pool on network ones (see storage/local.py).
+    fs_calls: str = "auto"
     site_exec: tuple[SiteExecCommand, ...] = ()
     # --- FTPS (RFC 4217) ---
     tls_cert: str | None = None
@@ -392,6 +397,8 @@ def validate(cfg: ServerConfig) -> ServerConfig:
             raise ConfigError(f"{key}: must be between 0 and 86400 seconds")
     if not 0 <= cfg.login_failure_delay <= 60:
         raise ConfigError("login_failure_delay: must be between 0 and 60 seconds")
+    if cfg.fs_calls not in FS_CALLS:
+        raise ConfigError(f"fs_calls: expected one of {', '.join(FS_CALLS)}")
     if cfg.log_level.lower() not in LOG_LEVELS:
         raise ConfigError(f"log_level: expected one of {', '.join(LOG_LEVELS)}")
     if not 512 <= cfg.max_line <= 65536:

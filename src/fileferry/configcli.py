@@ -41,6 +41,7 @@ idle_timeout = 300.0              # seconds before an idle control connection is
 data_timeout = 300.0              # seconds a data connection may stall
 accept_timeout = 60.0             # seconds a passive listener waits for the client
 fsync_uploads = false             # make 226 wait until an upload is on disk
+fs_calls = "auto"                 # open/stat/rename: "inline" on the loop, "thread", or "auto"
 workers = 1                       # processes sharing the port (SO_REUSEPORT), one loop each
 
 # --- FTPS (RFC 4217) -------------------------------------------------------------

@@ -37,7 +37,9 @@ class Env:
             assert leftovers == []
 
 
-@pytest.fixture(params=["memory", "local"])
+# Local storage runs twice: metadata calls inline on the loop (the default on a
+# local disk) and in the thread pool (network file systems): same contract.
+@pytest.fixture(params=["memory", "local", "local-thread"])
 def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
     if request.param == "memory":
         storage: Storage = MemoryStorage()
@@ -45,19 +47,22 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
     else:
         root = tmp_path / "root"
         root.mkdir()
-        storage = LocalStorage(root)
+        policy = "thread" if request.param == "local-thread" else "inline"
+        storage = LocalStorage(root, fs_calls=policy)
     yield Env(storage, root)
     asyncio.run(storage.close())
 
 
-@pytest.fixture
-def disk(tmp_path: Path) -> Iterator[tuple[LocalStorage, Path, Path]]:
+@pytest.fixture(params=["inline", "thread"])
+def disk(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[LocalStorage, Path, Path]]:
     """A LocalStorage, its root, and a sibling directory outside the jail."""
     root = tmp_path / "root"
     outside = tmp_path / "outside"
     root.mkdir()
     outside.mkdir()
     (outside / "secret.txt").write_bytes(b"secret")
-    storage = LocalStorage(root)
+    storage = LocalStorage(root, fs_calls=request.param)
     yield storage, root, outside
     asyncio.run(storage.close())

@@ -81,7 +81,10 @@ class LocalStorageProvider:
         storage = self._storages.get(directory)
         if storage is None:
             storage = LocalStorage(
-                directory, fsync_uploads=self._config.fsync_uploads, executor=self._executor
+                directory,
+                fsync_uploads=self._config.fsync_uploads,
+                executor=self._executor,
+                fs_calls=self._config.fs_calls,
             )
             self._storages[directory] = storage
         return storage

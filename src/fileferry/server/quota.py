@@ -28,10 +28,13 @@ in) show after a restart.
 from __future__ import annotations
 
 import asyncio
+from typing import TypeVar
 
 from fileferry.errors import QuotaExceeded, StorageError
-from fileferry.storage.base import FileInfo, Reader, Storage, Upload
+from fileferry.storage.base import FileInfo, Reader, RowRenderer, Storage, Upload
 from fileferry.storage.usage import Usage
+
+_T = TypeVar("_T")
 
 
 class QuotaTracker:
@@ -142,6 +145,12 @@ class QuotaStorage(Storage):
 
     async def list(self, path: str, limit: int | None = None) -> list[FileInfo]:
         return await self.inner.list(path, limit)
+
+    async def list_rendered(
+        self, path: str, render: RowRenderer[_T], limit: int | None = None
+    ) -> _T:
+        # Listing changes no usage: the inner storage's fast path, untouched.
+        return await self.inner.list_rendered(path, render, limit)
 
     async def open_read(self, path: str, offset: int = 0) -> Reader:
         return await self.inner.open_read(path, offset)

@@ -10,7 +10,10 @@ It is shaped for object stores from day one:
   Nothing appears under the target name until ``commit`` succeeds, so an
   interrupted STOR never leaves a file that looks whole;
 * ``list`` returns :class:`FileInfo` records carrying everything LIST and MLSD
-  print, so a listing costs one round trip instead of a stat per entry.
+  print, so a listing costs one round trip instead of a stat per entry;
+  ``list_rendered`` is its fast form for the data channel: the backend hands
+  plain :data:`Row` tuples to a pure formatting function, where it gathered
+  them (the local backend: in its scanning thread), and returns the result.
 
 Paths handed to a backend are normalised virtual paths from
 :func:`fileferry.paths.resolve` (absolute, ``/``-separated, no ``..``). A
@@ -24,8 +27,35 @@ import abc
 import enum
 import os
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from fileferry.errors import PermissionDenied, StorageError
+
+_R = TypeVar("_R", covariant=True)
+_T = TypeVar("_T")
+
+#: One directory entry as a plain tuple: ``(name, is_dir, size, mtime, mode, unique)``,
+#: the fields of :class:`FileInfo` in that order (``mode`` is the permission bits).
+#: ``fileferry.protocol.listing.Row`` has the same layout.
+Row = tuple[str, bool, int, float, int, "str | None"]
+
+
+class RowRenderer(Protocol[_R]):
+    """A pure function of a directory's rows (e.g. ``protocol.listing.ListingRenderer``).
+
+    Its two hints let a backend skip work the result will not show; a backend
+    may ignore them and always fill every field.
+    """
+
+    @property
+    def names_only(self) -> bool:
+        """Only ``name`` and ``is_dir`` are used (the other fields may be zeros)."""
+
+    @property
+    def needs_unique(self) -> bool:
+        """``unique`` is used (when ``False`` it may be ``None``)."""
+
+    def __call__(self, rows: list[Row], /) -> _R: ...
 
 
 class FileKind(enum.Enum):
@@ -54,6 +84,10 @@ class FileInfo:
     @property
     def is_dir(self) -> bool:
         return self.kind is FileKind.DIR
+
+    def row(self) -> Row:
+        """This record as a :data:`Row`."""
+        return (self.name, self.kind is FileKind.DIR, self.size, self.mtime, self.mode, self.unique)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +181,21 @@ class Storage(abc.ABC):
 
         Raises ``NotFound`` or ``NotADirectory``.
         """
+
+    async def list_rendered(
+        self, path: str, render: RowRenderer[_T], limit: int | None = None
+    ) -> _T:
+        """``render`` applied to the rows of what :meth:`list` returns, in any order.
+
+        Why it exists: a listing of 10,000 entries should not cost 10,000
+        objects built in one place and formatted on the event loop in
+        another. A backend that scans in a worker thread overrides this to
+        build tuples there and run ``render`` (pure computation) in the same
+        hop, so the loop only receives the finished payload. This default,
+        built on :meth:`list`, is the reference every override must match;
+        it runs ``render`` on the caller's thread. Raises what ``list`` raises.
+        """
+        return render([info.row() for info in await self.list(path, limit)])
 
     @abc.abstractmethod
     async def open_read(self, path: str, offset: int = 0) -> Reader:

@@ -2,6 +2,7 @@
 
 * **Never block the loop.** Every file-system call runs in a thread pool, and
   each operation is batched into one hop (``list`` scans and stats in one go,
+  see ``localscan``; ``list_rendered`` also formats the listing in that hop,
   ``open_read`` opens, fstats and seeks in one go, uploads hand over >= 1 MiB).
 * **Paths are bytes inside.** Names are ``os.fsencode``-d, so names on disk
   that are not UTF-8 are listed as surrogate escapes and accepted back byte
@@ -31,7 +32,6 @@ import functools
 import os
 import secrets
 import stat as stat_mod
-import sys
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import TypeVar
@@ -51,7 +51,18 @@ from fileferry.errors import (
     StorageUnavailable,
 )
 from fileferry.paths import components, split
-from fileferry.storage.base import Capabilities, FileInfo, FileKind, Reader, Storage, Upload
+from fileferry.storage.base import (
+    Capabilities,
+    FileInfo,
+    FileKind,
+    Reader,
+    Row,
+    RowRenderer,
+    Storage,
+    Upload,
+)
+from fileferry.storage.fscalls import Calls, inline_for
+from fileferry.storage.localscan import scan_rows
 
 __all__ = ["DEFAULT_WORKERS", "TEMP_PREFIX", "LocalStorage", "make_executor"]
 
@@ -63,17 +74,24 @@ _TEMP_PREFIX_B = os.fsencode(TEMP_PREFIX)
 DEFAULT_WORKERS = 32
 #: Uploads are handed to a thread in chunks at least this big, to amortise the hop.
 FLUSH_SIZE = 1 << 20
-#: What ``os.fsdecode`` uses, applied directly in the listing loop.
-_FS_ENCODING = sys.getfilesystemencoding()
-_FS_ERRORS = sys.getfilesystemencodeerrors()
+#: A buffered upload tail up to this size is written inline by the commit.
+INLINE_WRITE = 256 * 1024
+#: Freeing a file's blocks (unlink, or a rename over it) grows with its size
+#: (and with ``discard`` mounts); larger files are freed in the pool.
+INLINE_FREE = 64 << 20
 #: ``splice`` flags: move pages rather than copy them where the kernel can.
 _SPLICE_MOVE = getattr(os, "SPLICE_F_MOVE", 1)
 #: Upper bound for one ``Reader.read`` so a huge ``n`` cannot allocate unbounded memory.
 MAX_READ = 8 << 20
 
 _T = TypeVar("_T")
+#: A scan's rows (named here: inside ``LocalStorage``, ``list`` is the method).
+_Rows = list[Row]
+_Infos = list[FileInfo]
 #: What ``open_write`` prepares in its thread hop: (fd, temp path, target path, size).
-_Opened = tuple[int, bytes, bytes, int]
+#: (temp fd, temp path, target path, bytes already in the temp file, size of the
+#: file it replaces: a large one is freed by the rename, so that commit is pooled)
+_Opened = tuple[int, bytes, bytes, int, int]
 
 _ERRNO_MAP: dict[int, type[StorageError]] = {
     errno.ENOENT: NotFound,
@@ -123,7 +141,7 @@ def _info(name: str, st: os.stat_result) -> FileInfo:
     return FileInfo(name, kind, st.st_size, st.st_mtime, st.st_mode & 0o7777, unique)
 
 
-def _write_all(fd: int, data: bytes | bytearray) -> None:
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     view = memoryview(data)
     while view:
         written = os.write(fd, view)
@@ -189,9 +207,21 @@ class _Hops:
     could be reused and a late write would land in someone else's file.
     """
 
-    def __init__(self, executor: Executor) -> None:
+    def __init__(self, executor: Executor, calls: Calls | None = None) -> None:
         self._executor = executor
+        self._calls = calls
         self._last: asyncio.Future[object] | None = None
+
+    async def meta(self, fn: Callable[..., _T], *args: object) -> _T:
+        """A short metadata call (close, rename, unlink): inline when the policy allows."""
+        calls = self._calls
+        if calls is None or not calls.inline:
+            return await self.run(fn, *args)
+        await self.settle()  # a hop still using the descriptor finishes first
+        try:
+            return calls.call(fn, *args)
+        except OSError as exc:
+            raise _translate(exc) from exc
 
     async def run(self, fn: Callable[..., _T], *args: object) -> _T:
         fut = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -219,7 +249,7 @@ class _LocalReader(Reader):
 
     def __init__(self, fd: int, size: int, offset: int, executor: Executor) -> None:
         self._fd = fd
-        self._hops = _Hops(executor)
+        self._hops = _Hops(executor)  # reads only: they grow with the data, so always pooled
         self.size = size
         self.position = offset
 
@@ -254,10 +284,10 @@ class _LocalUpload(Upload):
 
     def __init__(self, storage: LocalStorage, opened: _Opened, name: str, exclusive: bool) -> None:
         self._storage = storage
-        self._fd, self._tmp, self._target, self.size = opened
+        self._fd, self._tmp, self._target, self.size, self._replaces = opened
         self._name = name
         self._exclusive = exclusive
-        self._hops = _Hops(storage._executor)
+        self._hops = _Hops(storage._executor, storage._calls)
         self._buf = bytearray()
         self._finished = False
         self._failed = False
@@ -321,8 +351,12 @@ class _LocalUpload(Upload):
             await self._cleanup()
             raise StorageError()
         chunk, self._buf = self._buf, bytearray()
+        # close + rename + stat is metadata. It is real I/O with fsync, with a
+        # large buffered tail to write, or when the rename frees a large file.
+        slow = self._storage._fsync_uploads or len(chunk) > INLINE_WRITE
+        hop = self._hops.run if slow or self._replaces > INLINE_FREE else self._hops.meta
         try:
-            st = await self._hops.run(self._commit_sync, chunk)
+            st = await hop(self._commit_sync, chunk)
         except BaseException:
             await self._cleanup()
             raise
@@ -356,7 +390,7 @@ class _LocalUpload(Upload):
         await self._hops.settle()
         fd, self._fd = self._fd, -1
         try:
-            await self._hops.run(_discard, fd, self._tmp)
+            await self._hops.meta(_discard, fd, self._tmp)
         except RuntimeError:
             # The pool is already shut down (storage closed first): clean up inline.
             _discard(fd, self._tmp)
@@ -380,6 +414,7 @@ class LocalStorage(Storage):
         *,
         fsync_uploads: bool = False,
         executor: Executor | None = None,
+        fs_calls: str = "auto",
     ) -> None:
         real = os.path.realpath(os.fsencode(root))
         if not os.path.isdir(real):
@@ -389,6 +424,8 @@ class LocalStorage(Storage):
         self._fsync_uploads = fsync_uploads
         self._owns_executor = executor is None
         self._executor: Executor = executor if executor is not None else make_executor()
+        #: Where short metadata calls run (see ``fscalls``): inline on local disks.
+        self._calls = Calls(self._executor, inline_for(real, fs_calls), os.fsdecode(real))
         self._closed = False
 
     # -- path mapping (on the loop: pure computation) ----------------------
@@ -406,10 +443,32 @@ class LocalStorage(Storage):
             parts.append(raw)
         return os.path.join(self._root, *parts)
 
+    async def _meta(self, fn: Callable[..., _T], *args: object) -> _T:
+        """A short metadata call: inline on a local disk, else a pool hop (``fscalls``)."""
+        if self._calls.inline:
+            try:
+                return self._calls.call(fn, *args)
+            except OSError as exc:
+                raise _translate(exc) from exc
+        return await _run(self._executor, fn, *args)
+
     async def _open(
-        self, release: Callable[[_T], None], fn: Callable[..., _T], *args: object
+        self,
+        release: Callable[[_T], None],
+        fn: Callable[..., _T],
+        *args: object,
+        inline: bool = True,
     ) -> _T:
-        """Like ``_run``, but if the caller is cancelled, ``release`` what was opened."""
+        """Like ``_run``, but if the caller is cancelled, ``release`` what was opened.
+
+        Inline (the policy allows it and ``inline``) there is no await, so no
+        window in which a cancellation could orphan the descriptor.
+        """
+        if inline and self._calls.inline:
+            try:
+                return self._calls.call(fn, *args)
+            except OSError as exc:
+                raise _translate(exc) from exc
         fut = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
         try:
             return await asyncio.shield(fut)
@@ -433,7 +492,26 @@ class LocalStorage(Storage):
     # -- jail (in a worker thread) -----------------------------------------
 
     def _real(self, host: bytes) -> bytes:
-        """Resolve every symlink in ``host``; refuse a result outside the root."""
+        """Resolve every symlink in ``host``; refuse a result outside the root.
+
+        The root itself is already resolved, so only the components below it
+        are looked at (``realpath`` would ``lstat`` every ancestor of the root
+        too, on every call). If none is a symlink the path is its own
+        resolution; at the first symlink the whole path goes through
+        ``realpath``, and the result must still be inside the root.
+        """
+        prefix = self._prefix
+        if host.startswith(prefix):
+            path = self._root
+            for name in host[len(prefix) :].split(b"/"):
+                path = path + b"/" + name if path != b"/" else b"/" + name
+                try:
+                    if stat_mod.S_ISLNK(os.lstat(path).st_mode):
+                        break
+                except OSError:
+                    return host  # missing (or unreadable) below here: nothing more to resolve
+            else:
+                return host
         real = os.path.realpath(host)
         if not self._inside(real):
             raise PermissionDenied()
@@ -450,55 +528,44 @@ class LocalStorage(Storage):
     # -- Storage -----------------------------------------------------------
 
     async def stat(self, path: str) -> FileInfo:
-        st = await _run(self._executor, lambda host: os.stat(self._real(host)), self._host(path))
+        st = await self._meta(self._stat_sync, self._host(path))
         return _info(split(path)[1] or "/", st)
+
+    def _stat_sync(self, host: bytes) -> os.stat_result:
+        return os.stat(self._real(host))
 
     async def list(self, path: str, limit: int | None = None) -> list[FileInfo]:
         return await _run(self._executor, self._list_sync, self._host(path), limit)
 
-    def _list_sync(self, host: bytes, limit: int | None) -> list[FileInfo]:
-        real = self._real(host)
-        out: list[FileInfo] = []
-        if limit is not None and limit <= 0:
-            # Nothing to return, but a bad path must still be reported.
-            if not stat_mod.S_ISDIR(os.stat(real).st_mode):
-                raise NotADirectory()
-            return out
-        # The hot loop of LIST: names and FileInfo built with local bindings,
-        # and bytes decoded directly (what os.fsdecode does, minus its checks).
-        append, isdir, info = out.append, stat_mod.S_ISDIR, FileInfo
+    def _list_sync(self, host: bytes, limit: int | None) -> _Infos:
         file_kind, dir_kind = FileKind.FILE, FileKind.DIR
-        encoding, errors = _FS_ENCODING, _FS_ERRORS
-        cap = limit if limit is not None else -1
-        with os.scandir(real) as entries:
-            for entry in entries:
-                name = entry.name
-                if name.startswith(_TEMP_PREFIX_B):
-                    continue
-                try:
-                    if entry.is_symlink():
-                        target = os.path.realpath(entry.path)
-                        if not self._inside(target):
-                            continue
-                        st = os.stat(target)
-                    else:
-                        st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue  # dangling, looping, vanished or unreadable: omit
-                mode = st.st_mode
-                append(
-                    info(
-                        name.decode(encoding, errors),
-                        dir_kind if isdir(mode) else file_kind,
-                        st.st_size,
-                        st.st_mtime,
-                        mode & 0o7777,
-                        f"{st.st_dev:x}g{st.st_ino:x}",
-                    )
-                )
-                if len(out) == cap:
-                    break
-        return out
+        return [
+            FileInfo(name, dir_kind if is_dir else file_kind, size, mtime, mode, unique)
+            for name, is_dir, size, mtime, mode, unique in self._scan(host, limit)
+        ]
+
+    async def list_rendered(
+        self, path: str, render: RowRenderer[_T], limit: int | None = None
+    ) -> _T:
+        """Scan and render in one worker hop: the loop only sees the finished result."""
+        return await _run(self._executor, self._render_sync, self._host(path), render, limit)
+
+    def _render_sync(self, host: bytes, render: RowRenderer[_T], limit: int | None) -> _T:
+        names_only = getattr(render, "names_only", False)
+        unique = getattr(render, "needs_unique", True)
+        return render(self._scan(host, limit, names_only=names_only, unique=unique))
+
+    def _scan(
+        self, host: bytes, limit: int | None, *, names_only: bool = False, unique: bool = True
+    ) -> _Rows:
+        return scan_rows(
+            self._real(host),
+            self._inside,
+            _TEMP_PREFIX_B,
+            limit,
+            names_only=names_only,
+            unique=unique,
+        )
 
     async def open_read(self, path: str, offset: int = 0) -> Reader:
         if offset < 0:
@@ -539,7 +606,11 @@ class LocalStorage(Storage):
             raise IsADirectory()
         host = self._host(path)
         keep = -1 if append else offset
-        opened = await self._open(_discard_opened, self._open_write_sync, host, keep)
+        # Seeding the temp file with the old content (REST, APPE) grows with
+        # the file: only a fresh upload opens inline.
+        opened = await self._open(
+            _discard_opened, self._open_write_sync, host, keep, inline=keep == 0
+        )
         return _LocalUpload(self, opened, split(path)[1], exclusive)
 
     def _open_write_sync(self, host: bytes, keep: int) -> _Opened:
@@ -591,7 +662,7 @@ class LocalStorage(Storage):
         finally:
             if src >= 0:
                 os.close(src)
-        return fd, tmp, target, size
+        return fd, tmp, target, size, st.st_size if st is not None else 0
 
     @staticmethod
     def _create_temp(parent: bytes) -> tuple[int, bytes]:
@@ -607,23 +678,34 @@ class LocalStorage(Storage):
         if path == "/":
             raise AlreadyExists()
         mkdir = functools.partial(os.mkdir, mode=0o755)
-        await _run(self._executor, self._on_entry, mkdir, self._host(path))
+        await self._meta(self._on_entry, mkdir, self._host(path))
 
     async def rmdir(self, path: str) -> None:
         if path == "/":
             raise PermissionDenied()
-        await _run(self._executor, self._on_entry, os.rmdir, self._host(path))
+        await self._meta(self._on_entry, os.rmdir, self._host(path))
 
     async def remove(self, path: str) -> None:
         if path == "/":
             raise IsADirectory()
-        await _run(self._executor, self._on_entry, os.unlink, self._host(path))
+        host = self._host(path)
+        if self._calls.inline and self._calls.call(self._entry_size, host) > INLINE_FREE:
+            await _run(self._executor, self._on_entry, os.unlink, host)
+            return
+        await self._meta(self._on_entry, os.unlink, host)
+
+    def _entry_size(self, host: bytes) -> int:
+        """The size of the entry itself (0 if unknown: the unlink reports errors)."""
+        try:
+            return os.lstat(self._entry(host)).st_size
+        except (OSError, StorageError):
+            return 0
 
     async def rename(self, src: str, dst: str) -> None:
         if src == "/":
             raise InvalidName()
         src_host, dst_host = self._host(src), self._host(dst)
-        await _run(self._executor, self._rename_sync, src_host, dst_host, dst == "/")
+        await self._meta(self._rename_sync, src_host, dst_host, dst == "/")
 
     def _rename_sync(self, src_host: bytes, dst_host: bytes, dst_is_root: bool) -> None:
         src = self._entry(src_host)
@@ -650,7 +732,7 @@ class LocalStorage(Storage):
             raise
 
     async def set_mtime(self, path: str, mtime: float) -> FileInfo:
-        st = await _run(self._executor, self._set_mtime_sync, self._host(path), mtime)
+        st = await self._meta(self._set_mtime_sync, self._host(path), mtime)
         return _info(split(path)[1] or "/", st)
 
     def _set_mtime_sync(self, host: bytes, mtime: float) -> os.stat_result:
@@ -662,7 +744,7 @@ class LocalStorage(Storage):
     async def set_mode(self, path: str, mode: int) -> FileInfo:
         if path == "/":
             raise PermissionDenied()
-        st = await _run(self._executor, self._set_mode_sync, self._host(path), mode & 0o777)
+        st = await self._meta(self._set_mode_sync, self._host(path), mode & 0o777)
         return _info(split(path)[1], st)
 
     def _set_mode_sync(self, host: bytes, mode: int) -> os.stat_result:

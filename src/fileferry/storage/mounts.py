@@ -29,6 +29,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import Generic, TypeVar
 
 from fileferry.errors import (
     AlreadyExists,
@@ -38,7 +39,9 @@ from fileferry.errors import (
     PermissionDenied,
 )
 from fileferry.paths import split
-from fileferry.storage.base import FileInfo, FileKind, Reader, Storage, Upload
+from fileferry.storage.base import FileInfo, FileKind, Reader, Row, RowRenderer, Storage, Upload
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,43 @@ class Mount:
 
 def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder + "/")
+
+
+class _Adjust(Generic[_T]):
+    """Wraps a renderer with what :meth:`MountedStorage.list` does to entries.
+
+    ``unique`` values get the storage's namespace prefix; mount entries
+    replace same-named rows and are added after the rest; the result is cut
+    to ``limit`` again. Pure computation, so it may run in a worker thread.
+    """
+
+    def __init__(
+        self,
+        render: RowRenderer[_T],
+        prefix: str,
+        extra: dict[str, FileInfo],
+        limit: int | None,
+    ) -> None:
+        self._render = render
+        self._prefix = prefix
+        self._extra = extra
+        self._limit = limit
+        self.names_only: bool = getattr(render, "names_only", False)
+        self.needs_unique: bool = getattr(render, "needs_unique", True)
+
+    def __call__(self, rows: list[Row], /) -> _T:
+        prefix = self._prefix
+        if prefix:
+            rows = [
+                (n, d, s, m, mo, prefix + u if u is not None else None)
+                for n, d, s, m, mo, u in rows
+            ]
+        extra = self._extra
+        if extra:
+            rows = [r for r in rows if r[0] not in extra] + [e.row() for e in extra.values()]
+            if self._limit is not None:
+                rows = rows[: max(self._limit, 0)]
+        return self._render(rows)
 
 
 class MountedStorage(Storage):
@@ -154,6 +194,26 @@ class MountedStorage(Storage):
             if limit is not None:
                 entries = entries[: max(limit, 0)]
         return entries
+
+    async def list_rendered(
+        self, path: str, render: RowRenderer[_T], limit: int | None = None
+    ) -> _T:
+        """:meth:`list`'s rules, with the routed storage's fast path kept.
+
+        The mount points under ``path`` are looked up first (on the loop, as
+        in :meth:`list`); the adjustments (``unique`` namespace, mount
+        entries replacing what they hide) then run wherever the routed
+        storage runs ``render``, usually its scanning thread.
+        """
+        storage, inner, _ = self._route(path)
+        extra = await self._children(path)
+        adjust = _Adjust(render, self._namespaces[id(storage)], extra, limit)
+        try:
+            return await storage.list_rendered(inner, adjust, limit)
+        except (NotFound, NotADirectory):
+            if not self._leads_to_mount(path):
+                raise
+        return adjust([])
 
     async def open_read(self, path: str, offset: int = 0) -> Reader:
         if self._leads_to_mount(path):

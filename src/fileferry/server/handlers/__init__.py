@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from fileferry.server.handlers import access, data, files, hashing, site, space, transfers
+from fileferry.server.handlers import (
+    access,
+    data,
+    files,
+    hashing,
+    listings,
+    site,
+    space,
+    transfers,
+)
 
 if TYPE_CHECKING:
     from fileferry.protocol.events import Event
@@ -18,6 +27,7 @@ HANDLERS: dict[type[Event], Handler] = {
     **data.HANDLERS,
     **files.HANDLERS,
     **transfers.HANDLERS,
+    **listings.HANDLERS,
     **site.HANDLERS,
     **hashing.HANDLERS,
     **space.HANDLERS,

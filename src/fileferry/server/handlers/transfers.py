@@ -21,12 +21,11 @@ from typing import TYPE_CHECKING
 from fileferry import paths
 from fileferry.errors import (
     AlreadyExists,
-    NotADirectory,
     NotFound,
     QuotaExceeded,
     StorageError,
 )
-from fileferry.protocol import events, listing
+from fileferry.protocol import events
 from fileferry.protocol.ascii import FromNetwork, ToNetwork
 from fileferry.protocol.replies import Reply
 from fileferry.server import zerocopy
@@ -35,7 +34,7 @@ from fileferry.server.datachannel import DataConnection, DataConnectionError
 if TYPE_CHECKING:
     from fileferry.server.control import ControlConnection
     from fileferry.server.throttle import Throttle
-    from fileferry.storage.base import FileInfo, Reader, Storage, Upload
+    from fileferry.storage.base import Reader, Storage, Upload
 
 log = logging.getLogger("fileferry.transfer")
 
@@ -198,26 +197,6 @@ async def _drain_after_refusal(dc: DataConnection, view: memoryview) -> None:
             left -= n
 
 
-class SendListing(Job):
-    def __init__(self, payload: bytes, count: int, truncated: bool = False) -> None:
-        self.payload = payload
-        self.count = count
-        self.truncated = truncated
-        self.opening = f"Here comes the directory listing ({count} entries)."
-
-    async def run(self, dc: DataConnection) -> None:
-        await dc.sendall(self.payload)
-
-    async def finish(self) -> str:
-        if self.truncated:
-            # Say so: a client must not take a capped listing for the whole folder.
-            return f"Transfer complete; listing truncated at {self.count} entries."
-        return "Transfer complete."
-
-    async def discard(self) -> None:
-        self.payload = b""
-
-
 def start(conn: ControlConnection, ev: events.Transfer, job: Job, what: str) -> None:
     """Run ``job``'s data phase as the session's transfer task."""
     job.event = ev
@@ -346,35 +325,7 @@ async def _unique_target(storage: Storage, path: str) -> str:
     raise AlreadyExists("Could not find a unique name.")
 
 
-async def list_directory(conn: ControlConnection, ev: events.ListDirectory) -> None:
-    storage = conn.require("l", ev.path)
-    info = await storage.stat(ev.path)
-    cap = conn.app.config.max_list_entries
-    entries: list[FileInfo]
-    truncated = False
-    if info.is_dir:
-        entries = await storage.list(ev.path, limit=cap + 1)
-        truncated = len(entries) > cap
-        entries.sort(key=lambda e: e.name)
-        del entries[cap:]
-    elif ev.format is events.ListFormat.MLSD:
-        raise NotADirectory("MLSD needs a directory.")
-    else:
-        entries = [info]
-    letters = conn.account.permissions_at(ev.path) if conn.account else ""
-    now = time.time()
-    if ev.format is events.ListFormat.LIST:
-        lines = [listing.list_line(e, now) for e in entries]
-    elif ev.format is events.ListFormat.NLST:
-        lines = [e.name for e in entries]
-    else:
-        lines = [listing.mlsd_line(e, ev.facts, letters) for e in entries]
-    job = SendListing(listing.encode_lines(lines), len(lines), truncated)
-    start(conn, ev, job, ev.format.value)
-
-
 HANDLERS = {
     events.RetrieveFile: retrieve,
     events.StoreFile: store,
-    events.ListDirectory: list_directory,
 }
