@@ -82,6 +82,8 @@ class _QuotaUpload(Upload):
 
     #: Never spliced in the kernel: every byte must pass :meth:`write`'s check.
     splices = False
+    #: Nor written from a thread behind the tracker's back (same reason).
+    blocking_writes = False
 
     def __init__(
         self, inner: Upload, storage: QuotaStorage, path: str, old_size: int, new: bool

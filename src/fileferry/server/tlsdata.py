@@ -10,6 +10,10 @@ gives the three guarantees FTPS needs and asyncio does not offer:
 * **truncation is visible**: an upload ends cleanly only with the client's
   close_notify. A bare TCP FIN is a truncation attack or a crash, and the
   upload is not committed.
+
+Binary transfers move their bytes through these same objects from a worker
+thread (:mod:`fileferry.server.tlspump`) when one is free; the methods here
+are the loop path for the rest (ASCII, throttled, all pumps busy).
 """
 
 from __future__ import annotations
@@ -54,6 +58,15 @@ class TLSDataConnection(DataConnection):
         self._in = ssl.MemoryBIO()
         self._out = ssl.MemoryBIO()
         self._tls = server_object(ctx, self._in, self._out)
+
+    def tls_parts(self) -> tuple[ssl.SSLObject, ssl.MemoryBIO, ssl.MemoryBIO]:
+        """The TLS object and its (incoming, outgoing) BIOs, for a pump thread.
+
+        :mod:`fileferry.server.tlspump` drives them from a worker thread
+        between the handshake and :meth:`finish`; nothing on the loop
+        touches them meanwhile (``SSLObject`` is not thread-safe).
+        """
+        return self._tls, self._in, self._out
 
     async def handshake(self, require_reuse: bool) -> None:
         try:

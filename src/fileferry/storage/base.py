@@ -148,6 +148,19 @@ class Upload(abc.ABC):
     async def abort(self) -> None:
         """Discard everything written; the target is left as it was. Idempotent."""
 
+    #: :meth:`write_blocking` may be called from a worker thread (the TLS pumps
+    #: of ``server/tlspump.py`` write decrypted uploads without a hop to the loop).
+    blocking_writes: bool = False
+
+    def write_blocking(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data`` synchronously, from a worker thread; only if ``blocking_writes``.
+
+        The caller guarantees that nothing else uses the upload until this
+        returns (no ``write``, ``commit`` or ``abort`` in between), and that
+        no earlier ``write`` is still in progress. Raises ``StorageError``.
+        """
+        raise NotImplementedError
+
     #: :meth:`splice_from` moves bytes inside the kernel (the upload's twin of a
     #: reader's ``fileno`` for ``sendfile``); when ``False`` the server uses ``write``.
     splices: bool = False

@@ -335,6 +335,27 @@ class _LocalUpload(Upload):
         finally:
             self.size += n - left
 
+    #: A pump thread may write decrypted uploads to the temp file directly.
+    blocking_writes = True
+
+    def write_blocking(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data`` from a worker thread (see ``Upload.write_blocking``).
+
+        A write to the page cache from the thread that already holds the
+        bytes costs less than handing them to the loop and on to the pool.
+        """
+        if self._finished or self._failed:
+            raise StorageError("Upload is finished")
+        try:
+            if self._buf:
+                chunk, self._buf = self._buf, bytearray()
+                _write_all(self._fd, chunk)
+            _write_all(self._fd, data)
+        except OSError as exc:
+            self._failed = True  # part may be lost; committing would publish a hole
+            raise _translate(exc) from exc
+        self.size += len(data)
+
     async def _write_chunk(self, chunk: bytearray) -> None:
         try:
             await self._hops.run(_write_all, self._fd, chunk)

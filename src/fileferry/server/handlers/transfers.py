@@ -28,7 +28,7 @@ from fileferry.errors import (
 from fileferry.protocol import events
 from fileferry.protocol.ascii import FromNetwork, ToNetwork
 from fileferry.protocol.replies import Reply
-from fileferry.server import zerocopy
+from fileferry.server import tlspump, zerocopy
 from fileferry.server.datachannel import DataConnection, DataConnectionError
 
 if TYPE_CHECKING:
@@ -89,6 +89,8 @@ class SendFile(Job):
         if fd is not None and not self.ascii and dc.zero_copy:
             await dc.sendfile(fd, reader.position, reader.size - reader.position)
             return
+        if not self.ascii and await tlspump.send_file(dc, reader):
+            return  # PROT P: encrypted and sent by a pump thread, beside the loop
         codec = ToNetwork() if self.ascii else None
         while chunk := await reader.read(_READ_CHUNK):
             await dc.sendall(codec.convert(chunk) if codec else chunk)
@@ -154,6 +156,8 @@ class ReceiveFile(Job):
             # Small reads, each paced after it arrives: TCP then slows the sender.
             view = view[: throttle.chunk]
         try:
+            if codec is None and throttle is None and await tlspump.receive(dc, upload):
+                return  # PROT P: received and decrypted by a pump thread, beside the loop
             while n := await dc.recv_into(view):
                 if codec is not None:
                     await upload.write(codec.convert(bytes(view[:n])))
