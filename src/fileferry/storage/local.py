@@ -1,9 +1,12 @@
 """A storage backend on a real directory tree, jailed to its root.
 
-* **Never block the loop.** Every file-system call runs in a thread pool, and
-  each operation is batched into one hop (``list`` scans and stats in one go,
-  see ``localscan``; ``list_rendered`` also formats the listing in that hop,
-  ``open_read`` opens, fstats and seeks in one go, uploads hand over >= 1 MiB).
+* **Keep slow calls off the loop.** Anything that grows with the data runs
+  in a thread pool, batched into one hop per operation (``list`` scans and
+  stats in one go, see ``localscan``; ``list_rendered`` also formats the
+  listing there; buffered uploads hand over >= 1 MiB). Short metadata calls
+  (open, stat, create, rename, commit) run inline on a local disk, where a
+  hop costs ten times the call, and in the pool on network file systems
+  (``fscalls``). Open files (readers, uploads) live in ``localfiles``.
 * **Paths are bytes inside.** Names are ``os.fsencode``-d, so names on disk
   that are not UTF-8 are listed as surrogate escapes and accepted back byte
   for byte; an undecodable name never breaks a listing.
@@ -40,12 +43,10 @@ from fileferry.errors import (
     AlreadyExists,
     ConfigError,
     DirectoryNotEmpty,
-    InsufficientStorage,
     InvalidName,
     InvalidOffset,
     IsADirectory,
     NotADirectory,
-    NotFound,
     PermissionDenied,
     StorageError,
     StorageUnavailable,
@@ -62,6 +63,19 @@ from fileferry.storage.base import (
     Upload,
 )
 from fileferry.storage.fscalls import Calls, inline_for
+from fileferry.storage.localfiles import (
+    INLINE_FREE,
+    LocalReader,
+    LocalUpload,
+    Opened,
+    close_first,
+    copy_prefix,
+    discard,
+    discard_opened,
+    info_from_stat,
+    run_in_pool,
+    translate,
+)
 from fileferry.storage.localscan import scan_rows
 
 __all__ = ["DEFAULT_WORKERS", "TEMP_PREFIX", "LocalStorage", "make_executor"]
@@ -72,47 +86,10 @@ _TEMP_PREFIX_B = os.fsencode(TEMP_PREFIX)
 
 #: Thread pool size: enough for many concurrent transfers without a thread per client.
 DEFAULT_WORKERS = 32
-#: Uploads are handed to a thread in chunks at least this big, to amortise the hop.
-FLUSH_SIZE = 1 << 20
-#: A buffered upload tail up to this size is written inline by the commit.
-INLINE_WRITE = 256 * 1024
-#: Freeing a file's blocks (unlink, or a rename over it) grows with its size
-#: (and with ``discard`` mounts); larger files are freed in the pool.
-INLINE_FREE = 64 << 20
-#: ``splice`` flags: move pages rather than copy them where the kernel can.
-_SPLICE_MOVE = getattr(os, "SPLICE_F_MOVE", 1)
-#: Upper bound for one ``Reader.read`` so a huge ``n`` cannot allocate unbounded memory.
-MAX_READ = 8 << 20
-
 _T = TypeVar("_T")
 #: A scan's rows (named here: inside ``LocalStorage``, ``list`` is the method).
 _Rows = list[Row]
 _Infos = list[FileInfo]
-#: What ``open_write`` prepares in its thread hop: (fd, temp path, target path, size).
-#: (temp fd, temp path, target path, bytes already in the temp file, size of the
-#: file it replaces: a large one is freed by the rename, so that commit is pooled)
-_Opened = tuple[int, bytes, bytes, int, int]
-
-_ERRNO_MAP: dict[int, type[StorageError]] = {
-    errno.ENOENT: NotFound,
-    errno.EEXIST: AlreadyExists,
-    errno.EACCES: PermissionDenied,
-    errno.EPERM: PermissionDenied,
-    errno.EROFS: PermissionDenied,
-    errno.ENOTDIR: NotADirectory,
-    errno.EISDIR: IsADirectory,
-    errno.ENOTEMPTY: DirectoryNotEmpty,
-    errno.ENOSPC: InsufficientStorage,
-    errno.EDQUOT: InsufficientStorage,
-    errno.ENAMETOOLONG: InvalidName,
-    errno.ELOOP: PermissionDenied,
-}
-
-# copy_file_range refuses some file-system pairs; these mean "copy by hand instead".
-_COPY_FALLBACK_ERRNOS = frozenset(
-    {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.EBADF}
-)
-
 _READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
 
@@ -120,303 +97,6 @@ _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLO
 def make_executor(max_workers: int = DEFAULT_WORKERS) -> ThreadPoolExecutor:
     """A pool for file-system calls; shareable between several ``LocalStorage``."""
     return ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="fileferry-fs")
-
-
-def _translate(exc: OSError) -> StorageError:
-    """Map an errno to its storage error; unknown ones are treated as transient."""
-    cls = _ERRNO_MAP.get(exc.errno or 0, StorageUnavailable)
-    return cls()
-
-
-async def _run(executor: Executor, fn: Callable[..., _T], *args: object) -> _T:
-    try:
-        return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
-    except OSError as exc:
-        raise _translate(exc) from exc
-
-
-def _info(name: str, st: os.stat_result) -> FileInfo:
-    kind = FileKind.DIR if stat_mod.S_ISDIR(st.st_mode) else FileKind.FILE
-    unique = f"{st.st_dev:x}g{st.st_ino:x}"
-    return FileInfo(name, kind, st.st_size, st.st_mtime, st.st_mode & 0o7777, unique)
-
-
-def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _copy_prefix(src: int, dst: int, count: int) -> int:
-    """Copy up to ``count`` bytes between the fds' current offsets; returns bytes copied.
-
-    ``copy_file_range`` lets the kernel (or a reflinking file system) do the
-    work; the fallback covers file systems and kernels that refuse it.
-    """
-    copied = 0
-    try:
-        if not hasattr(os, "copy_file_range"):
-            raise OSError(errno.ENOSYS, "copy_file_range unavailable")
-        while copied < count:
-            n = os.copy_file_range(src, dst, count - copied)
-            if n == 0:
-                return copied
-            copied += n
-        return copied
-    except OSError as exc:
-        if exc.errno not in _COPY_FALLBACK_ERRNOS:
-            raise
-    while copied < count:
-        chunk = os.read(src, min(FLUSH_SIZE, count - copied))
-        if not chunk:
-            break
-        _write_all(dst, chunk)
-        copied += len(chunk)
-    return copied
-
-
-def _close_first(opened: tuple[int, ...]) -> None:
-    os.close(opened[0])
-
-
-def _discard_opened(opened: _Opened) -> None:
-    _discard(opened[0], opened[1])
-
-
-def _fsync_dir(path: bytes) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _discard(fd: int, tmp: bytes) -> None:
-    if fd >= 0:
-        os.close(fd)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
-
-
-class _Hops:
-    """Runs one handle's thread hops and remembers the last one.
-
-    A cancelled await does not stop the thread, so before closing a
-    descriptor we wait for any hop still using it; otherwise the fd number
-    could be reused and a late write would land in someone else's file.
-    """
-
-    def __init__(self, executor: Executor, calls: Calls | None = None) -> None:
-        self._executor = executor
-        self._calls = calls
-        self._last: asyncio.Future[object] | None = None
-
-    async def meta(self, fn: Callable[..., _T], *args: object) -> _T:
-        """A short metadata call (close, rename, unlink): inline when the policy allows."""
-        calls = self._calls
-        if calls is None or not calls.inline:
-            return await self.run(fn, *args)
-        await self.settle()  # a hop still using the descriptor finishes first
-        try:
-            return calls.call(fn, *args)
-        except OSError as exc:
-            raise _translate(exc) from exc
-
-    async def run(self, fn: Callable[..., _T], *args: object) -> _T:
-        fut = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-        fut.add_done_callback(_consume)
-        self._last = fut  # type: ignore[assignment]
-        try:
-            return await asyncio.shield(fut)
-        except OSError as exc:
-            raise _translate(exc) from exc
-
-    async def settle(self) -> None:
-        last = self._last
-        if last is not None and not last.done():
-            await asyncio.wait([last])
-
-
-def _consume(fut: asyncio.Future[object]) -> None:
-    """Mark a shielded hop's exception as seen; the awaiting side reports it."""
-    if not fut.cancelled():
-        fut.exception()
-
-
-class _LocalReader(Reader):
-    """Positional reads (``pread``), so ``position`` is the only cursor that matters."""
-
-    def __init__(self, fd: int, size: int, offset: int, executor: Executor) -> None:
-        self._fd = fd
-        self._hops = _Hops(executor)  # reads only: they grow with the data, so always pooled
-        self.size = size
-        self.position = offset
-
-    async def read(self, n: int) -> bytes:
-        if self._fd < 0:
-            raise StorageError("Reader is closed")
-        if n <= 0:
-            return b""
-        data = await self._hops.run(os.pread, self._fd, min(n, MAX_READ), self.position)
-        self.position += len(data)
-        return data
-
-    def fileno(self) -> int | None:
-        if self._fd < 0:
-            return None
-        # lseek does no I/O, so it is fine on the loop; it keeps the promise
-        # that the descriptor sits at ``position`` even after pread calls.
-        os.lseek(self._fd, self.position, os.SEEK_SET)
-        return self._fd
-
-    async def close(self) -> None:
-        fd, self._fd = self._fd, -1
-        if fd < 0:
-            return
-        await self._hops.settle()
-        # Closing a read-only descriptor flushes nothing, so it cannot stall the loop.
-        os.close(fd)
-
-
-class _LocalUpload(Upload):
-    """Writes to a temp file beside the target; commit renames it into place."""
-
-    def __init__(self, storage: LocalStorage, opened: _Opened, name: str, exclusive: bool) -> None:
-        self._storage = storage
-        self._fd, self._tmp, self._target, self.size, self._replaces = opened
-        self._name = name
-        self._exclusive = exclusive
-        self._hops = _Hops(storage._executor, storage._calls)
-        self._buf = bytearray()
-        self._finished = False
-        self._failed = False
-
-    async def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self._finished or self._failed:
-            raise StorageError("Upload is finished")
-        before = len(self._buf)
-        self._buf += data
-        self.size += len(self._buf) - before
-        if len(self._buf) >= FLUSH_SIZE:
-            chunk, self._buf = self._buf, bytearray()
-            await self._write_chunk(chunk)
-
-    #: Uploads arrive by ``splice(2)`` from the socket: no copy through Python.
-    splices = hasattr(os, "splice")
-
-    async def splice_from(self, pipe: int, n: int) -> None:
-        """Move ``n`` bytes from the pipe into the temp file, inside the kernel.
-
-        This runs on the loop, like ``sendfile`` for downloads: a write into
-        the page cache costs microseconds per megabyte, far less than a
-        thread hop per chunk, and nothing is copied through Python. The
-        durable part (``fsync``) still runs in the pool, in :meth:`commit`.
-        """
-        if self._finished or self._failed:
-            raise StorageError("Upload is finished")
-        if self._buf:
-            chunk, self._buf = self._buf, bytearray()
-            await self._write_chunk(chunk)
-        await self._hops.settle()
-        left = n
-        try:
-            while left > 0:
-                moved = os.splice(pipe, self._fd, left, flags=_SPLICE_MOVE)
-                if moved == 0:
-                    raise StorageError("The upload pipe ended early.")
-                left -= moved
-        except OSError as exc:
-            self._failed = True
-            raise _translate(exc) from exc
-        except BaseException:
-            self._failed = True
-            raise
-        finally:
-            self.size += n - left
-
-    #: A pump thread may write decrypted uploads to the temp file directly.
-    blocking_writes = True
-
-    def write_blocking(self, data: bytes | bytearray | memoryview) -> None:
-        """Append ``data`` from a worker thread (see ``Upload.write_blocking``).
-
-        A write to the page cache from the thread that already holds the
-        bytes costs less than handing them to the loop and on to the pool.
-        """
-        if self._finished or self._failed:
-            raise StorageError("Upload is finished")
-        try:
-            if self._buf:
-                chunk, self._buf = self._buf, bytearray()
-                _write_all(self._fd, chunk)
-            _write_all(self._fd, data)
-        except OSError as exc:
-            self._failed = True  # part may be lost; committing would publish a hole
-            raise _translate(exc) from exc
-        self.size += len(data)
-
-    async def _write_chunk(self, chunk: bytearray) -> None:
-        try:
-            await self._hops.run(_write_all, self._fd, chunk)
-        except BaseException:
-            # Part of the chunk may be lost; committing now would publish a hole.
-            self._failed = True
-            raise
-
-    async def commit(self) -> FileInfo:
-        if self._finished:
-            raise StorageError("Upload is finished")
-        self._finished = True
-        if self._failed:
-            await self._cleanup()
-            raise StorageError()
-        chunk, self._buf = self._buf, bytearray()
-        # close + rename + stat is metadata. It is real I/O with fsync, with a
-        # large buffered tail to write, or when the rename frees a large file.
-        slow = self._storage._fsync_uploads or len(chunk) > INLINE_WRITE
-        hop = self._hops.run if slow or self._replaces > INLINE_FREE else self._hops.meta
-        try:
-            st = await hop(self._commit_sync, chunk)
-        except BaseException:
-            await self._cleanup()
-            raise
-        return _info(self._name, st)
-
-    def _commit_sync(self, chunk: bytearray) -> os.stat_result:
-        fd = self._fd
-        _write_all(fd, chunk)
-        fsync = self._storage._fsync_uploads
-        if fsync:
-            os.fsync(fd)
-        self._fd = -1
-        os.close(fd)
-        if self._exclusive:
-            os.link(self._tmp, self._target)
-            os.unlink(self._tmp)
-        else:
-            os.replace(self._tmp, self._target)
-        if fsync:
-            _fsync_dir(os.path.dirname(self._target))
-        return os.stat(self._target)
-
-    async def abort(self) -> None:
-        if self._finished:
-            return
-        self._finished = True
-        self._buf = bytearray()
-        await self._cleanup()
-
-    async def _cleanup(self) -> None:
-        await self._hops.settle()
-        fd, self._fd = self._fd, -1
-        try:
-            await self._hops.meta(_discard, fd, self._tmp)
-        except RuntimeError:
-            # The pool is already shut down (storage closed first): clean up inline.
-            _discard(fd, self._tmp)
-        except StorageError:
-            pass  # nothing more can be done; the prefix marks it for sweeping
 
 
 class LocalStorage(Storage):
@@ -470,8 +150,8 @@ class LocalStorage(Storage):
             try:
                 return self._calls.call(fn, *args)
             except OSError as exc:
-                raise _translate(exc) from exc
-        return await _run(self._executor, fn, *args)
+                raise translate(exc) from exc
+        return await run_in_pool(self._executor, fn, *args)
 
     async def _open(
         self,
@@ -480,7 +160,7 @@ class LocalStorage(Storage):
         *args: object,
         inline: bool = True,
     ) -> _T:
-        """Like ``_run``, but if the caller is cancelled, ``release`` what was opened.
+        """Like ``run_in_pool``, but if the caller is cancelled, ``release`` what was opened.
 
         Inline (the policy allows it and ``inline``) there is no await, so no
         window in which a cancellation could orphan the descriptor.
@@ -489,7 +169,7 @@ class LocalStorage(Storage):
             try:
                 return self._calls.call(fn, *args)
             except OSError as exc:
-                raise _translate(exc) from exc
+                raise translate(exc) from exc
         fut = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
         try:
             return await asyncio.shield(fut)
@@ -497,7 +177,7 @@ class LocalStorage(Storage):
             fut.add_done_callback(functools.partial(self._release_late, release))
             raise
         except OSError as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
 
     def _release_late(self, release: Callable[[_T], None], fut: asyncio.Future[_T]) -> None:
         if fut.cancelled() or fut.exception() is not None:
@@ -550,13 +230,13 @@ class LocalStorage(Storage):
 
     async def stat(self, path: str) -> FileInfo:
         st = await self._meta(self._stat_sync, self._host(path))
-        return _info(split(path)[1] or "/", st)
+        return info_from_stat(split(path)[1] or "/", st)
 
     def _stat_sync(self, host: bytes) -> os.stat_result:
         return os.stat(self._real(host))
 
     async def list(self, path: str, limit: int | None = None) -> list[FileInfo]:
-        return await _run(self._executor, self._list_sync, self._host(path), limit)
+        return await run_in_pool(self._executor, self._list_sync, self._host(path), limit)
 
     def _list_sync(self, host: bytes, limit: int | None) -> _Infos:
         file_kind, dir_kind = FileKind.FILE, FileKind.DIR
@@ -569,7 +249,7 @@ class LocalStorage(Storage):
         self, path: str, render: RowRenderer[_T], limit: int | None = None
     ) -> _T:
         """Scan and render in one worker hop: the loop only sees the finished result."""
-        return await _run(self._executor, self._render_sync, self._host(path), render, limit)
+        return await run_in_pool(self._executor, self._render_sync, self._host(path), render, limit)
 
     def _render_sync(self, host: bytes, render: RowRenderer[_T], limit: int | None) -> _T:
         names_only = getattr(render, "names_only", False)
@@ -592,8 +272,8 @@ class LocalStorage(Storage):
         if offset < 0:
             raise InvalidOffset()
         host = self._host(path)
-        fd, size = await self._open(_close_first, self._open_read_sync, host, offset)
-        return _LocalReader(fd, size, offset, self._executor)
+        fd, size = await self._open(close_first, self._open_read_sync, host, offset)
+        return LocalReader(fd, size, offset, self._executor)
 
     def _open_read_sync(self, host: bytes, offset: int) -> tuple[int, int]:
         # O_NONBLOCK so a FIFO in the tree cannot hang a worker on open.
@@ -630,11 +310,11 @@ class LocalStorage(Storage):
         # Seeding the temp file with the old content (REST, APPE) grows with
         # the file: only a fresh upload opens inline.
         opened = await self._open(
-            _discard_opened, self._open_write_sync, host, keep, inline=keep == 0
+            discard_opened, self._open_write_sync, host, keep, inline=keep == 0
         )
-        return _LocalUpload(self, opened, split(path)[1], exclusive)
+        return LocalUpload(self, opened, split(path)[1], exclusive)
 
-    def _open_write_sync(self, host: bytes, keep: int) -> _Opened:
+    def _open_write_sync(self, host: bytes, keep: int) -> Opened:
         """Create the temp file, seeded with ``keep`` bytes of the target (-1: all)."""
         # Resolving the whole target follows a symlink that stays inside the
         # root (we then replace its target) and refuses one that escapes it.
@@ -674,11 +354,11 @@ class LocalStorage(Storage):
                 if src >= 0:
                     os.set_blocking(src, True)
                     want = st.st_size if keep < 0 and st is not None else keep
-                    size = _copy_prefix(src, fd, want)
+                    size = copy_prefix(src, fd, want)
                     if keep > 0 and size < keep:
                         raise InvalidOffset()  # the file shrank under us
             except BaseException:
-                _discard(fd, tmp)
+                discard(fd, tmp)
                 raise
         finally:
             if src >= 0:
@@ -711,7 +391,7 @@ class LocalStorage(Storage):
             raise IsADirectory()
         host = self._host(path)
         if self._calls.inline and self._calls.call(self._entry_size, host) > INLINE_FREE:
-            await _run(self._executor, self._on_entry, os.unlink, host)
+            await run_in_pool(self._executor, self._on_entry, os.unlink, host)
             return
         await self._meta(self._on_entry, os.unlink, host)
 
@@ -754,7 +434,7 @@ class LocalStorage(Storage):
 
     async def set_mtime(self, path: str, mtime: float) -> FileInfo:
         st = await self._meta(self._set_mtime_sync, self._host(path), mtime)
-        return _info(split(path)[1] or "/", st)
+        return info_from_stat(split(path)[1] or "/", st)
 
     def _set_mtime_sync(self, host: bytes, mtime: float) -> os.stat_result:
         real = self._real(host)
@@ -766,7 +446,7 @@ class LocalStorage(Storage):
         if path == "/":
             raise PermissionDenied()
         st = await self._meta(self._set_mode_sync, self._host(path), mode & 0o777)
-        return _info(split(path)[1], st)
+        return info_from_stat(split(path)[1], st)
 
     def _set_mode_sync(self, host: bytes, mode: int) -> os.stat_result:
         real = self._real(host)
