@@ -300,3 +300,32 @@ def test_plain_data_connections_never_use_a_pump(make_tls_server, certs, root: P
     assert sha(retr(f, "p.bin")) == sha(data)
     assert pool.used == 0 and pool.declined == 0
     f.quit()
+
+
+def test_data_connection_acknowledges_the_handshake_at_once() -> None:
+    """After the handshake the server ACKs without delay (TCP_QUICKACK).
+
+    Without it the client's last handshake segment waits for Linux's 40 ms
+    delayed ACK, and Nagle holds the client's first (small) data record
+    behind it: every small protected upload took 40 ms longer. The option's
+    effect is a kernel timing, so this checks that the socket is switched
+    to quick-ACK mode by the helper the handshake calls.
+    """
+    import socket as socket_mod
+
+    from fileferry.server import tlsdata
+
+    quickack = getattr(socket_mod, "TCP_QUICKACK", None)
+    if quickack is None:
+        pytest.skip("no TCP_QUICKACK on this platform")
+    listener = socket_mod.create_server(("127.0.0.1", 0))
+    client = socket_mod.create_connection(listener.getsockname())
+    server, _ = listener.accept()
+    try:
+        server.setsockopt(socket_mod.IPPROTO_TCP, quickack, 0)
+        assert server.getsockopt(socket_mod.IPPROTO_TCP, quickack) == 0
+        tlsdata._ack_now(server)
+        assert server.getsockopt(socket_mod.IPPROTO_TCP, quickack) == 1
+    finally:
+        for s in (client, server, listener):
+            s.close()
