@@ -24,7 +24,14 @@ from fileferry.protocol.commands import CoreConfig
 from fileferry.server.accounts import AccountRegistry
 from fileferry.server.control import ControlConnection
 from fileferry.server.handlers.site import EXEC_PERMISSION
-from fileferry.server.limits import Defender, SessionCounter, client_key
+from fileferry.server.limits import (
+    Defender,
+    SessionCounter,
+    SharedDefender,
+    SharedSessionCounter,
+    client_key,
+)
+from fileferry.server.shared import SharedLimits
 from fileferry.server.tls import SelfSigned, TLSManager, make_self_signed
 from fileferry.storage.base import Storage
 from fileferry.storage.mounts import Mount, MountedStorage
@@ -106,7 +113,12 @@ class LocalStorageProvider:
 
 
 class App:
-    """Shared state of one server: config, stores, and the live sessions."""
+    """Shared state of one server: config, stores, and the live sessions.
+
+    ``shared``: the limit tables of a server with several workers, seen by
+    this worker (:meth:`SharedLimits.for_worker`); without it the session
+    caps, bans, account sessions and quotas are this process's alone.
+    """
 
     def __init__(
         self,
@@ -114,6 +126,7 @@ class App:
         *,
         users: UserStore | None = None,
         storage_for: StorageFactory | None = None,
+        shared: SharedLimits | None = None,
     ) -> None:
         self.config = config
         self.users = users or default_users(config)
@@ -131,7 +144,7 @@ class App:
             ("QUOTA", "QUOTA: show your quota and what you use of it"),
             ("CHMOD", "CHMOD <mode> <path>: change a file's permission bits"),
         )
-        self.accounts = AccountRegistry(config)
+        self.accounts = AccountRegistry(config, shared=shared)
         self.core_config = CoreConfig(
             extra_features=("AVBL",),
             max_line=config.max_line,
@@ -140,10 +153,17 @@ class App:
             tls_required=config.tls_required,
         )
         self.sessions: set[asyncio.Task[None]] = set()
-        self.counter = SessionCounter(config.max_sessions, config.max_sessions_per_ip)
-        self.defender = Defender(
-            config.ban_threshold, config.ban_window, config.ban_time, config.ban_max_time
-        )
+        bans = (config.ban_threshold, config.ban_window, config.ban_time, config.ban_max_time)
+        self.counter: SessionCounter | SharedSessionCounter
+        self.defender: Defender | SharedDefender
+        if shared is None:  # one worker: plain dictionaries, the fastest
+            self.counter = SessionCounter(config.max_sessions, config.max_sessions_per_ip)
+            self.defender = Defender(*bans)
+        else:
+            self.counter = SharedSessionCounter(
+                config.max_sessions, config.max_sessions_per_ip, shared
+            )
+            self.defender = SharedDefender(*bans, shared=shared)
 
     async def close(self) -> None:
         """Release what the composition root created (not what was passed in)."""
@@ -208,8 +228,9 @@ class FTPServer:
         *,
         users: UserStore | None = None,
         storage_for: StorageFactory | None = None,
+        shared: SharedLimits | None = None,
     ) -> None:
-        self.app = App(config, users=users, storage_for=storage_for)
+        self.app = App(config, users=users, storage_for=storage_for, shared=shared)
         self._server: asyncio.Server | None = None
         self._implicit: asyncio.Server | None = None
         self._stopped = asyncio.Event()

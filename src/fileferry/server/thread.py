@@ -6,10 +6,13 @@ gives a real server on its own event loop, stopped cleanly on exit.
 With ``config.workers > 1`` it runs that many servers, each on its own thread
 and loop, sharing the port with SO_REUSEPORT and splitting the passive range
 as ``--workers`` processes do (see ``server/workers.py``); ``server`` is the
-first of them. Each has its own sessions, limits and bans, so a test suite
-run this way exercises what changes when connections land on different
-workers. Stores passed in (``users=``, ``storage_for=``) are shared, as a
-disk is shared between worker processes.
+first of them. Each has its own sessions and loop; the limits they enforce
+together (session caps, bans, account sessions, quotas) are in one
+:class:`~fileferry.server.shared.SharedLimits`, with a process lock, as
+between worker processes. So a test suite run this way exercises what
+changes when connections land on different workers. Stores passed in
+(``users=``, ``storage_for=``) are shared, as a disk is shared between
+worker processes.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any, TypeVar
 from fileferry.config import ServerConfig
 from fileferry.server import eventloop
 from fileferry.server.app import FTPServer
+from fileferry.server.shared import SharedLimits
 from fileferry.server.workers import worker_config
 
 T = TypeVar("T")
@@ -48,13 +52,18 @@ class ServerThread:
         count = max(1, self._config.workers)
         port = self._config.port
         implicit = self._config.tls_implicit_port
+        limits = SharedLimits(self._config, count) if count > 1 else None
         for index in range(count):
             cfg = self._config
-            if count > 1:
+            shared = None
+            if limits is not None:
                 cfg = worker_config(self._config, index, port, implicit)
+                shared = limits.for_worker(index)
             ready = threading.Event()
             name = "fileferry-server" if count == 1 else f"fileferry-worker-{index}"
-            thread = threading.Thread(target=self._main, args=(cfg, ready), name=name, daemon=True)
+            thread = threading.Thread(
+                target=self._main, args=(cfg, ready, shared), name=name, daemon=True
+            )
             self._threads.append(thread)
             thread.start()
             if not ready.wait(30):
@@ -70,12 +79,14 @@ class ServerThread:
         self.server = self.servers[0]
         return self
 
-    def _main(self, cfg: ServerConfig, ready: threading.Event) -> None:
-        eventloop.run(self._serve(cfg, ready))
+    def _main(self, cfg: ServerConfig, ready: threading.Event, shared: SharedLimits | None) -> None:
+        eventloop.run(self._serve(cfg, ready, shared))
 
-    async def _serve(self, cfg: ServerConfig, ready: threading.Event) -> None:
+    async def _serve(
+        self, cfg: ServerConfig, ready: threading.Event, shared: SharedLimits | None
+    ) -> None:
         try:
-            server = FTPServer(cfg, **self._kwargs)
+            server = FTPServer(cfg, shared=shared, **self._kwargs)
             await server.start()
         except BaseException as exc:
             self._error = exc

@@ -18,16 +18,17 @@ shares the imported code copy-on-write, so a worker costs little memory.
   TLS) to them, and if a worker dies unexpectedly it stops the others and
   exits non-zero, for the service manager to restart the whole server.
   Workers die with the parent (``PR_SET_PDEATHSIG``) even if it is killed.
-* **What stays per worker**: sessions, session limits, brute-force bans,
-  throttles, the quota accounting of uploads in flight and the login cache
-  live in each worker's memory. With N workers, ``max_sessions``,
-  ``max_sessions_per_ip`` and a user's ``max_sessions`` hold per worker,
-  rates per worker add up, a quota's usage is measured by each worker once
-  and then follows only that worker's own changes (so a user working through
-  several workers can overshoot it), and a ban is learned by the worker that
-  saw the failures (a client's next connection may land on another worker
-  until that one learns it too). Use one worker where those limits must be
-  exact; sharing them between processes is future work.
+* **What the workers share**: before forking, the parent maps the limit
+  tables (:class:`~fileferry.server.shared.SharedLimits`: anonymous shared
+  memory and a process lock, inherited by every worker). So ``max_sessions``,
+  ``max_sessions_per_ip``, a user's ``max_sessions``, the brute-force bans
+  (failures seen by any worker add up; a ban holds on all of them) and
+  quota usage, uploads in flight included, are exact for the whole server.
+  Each worker counts its sessions and uploads in its own column of those
+  tables; when a worker exits, the parent zeroes its column, so a crashed
+  worker leaks nothing.
+* **What stays per worker**: the sessions themselves, throttles (rates per
+  worker add up), the command rate of a session and the login cache.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from types import FrameType
 from fileferry.config import ServerConfig
 from fileferry.errors import ConfigError
 from fileferry.server import eventloop
+from fileferry.server.shared import LockLost, SharedLimits
 
 log = logging.getLogger("fileferry.workers")
 
@@ -109,14 +111,14 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
-async def _serve_worker(cfg: ServerConfig, ready: int) -> int:
+async def _serve_worker(cfg: ServerConfig, ready: int, shared: SharedLimits | None) -> int:
     """One worker: the server's own life cycle, reporting readiness on a pipe."""
     import asyncio
 
     from fileferry.server.app import FTPServer
 
     try:
-        server = FTPServer(cfg)
+        server = FTPServer(cfg, shared=shared)
     except ConfigError as exc:  # e.g. a TLS certificate that cannot be loaded
         os.write(ready, f"C{exc}\n".encode())
         return 2
@@ -140,14 +142,14 @@ async def _serve_worker(cfg: ServerConfig, ready: int) -> int:
     return 0
 
 
-def _run_worker(cfg: ServerConfig, ready: int) -> None:
+def _run_worker(cfg: ServerConfig, ready: int, shared: SharedLimits | None = None) -> None:
     """Entry point of a forked worker; never returns."""
     code = 1
     try:
         _die_with_parent()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
-        code = eventloop.run(_serve_worker(cfg, ready))
+        code = eventloop.run(_serve_worker(cfg, ready, shared))
     except KeyboardInterrupt:
         code = 0
     except BaseException:
@@ -160,8 +162,10 @@ def _run_worker(cfg: ServerConfig, ready: int) -> None:
 class Supervisor:
     """The parent: forks the workers, waits for them, relays signals."""
 
-    def __init__(self, cfg: ServerConfig) -> None:
+    def __init__(self, cfg: ServerConfig, shared: SharedLimits | None = None) -> None:
         self.cfg = cfg
+        #: The limit tables, mapped before the fork so every worker shares them.
+        self.shared = shared
         self.children: dict[int, int] = {}  # pid -> worker index
         self.stopping = False
 
@@ -186,7 +190,8 @@ class Supervisor:
             pid = os.fork()
             if pid == 0:  # pragma: no cover - runs in the child, which _exits
                 os.close(read)
-                _run_worker(cfg, write)
+                shared = self.shared.for_worker(index) if self.shared is not None else None
+                _run_worker(cfg, write, shared)
             self.children[pid] = index
         os.close(write)
         return read
@@ -226,6 +231,12 @@ class Supervisor:
             index = self.children.pop(pid, None)
             if index is None:
                 continue
+            if self.shared is not None:
+                # Its sessions and uploads are gone with it: they must not hold a cap.
+                try:
+                    self.shared.reset_worker(index)
+                except LockLost:
+                    log.error("worker %d died holding the shared limits lock", index)
             exit_code = os.waitstatus_to_exitcode(status)
             if not self.stopping:
                 log.error("worker %d (pid %d) exited with %d; stopping", index, pid, exit_code)
@@ -269,7 +280,7 @@ def serve_workers(cfg: ServerConfig, ready_line: Callable[[str], str]) -> int:
         cfg = replace(
             cfg, tls_self_signed=False, tls_cert=self_signed.cert, tls_key=self_signed.key
         )
-    supervisor = Supervisor(cfg)
+    supervisor = Supervisor(cfg, SharedLimits(cfg, cfg.workers))
     previous = {
         sig: signal.signal(sig, supervisor._signal)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
