@@ -10,6 +10,7 @@ import os
 import socket
 import ssl
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -303,6 +304,59 @@ def test_implicit_ftps_with_ftplib(make_tls_server, certs, root: Path) -> None:
     f.login("alice", "secret")
     assert retr(f, "i.txt") == b"implicit"
     f.quit()
+
+
+def test_implicit_ftps_many_clients_at_once(make_tls_server, certs) -> None:
+    """Every implicit client's ClientHello reaches TLS, however fast it is sent.
+
+    (With start_tls after a plain accept, a ClientHello read before the
+    session task ran was lost and that handshake hung until its timeout.)
+    """
+    srv = make_tls_server(tls_implicit_port=0)
+    implicit = srv.server.implicit_address  # type: ignore[union-attr]
+    ctx = client_context(certs.ca)
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def one() -> None:
+        try:
+            raw = socket.create_connection(("127.0.0.1", implicit[1]), timeout=20)
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                f = tls.makefile("rb")
+                results.append(f.readline().decode()[:3])
+                tls.sendall(b"QUIT\r\n")
+                results.append(f.readline().decode()[:3])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert sorted(results) == ["220"] * 40 + ["221"] * 40
+
+
+def test_implicit_ftps_refuses_a_banned_address_before_any_handshake(
+    make_tls_server, certs
+) -> None:
+    srv = make_tls_server(tls_implicit_port=0, ban_threshold=1)
+    implicit = srv.server.implicit_address  # type: ignore[union-attr]
+    ctx = client_context(certs.ca)
+    raw = socket.create_connection(("127.0.0.1", implicit[1]), timeout=20)
+    with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        f = tls.makefile("rb")
+        assert f.readline().startswith(b"220")
+        tls.sendall(b"USER alice\r\nPASS wrong\r\n")
+        assert f.readline().startswith(b"331")
+        assert f.readline()[:3] in (b"530", b"421")  # the failure that bans may close at once
+    # Banned now: the server closes the raw connection without a handshake.
+    with (
+        socket.create_connection(("127.0.0.1", implicit[1]), timeout=20) as raw,
+        pytest.raises((ssl.SSLError, ConnectionError, OSError)),
+    ):
+        ctx.wrap_socket(raw, server_hostname="127.0.0.1")
 
 
 # --- curl and lftp ------------------------------------------------------------------

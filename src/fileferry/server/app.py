@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import shutil
@@ -24,6 +23,7 @@ from fileferry.protocol.commands import CoreConfig
 from fileferry.server.accounts import AccountRegistry
 from fileferry.server.control import ControlConnection
 from fileferry.server.handlers.site import EXEC_PERMISSION
+from fileferry.server.implicit import ImplicitListener
 from fileferry.server.limits import (
     Defender,
     SessionCounter,
@@ -212,6 +212,14 @@ class ListenError(OSError):
         self.port = port
 
 
+def _tune(sock: socket.socket) -> None:
+    """Options every control connection gets."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Telnet "urgent" bytes (sent with ABOR) stay in the stream to be parsed.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
+
+
 def _bind_or_explain(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     try:
         return bind_socket(host, port, reuse_port=reuse_port)
@@ -232,7 +240,7 @@ class FTPServer:
     ) -> None:
         self.app = App(config, users=users, storage_for=storage_for, shared=shared)
         self._server: asyncio.Server | None = None
-        self._implicit: asyncio.Server | None = None
+        self._implicit: ImplicitListener | None = None
         self._stopped = asyncio.Event()
 
     @property
@@ -254,17 +262,14 @@ class FTPServer:
     @property
     def implicit_address(self) -> tuple[str, int] | None:
         """Where implicit FTPS listens, if it does."""
-        if self._implicit is None:
-            return None
-        name = self._implicit.sockets[0].getsockname()
-        return name[0], name[1]
+        return self._implicit.address if self._implicit is not None else None
 
     async def start(self) -> None:
         """Bind and listen; a ``ListenError`` names the port that failed."""
         workers = self.config.workers > 1
         sock = _bind_or_explain(self.config.host, self.config.port, workers)
         self._server = await asyncio.start_server(
-            functools.partial(self._on_connect, implicit=False),
+            self._on_connect,
             sock=sock,
             limit=2**16,
             backlog=LISTEN_BACKLOG,
@@ -275,51 +280,63 @@ class FTPServer:
             except OSError:
                 self._server.close()
                 raise
-            self._implicit = await asyncio.start_server(
-                functools.partial(self._on_connect, implicit=True),
-                sock=isock,
-                limit=2**16,
+            self._implicit = ImplicitListener(
+                isock,
                 backlog=LISTEN_BACKLOG,
+                admit=self._admit_implicit,
+                release=self.app.counter.release,
+                context=self._tls_context,
+                handshake_timeout=self.config.accept_timeout,
+                run=self._session,
             )
 
     def reload_tls(self) -> bool:
         """SIGHUP: new sessions get the re-read certificate; running ones keep theirs."""
         return self.app.tls.reload() if self.app.tls is not None else False
 
-    async def _on_connect(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, implicit: bool
-    ) -> None:
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock: socket.socket | None = writer.get_extra_info("socket")
         if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                # Telnet "urgent" bytes (sent with ABOR) stay in the stream to be parsed.
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
+            _tune(sock)
         key = client_key(writer.get_extra_info("peername")[0])
         refusal = self._admission(key)
         if refusal is not None:
             log.info("refused %s: %s", key, refusal)
             with contextlib.suppress(Exception):
-                if not implicit:  # an implicit-TLS client could not read clear text
-                    writer.write(f"421 {refusal}\r\n".encode())
+                writer.write(f"421 {refusal}\r\n".encode())
                 writer.close()
             return
+        await self._session(reader, writer, None, key)
+
+    def _admit_implicit(self, sock: socket.socket) -> str | None:
+        """Admission for implicit FTPS, before any handshake: the key, or None."""
+        try:
+            key = client_key(sock.getpeername()[0])
+        except OSError:
+            return None  # already gone
+        refusal = self._admission(key)
+        if refusal is not None:
+            log.info("refused %s: %s", key, refusal)
+            return None
+        _tune(sock)
+        return key
+
+    def _tls_context(self) -> ssl.SSLContext:
+        assert self.app.tls is not None
+        return self.app.tls.context
+
+    async def _session(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        tls_context: ssl.SSLContext | None,
+        key: str,
+    ) -> None:
+        """Run one admitted session to its end; its admission slot is released after."""
         task = asyncio.current_task()
         assert task is not None
         self.app.sessions.add(task)
         try:
-            tls_context = None
-            if implicit:
-                assert self.app.tls is not None
-                tls_context = self.app.tls.context
-                try:
-                    await writer.start_tls(
-                        tls_context, ssl_handshake_timeout=self.config.accept_timeout
-                    )
-                except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
-                    log.info("implicit TLS handshake with %s failed: %s", key, exc)
-                    writer.close()
-                    return
             conn = ControlConnection(self.app, reader, writer, tls_context=tls_context)
             await conn.run()
         except asyncio.CancelledError:
@@ -342,9 +359,10 @@ class FTPServer:
 
     async def stop(self) -> None:
         """Stop accepting, end every session (aborting uploads), release stores."""
-        for server in (self._server, self._implicit):
-            if server is not None:
-                server.close()
+        if self._server is not None:
+            self._server.close()
+        if self._implicit is not None:
+            self._implicit.close()
         sessions = list(self.app.sessions)
         for task in sessions:
             task.cancel()
