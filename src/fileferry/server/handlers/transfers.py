@@ -147,17 +147,16 @@ class ReceiveFile(Job):
             # Cleartext binary upload to local disk: the kernel moves the bytes.
             await zerocopy.receive(dc, self.upload)
             return
-        buf = bytearray(_RECV_BUFFER)
-        view = memoryview(buf)
         codec = FromNetwork() if self.ascii else None
         upload = self.upload
         throttle = self.throttle
-        if throttle is not None:
-            # Small reads, each paced after it arrives: TCP then slows the sender.
-            view = view[: throttle.chunk]
         try:
             if codec is None and throttle is None and await tlspump.receive(dc, upload):
                 return  # PROT P: received and decrypted by a pump thread, beside the loop
+            view = memoryview(bytearray(_RECV_BUFFER))
+            if throttle is not None:
+                # Small reads, each paced after it arrives: TCP then slows the sender.
+                view = view[: throttle.chunk]
             while n := await dc.recv_into(view):
                 if codec is not None:
                     await upload.write(codec.convert(bytes(view[:n])))
@@ -168,7 +167,7 @@ class ReceiveFile(Job):
             if codec is not None:
                 await upload.write(codec.flush())
         except QuotaExceeded:
-            await _drain_after_refusal(dc, view)
+            await _drain_after_refusal(dc, memoryview(bytearray(_RECV_BUFFER)))
             raise
 
     async def end_stream(self, dc: DataConnection) -> None:
