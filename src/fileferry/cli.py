@@ -260,11 +260,11 @@ def run_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"fileferry: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=cfg.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    from fileferry.logformat import LineFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LineFormatter())
+    logging.basicConfig(level=cfg.log_level.upper(), handlers=[handler])
     # That format shows no caller, thread or process, so do not compute them for
     # every record (the logging HOWTO's "Optimization"): a sixth of a login's CPU.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
