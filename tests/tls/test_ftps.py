@@ -247,6 +247,50 @@ def test_tls_1_1_is_refused(make_tls_server, certs) -> None:
     f.close()
 
 
+def _tls12_cipher(srv, certs: Certs, ciphers: str | None) -> str:
+    """Log in over TLS 1.2 offering ``ciphers``; the suite the server chose, after a transfer."""
+    ctx = client_context(certs.ca)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    if ciphers:
+        ctx.set_ciphers(ciphers)
+    f = ReusingFTP_TLS(context=ctx, timeout=20)
+    f.connect("127.0.0.1", srv.address[1])
+    f.auth()
+    f.login("alice", "secret")
+    f.prot_p()
+    f.storbinary("STOR c.bin", io.BytesIO(b"c" * 70_000))
+    assert retr(f, "c.bin") == b"c" * 70_000
+    assert isinstance(f.sock, ssl.SSLSocket)
+    version, name = f.sock.version(), f.sock.cipher()[0]
+    f.quit()
+    assert version == "TLSv1.2"
+    return name
+
+
+def test_tls12_prefers_aes128_gcm_and_serves_other_suites(make_tls_server, certs) -> None:
+    srv = make_tls_server()
+    # A client offering OpenSSL's default order (AES-256 first) gets AES-128-GCM:
+    # the server's order wins, and every suite it picks is forward-secret AEAD.
+    # (The key type, RSA or ECDSA, follows the test certificate.)
+    auth = "ECDSA" if "ECDSA" in _tls12_cipher(srv, certs, None) else "RSA"
+    assert _tls12_cipher(srv, certs, None) == f"ECDHE-{auth}-AES128-GCM-SHA256"
+    # Clients that do not offer it still get what they can do.
+    for suite in (f"ECDHE-{auth}-AES256-GCM-SHA384", f"ECDHE-{auth}-CHACHA20-POLY1305"):
+        assert _tls12_cipher(srv, certs, suite) == suite
+    # Suites outside the list are refused, not downgraded to.
+    ctx = client_context(certs.ca)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.set_ciphers("AES128-SHA:ECDHE-ECDSA-AES128-SHA")  # SHA-1 MACs
+    except ssl.SSLError:
+        pytest.skip("this OpenSSL cannot offer AES128-SHA")
+    f = ftplib.FTP_TLS(context=ctx, timeout=20)
+    f.connect("127.0.0.1", srv.address[1])
+    with pytest.raises((ssl.SSLError, OSError, EOFError)):
+        f.auth()
+    f.close()
+
+
 def test_plaintext_injected_after_auth_is_not_obeyed(make_tls_server, certs, root: Path) -> None:
     srv = make_tls_server()
     s = socket.create_connection(("127.0.0.1", srv.address[1]), timeout=20)
