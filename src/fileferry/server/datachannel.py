@@ -116,20 +116,39 @@ class DataChannel:
         self.accept_timeout = accept_timeout
         self.data_timeout = data_timeout
         self._listener: socket.socket | None = None
-        self._accept: asyncio.Task[socket.socket] | None = None
+        #: The listener is armed: the next transfer takes its connection from it.
+        self._passive = False
         self._active: tuple[str, int] | None = None
         self.connection: DataConnection | None = None
 
     @property
     def is_set_up(self) -> bool:
-        return self._listener is not None or self._active is not None
+        return self._passive or self._active is not None
 
     def listen(self) -> int:
-        """Open a passive listener (closing any earlier one); return its port."""
+        """Arm a passive listener for the next transfer; return its port.
+
+        Without a configured port range, the session's listener from its
+        previous transfer is kept and armed again, rather than closed and a
+        new one bound. ``bind`` to port 0 searches the port space, and every
+        download leaves a TIME_WAIT entry on the server's side of its data
+        port (the server closes first), on exactly the ports that search
+        walks: after some thousands of small downloads, binding took more
+        CPU than the rest of a transfer (half the machine's time in
+        ``inet_csk_get_port``). Connections queued before this PASV are
+        closed first, so the next transfer gets one made after the reply.
+        With ``--passive-ports`` each PASV binds anew, so idle sessions do
+        not hold ports of a range the operator sized.
+        """
+        kept = self._listener if self.passive_ports is None else None
+        self._listener = None
         self.close()
-        sock = ports.open_listener(self.family, self.local_host, self.passive_ports)
+        if kept is not None and not _drain(kept):
+            kept.close()
+            kept = None
+        sock = kept or ports.open_listener(self.family, self.local_host, self.passive_ports)
         self._listener = sock
-        self._accept = asyncio.get_running_loop().create_task(self._accept_from_peer(sock))
+        self._passive = True
         port: int = sock.getsockname()[1]
         return port
 
@@ -138,18 +157,40 @@ class DataChannel:
         self._active = (host, port)
 
     async def _accept_from_peer(self, listener: socket.socket) -> socket.socket:
+        """The control peer's connection to ``listener``, within the accept timeout.
+
+        Accepted only once the transfer command needs it, not by a task
+        started at PASV: clients connect right after the 227/229 reply, so
+        the connection is almost always already queued, and one plain
+        ``accept`` takes it without a task, a future or a timer (a tenth of
+        a small file's cost). Connections from any other address are closed
+        and the wait goes on, as before.
+        """
+        while True:
+            try:
+                sock, addr = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            if self._from_peer(sock, addr[0]):
+                return sock
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(self.accept_timeout):
             while True:
                 sock, addr = await loop.sock_accept(listener)
-                if same_host(addr[0], self.peer_host):
+                if self._from_peer(sock, addr[0]):
                     return sock
-                log.warning(
-                    "refused data connection from %s (control peer is %s)",
-                    unmap(addr[0]),
-                    unmap(self.peer_host),
-                )
-                sock.close()
+
+    def _from_peer(self, sock: socket.socket, host: str) -> bool:
+        """Whether ``sock`` comes from the control peer; closes it if not."""
+        if same_host(host, self.peer_host):
+            return True
+        log.warning(
+            "refused data connection from %s (control peer is %s)",
+            unmap(host),
+            unmap(self.peer_host),
+        )
+        sock.close()
+        return False
 
     async def connect(
         self, tls: ssl.SSLContext | None = None, *, require_reuse: bool = True
@@ -160,11 +201,14 @@ class DataChannel:
         the client must resume the control connection's session if
         ``require_reuse``.
         """
-        accept, self._accept = self._accept, None
+        listener = self._listener if self._passive else None
         active, self._active = self._active, None
+        self._passive = False
+        accepted = False
         try:
-            if accept is not None:
-                sock = await accept
+            if listener is not None:
+                sock = await self._accept_from_peer(listener)
+                accepted = True
             elif active is not None:
                 sock = await self._connect_active(*active)
             else:
@@ -173,12 +217,10 @@ class DataChannel:
             raise DataConnectionError("timed out opening the data connection") from None
         except OSError as exc:
             raise DataConnectionError(f"cannot open data connection: {exc.strerror}") from None
-        except asyncio.CancelledError:
-            if accept is not None:
-                _discard(accept)
-            raise
         finally:
-            self._close_listener()
+            # Kept for the next PASV only after a clean accept (see listen).
+            if not (accepted and self.passive_ports is None):
+                self._close_listener()
         sock.setblocking(False)
         if tls is None:
             self.connection = DataConnection(sock, self.data_timeout)
@@ -214,9 +256,6 @@ class DataChannel:
         return sock
 
     def _close_listener(self) -> None:
-        if self._accept is not None:
-            _discard(self._accept)
-            self._accept = None
         if self._listener is not None:
             self._listener.close()
             self._listener = None
@@ -224,15 +263,20 @@ class DataChannel:
     def close(self) -> None:
         """Drop the listener, a pending active address and an open connection."""
         self._close_listener()
+        self._passive = False
         self._active = None
         if self.connection is not None:
             self.connection.close(graceful=False)
             self.connection = None
 
 
-def _discard(accept: asyncio.Task[socket.socket]) -> None:
-    """Stop an accept task, closing a connection it may already have taken."""
-    if not accept.done():
-        accept.cancel()
-    elif not accept.cancelled() and accept.exception() is None:
-        accept.result().close()
+def _drain(listener: socket.socket) -> bool:
+    """Close every connection queued on ``listener``; False if it is no longer usable."""
+    while True:
+        try:
+            sock, _ = listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:
+            return False
+        sock.close()
