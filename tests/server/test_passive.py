@@ -1,0 +1,141 @@
+"""Passive listeners: kept between a session's transfers, never handing over a stale connection."""
+
+from __future__ import annotations
+
+import ftplib
+import os
+import socket
+import time
+from pathlib import Path
+
+from serverkit import connect, sha256
+
+
+def _epsv(f: ftplib.FTP) -> int:
+    return int(f.sendcmd("EPSV").split("|||")[1].rstrip("|)"))
+
+
+def _retr_on(f: ftplib.FTP, port: int, name: str) -> bytes:
+    """RETR ``name`` on a data connection made to ``port`` after the EPSV reply."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as data:
+        assert f.sendcmd(f"RETR {name}").startswith("150")
+        chunks = []
+        while chunk := data.recv(65536):
+            chunks.append(chunk)
+    assert f.voidresp().startswith("226")
+    return b"".join(chunks)
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    sock.settimeout(10)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def _refused(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+def _eventually_refused(port: int, deadline: float = 10.0) -> bool:
+    """The port stops accepting (the server closes it in its own time after QUIT)."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if _refused(port):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_listener_is_kept_and_a_connection_queued_before_pasv_is_never_used(
+    server, root: Path
+) -> None:
+    first, second = os.urandom(200_000), os.urandom(300_000)
+    (root / "a.bin").write_bytes(first)
+    (root / "b.bin").write_bytes(second)
+    f = connect(server)
+    f.login("alice", "secret")
+    f.voidcmd("TYPE I")
+    port = _epsv(f)
+    assert sha256(_retr_on(f, port, "a.bin")) == sha256(first)
+    # Between transfers the listener is still there; a connection made now
+    # predates the next EPSV and must not become the next transfer's.
+    stray = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        assert _epsv(f) == port  # the same listener, armed again
+        assert _closed_by_server(stray)
+    finally:
+        stray.close()
+    assert sha256(_retr_on(f, port, "b.bin")) == sha256(second)
+    # Many transfers on the one port, uploads too.
+    for i in range(20):
+        payload = os.urandom(1000 + i)
+        assert _epsv(f) == port
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as data:
+            assert f.sendcmd(f"STOR u{i}.bin").startswith("150")
+            data.sendall(payload)
+        assert f.voidresp().startswith("226")
+        assert sha256((root / f"u{i}.bin").read_bytes()) == sha256(payload)
+    f.quit()
+    assert _eventually_refused(port)
+
+
+def test_a_transfer_without_pasv_still_needs_one(server, root: Path) -> None:
+    (root / "a.bin").write_bytes(b"a" * 10)
+    f = connect(server)
+    f.login("alice", "secret")
+    port = _epsv(f)
+    assert _retr_on(f, port, "a.bin") == b"a" * 10
+    # The listener is open, but it is not armed: RFC 959 wants PASV or PORT first.
+    with socket.create_connection(("127.0.0.1", port), timeout=10):
+        f.putcmd("RETR a.bin")
+        assert f.getmultiline().startswith("425")
+    assert f.voidcmd("NOOP").startswith("200")
+    f.quit()
+
+
+def test_abor_port_and_rein_close_the_kept_listener(server, root: Path) -> None:
+    (root / "a.bin").write_bytes(b"a" * 10)
+    f = connect(server)
+    f.login("alice", "secret")
+    port = _epsv(f)
+    assert _retr_on(f, port, "a.bin") == b"a" * 10
+    assert f.sendcmd("ABOR")[:3] in ("225", "226")
+    assert _refused(port)
+    # PORT instead of PASV: the passive listener goes.
+    port = _epsv(f)
+    assert _retr_on(f, port, "a.bin") == b"a" * 10
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(10)
+        f.voidcmd(f"EPRT |1|127.0.0.1|{listener.getsockname()[1]}|")
+        assert _refused(port)
+        f.sendcmd("RETR a.bin")
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(10)
+            assert conn.recv(100) == b"a" * 10
+    assert f.voidresp().startswith("226")
+    f.quit()
+
+
+def test_with_a_port_range_each_transfer_releases_its_port(make_server, root: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        base = probe.getsockname()[1]
+    lo, hi = (base, base + 3) if base < 65000 else (40000, 40003)
+    srv = make_server(passive_ports=(lo, hi))
+    (root / "x.bin").write_bytes(b"x" * 5)
+    f = connect(srv)
+    f.login()
+    for _ in range(4):
+        port = _epsv(f)
+        assert lo <= port <= hi
+        assert _retr_on(f, port, "x.bin") == b"x" * 5
+        # Closed before the 226: idle sessions hold none of the range.
+        assert _refused(port)
+    f.quit()
