@@ -108,7 +108,8 @@ class ControlConnection:
         formatting and writing it wait until the replies and closes that this
         turn of the loop produces have gone out. When 300 clients QUIT at
         once, the last one's connection would otherwise close only after 299
-        log lines: a fifth of the burst's time. Records keep their order.
+        log lines: a fifth of the burst's time. Session events keep their
+        order; a warning logged directly in the same turn may print first.
         """
         if not log.isEnabledFor(logging.INFO):
             return
