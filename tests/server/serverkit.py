@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ftplib
 import hashlib
+import socket
 
 from fileferry.server.thread import ServerThread
 
@@ -18,3 +19,11 @@ def connect(server: ServerThread, timeout: float = 20) -> ftplib.FTP:
     f.encoding = "utf-8"
     f.connect(host, port)
     return f
+
+
+def free_port_range(width: int = 4) -> tuple[int, int]:
+    """A passive port range starting at a port the kernel just had free."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        base = probe.getsockname()[1]
+    return (base, base + width - 1) if base < 65000 else (40000, 40000 + width - 1)

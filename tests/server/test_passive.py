@@ -8,7 +8,7 @@ import socket
 import time
 from pathlib import Path
 
-from serverkit import connect, sha256
+from serverkit import connect, free_port_range, sha256
 
 
 def _epsv(f: ftplib.FTP) -> int:
@@ -124,10 +124,7 @@ def test_abor_port_and_rein_close_the_kept_listener(server, root: Path) -> None:
 
 
 def test_with_a_port_range_each_transfer_releases_its_port(make_server, root: Path) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        base = probe.getsockname()[1]
-    lo, hi = (base, base + 3) if base < 65000 else (40000, 40003)
+    lo, hi = free_port_range()
     srv = make_server(passive_ports=(lo, hi))
     (root / "x.bin").write_bytes(b"x" * 5)
     f = connect(srv)

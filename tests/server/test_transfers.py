@@ -9,7 +9,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from serverkit import connect, sha256
+from serverkit import connect, free_port_range, sha256
 
 from fileferry.storage.local import TEMP_PREFIX
 
@@ -314,10 +314,7 @@ def test_passive_connection_never_made_gives_425(make_server, root: Path) -> Non
 
 
 def test_passive_port_range_is_used(make_server, root: Path) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        base = probe.getsockname()[1]
-    lo, hi = (base, base + 3) if base < 65000 else (40000, 40003)
+    lo, hi = free_port_range()
     srv = make_server(passive_ports=(lo, hi))
     (root / "x.txt").write_bytes(b"x")
     f = connect(srv)
