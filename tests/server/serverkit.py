@@ -27,3 +27,19 @@ def free_port_range(width: int = 4) -> tuple[int, int]:
         probe.bind(("127.0.0.1", 0))
         base = probe.getsockname()[1]
     return (base, base + width - 1) if base < 65000 else (40000, 40000 + width - 1)
+
+
+def quit_and_wait_for_close(f: ftplib.FTP) -> None:
+    """QUIT, then read the control connection to its end.
+
+    The server releases the session (its data channel, its slot in the
+    session count) in the same turn of its loop as it closes the connection,
+    so once the client sees the close, whatever the test checks next on the
+    server's loop sees the session gone: no polling needed.
+    """
+    assert f.sendcmd("QUIT").startswith("221")
+    assert f.sock is not None
+    f.sock.settimeout(10)
+    while f.sock.recv(4096):
+        pass
+    f.close()

@@ -7,7 +7,7 @@ import os
 import socket
 from pathlib import Path
 
-from serverkit import connect, free_port_range, sha256
+from serverkit import connect, free_port_range, quit_and_wait_for_close, sha256
 
 
 def _epsv(f: ftplib.FTP) -> int:
@@ -41,15 +41,6 @@ def _refused(port: int) -> bool:
         return True
 
 
-def _quit_and_wait_for_close(f: ftplib.FTP) -> None:
-    """QUIT, then read to EOF: the server releases the data channel before it closes."""
-    assert f.sendcmd("QUIT").startswith("221")
-    f.sock.settimeout(10)
-    while f.sock.recv(4096):
-        pass
-    f.close()
-
-
 def test_listener_is_kept_and_a_connection_queued_before_pasv_is_never_used(
     server, root: Path
 ) -> None:
@@ -79,7 +70,7 @@ def test_listener_is_kept_and_a_connection_queued_before_pasv_is_never_used(
             data.sendall(payload)
         assert f.voidresp().startswith("226")
         assert sha256((root / f"u{i}.bin").read_bytes()) == sha256(payload)
-    _quit_and_wait_for_close(f)
+    quit_and_wait_for_close(f)
     assert _refused(port)
 
 

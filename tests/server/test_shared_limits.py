@@ -18,13 +18,13 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from serverkit import quit_and_wait_for_close
 
 from fileferry import config
 from fileferry.server.accounts import AccountRegistry
@@ -241,14 +241,14 @@ async def _session_count(server: Any) -> int:
 
 
 def _counts(srv: ServerThread, total: int) -> list[int]:
-    """Sessions per worker, once the workers hold ``total`` in all (closes settle)."""
-    deadline = time.monotonic() + 30
-    while True:
-        counts = srv.call(_session_count)
-        if sum(counts) == total or time.monotonic() > deadline:
-            assert sum(counts) == total, counts
-            return counts
-        time.sleep(0.01)
+    """Sessions per worker, which must be ``total`` in all.
+
+    Exact without waiting: a session is counted before its banner is sent,
+    and sessions leave through ``quit_and_wait_for_close``.
+    """
+    counts = srv.call(_session_count)
+    assert sum(counts) == total, counts
+    return counts
 
 
 def _spread(srv: ServerThread, want: int, make: Callable[[], ftplib.FTP]) -> list[ftplib.FTP]:
@@ -259,7 +259,7 @@ def _spread(srv: ServerThread, want: int, make: Callable[[], ftplib.FTP]) -> lis
             held.append(make())
         if all(_counts(srv, len(held))):
             return held
-        held.pop(0).quit()
+        quit_and_wait_for_close(held.pop(0))
         _counts(srv, len(held))  # its slot is free before the next try
     raise AssertionError("the kernel never gave the second worker a connection")
 
@@ -316,7 +316,7 @@ def test_session_caps_hold_across_workers(
         with pytest.raises(ftplib.error_temp, match=rf"^421 Too many connections {needle}"):
             _connect(srv)
     assert _refusing_workers(caplog, needle) == {"fileferry-worker-0", "fileferry-worker-1"}
-    held.pop().quit()
+    quit_and_wait_for_close(held.pop())
     _counts(srv, 2)
     held.append(_connect(srv))  # the freed slot is usable, on whichever worker
     for f in held:
@@ -367,7 +367,7 @@ def test_max_sessions_of_a_user_hold_across_workers(
         with pytest.raises(ftplib.error_perm, match=r"^530 Too many sessions"):
             f.login("cam", "secret")
         f.close()
-    first.quit()
+    quit_and_wait_for_close(first)
     _counts(srv, 1)
     third = login()
     third.quit()
