@@ -15,14 +15,14 @@ import os
 import shutil
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from fileferry.config import ServerConfig, UserConfig
 from fileferry.errors import ConfigError
-from fileferry.protocol.commands import CoreConfig
+from fileferry.observability import Dispatcher, Observer, SessionLog
+from fileferry.protocol.commands import CoreConfig, permission, site_commands
 from fileferry.server.accounts import AccountRegistry
 from fileferry.server.control import ControlConnection
-from fileferry.server.handlers.site import EXEC_PERMISSION
 from fileferry.server.implicit import ImplicitListener
 from fileferry.server.limits import (
     Defender,
@@ -33,7 +33,7 @@ from fileferry.server.limits import (
 )
 from fileferry.server.shared import SharedLimits
 from fileferry.server.tls import SelfSigned, TLSManager, make_self_signed
-from fileferry.storage.base import Storage
+from fileferry.storage.base import Capabilities, Storage
 from fileferry.storage.mounts import Mount, MountedStorage
 from fileferry.users.base import ALL_PERMISSIONS, READ_ONLY, Account, UserStore, UserStoreError
 from fileferry.users.sqlite import SQLiteUserStore
@@ -42,6 +42,8 @@ from fileferry.users.static import StaticUser, StaticUserStore
 log = logging.getLogger("fileferry.server")
 
 StorageFactory = Callable[[Account], Storage]
+#: The permission letter of SITE EXEC, which ``site_exec = true`` grants.
+EXEC_PERMISSION = permission("EXEC")
 
 
 def _static_account(config: ServerConfig, user: UserConfig) -> Account:
@@ -76,7 +78,10 @@ class LocalStorageProvider:
     """One ``LocalStorage`` per home folder, all sharing one thread pool."""
 
     def __init__(self, config: ServerConfig) -> None:
-        from fileferry.storage.local import make_executor
+        from fileferry.storage.local import LocalStorage, make_executor
+
+        #: What every storage this provider makes can do (FEAT says it before login).
+        self.capabilities: Capabilities = LocalStorage.capabilities
 
         self._config = config
         self._executor = make_executor()
@@ -118,6 +123,11 @@ class App:
     ``shared``: the limit tables of a server with several workers, seen by
     this worker (:meth:`SharedLimits.for_worker`); without it the session
     caps, bans, account sessions and quotas are this process's alone.
+
+    ``observers``: callables given every session event
+    (:mod:`fileferry.observability.events`); by default the session log
+    alone. A list replaces that default, so include
+    :class:`~fileferry.observability.SessionLog` to keep the log lines.
     """
 
     def __init__(
@@ -127,8 +137,10 @@ class App:
         users: UserStore | None = None,
         storage_for: StorageFactory | None = None,
         shared: SharedLimits | None = None,
+        observers: Iterable[Observer] | None = None,
     ) -> None:
         self.config = config
+        self.dispatcher = Dispatcher((SessionLog(),) if observers is None else observers)
         self.users = users or default_users(config)
         self._provider = None if storage_for else LocalStorageProvider(config)
         self.storage_for: StorageFactory = storage_for or self._provider  # type: ignore[assignment]
@@ -139,19 +151,8 @@ class App:
             self.tls = TLSManager(self._self_signed.cert, self._self_signed.key)
         elif config.tls_cert and config.tls_key:
             self.tls = TLSManager(config.tls_cert, config.tls_key)
-        site = (("EXEC", "EXEC [name [args]]: run a command the operator allowed"),)
-        always = (
-            ("QUOTA", "QUOTA: show your quota and what you use of it"),
-            ("CHMOD", "CHMOD <mode> <path>: change a file's permission bits"),
-        )
         self.accounts = AccountRegistry(config, shared=shared)
-        self.core_config = CoreConfig(
-            extra_features=("AVBL",),
-            max_line=config.max_line,
-            site_commands=always + (site if config.site_exec else ()),
-            tls_available=self.tls is not None,
-            tls_required=config.tls_required,
-        )
+        self.core_config = self._core_config()
         self.sessions: set[asyncio.Task[None]] = set()
         bans = (config.ban_threshold, config.ban_window, config.ban_time, config.ban_max_time)
         self.counter: SessionCounter | SharedSessionCounter
@@ -165,8 +166,36 @@ class App:
             )
             self.defender = SharedDefender(*bans, shared=shared)
 
+    def _core_config(self) -> CoreConfig:
+        """The protocol core's view of this server: what FEAT, HELP and SITE offer.
+
+        FEAT is answered before login, when the user's storage is not known
+        yet: it describes the storage the server's factory declares
+        (``storage_for.capabilities``: local disk by default; a factory
+        without the attribute is taken to have the base ``Capabilities``).
+        A user whose storage turns out to lack one (a mount of another
+        backend) is answered by that storage's own refusal.
+        """
+        config = self.config
+        caps: Capabilities = getattr(self.storage_for, "capabilities", Capabilities())
+        capabilities = frozenset(
+            {"available_space"}
+            | ({"set_mtime"} if caps.set_mtime else set())
+            | ({"set_mode"} if caps.set_mode else set())
+        )
+        return CoreConfig(
+            max_line=config.max_line,
+            site_commands=site_commands(
+                capabilities, frozenset({"EXEC"}) if config.site_exec else frozenset()
+            ),
+            tls_available=self.tls is not None,
+            tls_required=config.tls_required,
+            capabilities=capabilities,
+        )
+
     async def close(self) -> None:
         """Release what the composition root created (not what was passed in)."""
+        self.dispatcher.flush()
         await self.users.close()
         if self._provider is not None:
             await self._provider.close()
@@ -237,8 +266,11 @@ class FTPServer:
         users: UserStore | None = None,
         storage_for: StorageFactory | None = None,
         shared: SharedLimits | None = None,
+        observers: Iterable[Observer] | None = None,
     ) -> None:
-        self.app = App(config, users=users, storage_for=storage_for, shared=shared)
+        self.app = App(
+            config, users=users, storage_for=storage_for, shared=shared, observers=observers
+        )
         self._server: asyncio.Server | None = None
         self._implicit: ImplicitListener | None = None
         self._stopped = asyncio.Event()
@@ -337,7 +369,15 @@ class FTPServer:
         assert task is not None
         self.app.sessions.add(task)
         try:
-            conn = ControlConnection(self.app, reader, writer, tls_context=tls_context)
+            app = self.app
+            conn = ControlConnection(
+                app,
+                reader,
+                writer,
+                core=app.core_config,
+                dispatcher=app.dispatcher,
+                tls_context=tls_context,
+            )
             await conn.run()
         except asyncio.CancelledError:
             pass
