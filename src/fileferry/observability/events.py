@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 _NOT_LOGGED = frozenset({"origin", "at"})
+#: The logged field names of each event type, found once (``fields()`` is slow).
+_LOGGED: dict[type, tuple[str, ...]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +45,12 @@ class SessionEvent:
 
     def log_fields(self) -> tuple[tuple[str, object], ...]:
         """``(key, value)`` pairs for the session log: own fields, ``None`` left out."""
-        return tuple(
-            (f.name, value)
-            for f in dataclasses.fields(self)
-            if f.name not in _NOT_LOGGED and (value := getattr(self, f.name)) is not None
-        )
+        kind = type(self)
+        names = _LOGGED.get(kind)
+        if names is None:
+            fields = dataclasses.fields(self)
+            names = _LOGGED[kind] = tuple(f.name for f in fields if f.name not in _NOT_LOGGED)
+        return tuple((name, value) for name in names if (value := getattr(self, name)) is not None)
 
 
 # --- the session itself ------------------------------------------------------------

@@ -9,107 +9,56 @@ the account and the storage and so lives in the server.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from fileferry import paths
-from fileferry.protocol import addresses, events, hashcommands, listing, tlscommands
+from fileferry.protocol import events, hashcommands, listing, tlscommands
+from fileferry.protocol.commandtypes import (
+    DEFAULT_CAPABILITIES,
+    Arg,
+    Command,
+    CoreConfig,
+    Ctx,
+    Feature,
+    Handler,
+    Outcome,
+    SiteCommand,
+)
+from fileferry.protocol.commandtypes import resolve_arg as _path
+from fileferry.protocol.datacommands import (
+    _abor,
+    _eprt,
+    _epsv,
+    _listing,
+    _pasv,
+    _port,
+    _retr,
+    _store,
+    _strip_list_flags,
+)
 from fileferry.protocol.replies import Reply, quote_path
-from fileferry.protocol.state import Access, DataMode, SessionState
+from fileferry.protocol.state import Access
+
+__all__ = [
+    "COMMANDS",
+    "DEFAULT_CAPABILITIES",
+    "MAX_OFFSET",
+    "SITE_COMMANDS",
+    "Arg",
+    "Command",
+    "CoreConfig",
+    "Ctx",
+    "Feature",
+    "Handler",
+    "Outcome",
+    "SiteCommand",
+    "features",
+    "permission",
+    "site_commands",
+]
 
 #: REST offsets beyond this are refused (no file system stores more).
 MAX_OFFSET = 2**63 - 1
-
-
-class Arg(enum.Enum):
-    NONE = "none"
-    OPTIONAL = "optional"
-    REQUIRED = "required"
-
-
-#: The capabilities the core assumes of the server when told nothing else:
-#: those of a local-disk server (mtimes and modes can be set).
-DEFAULT_CAPABILITIES = frozenset({"set_mtime", "set_mode"})
-
-
-@dataclass(frozen=True, slots=True)
-class CoreConfig:
-    """What the core needs to know of the server's configuration."""
-
-    #: FEAT lines beyond those of the command table (an embedder's extensions).
-    extra_features: tuple[str, ...] = ()
-    #: SITE subcommands the server handles, with their help text
-    #: (:func:`site_commands` derives them from :data:`SITE_COMMANDS`).
-    site_commands: tuple[tuple[str, str], ...] = ()
-    max_line: int = 4200
-    #: The server has a certificate: AUTH TLS can succeed.
-    tls_available: bool = False
-    #: Refuse logins and transfers that are not protected by TLS.
-    tls_required: bool = False
-    #: What the server behind the core can do: the storage's capabilities
-    #: (``set_mtime``, ``set_mode``) and server extensions (``available_space``).
-    #: A command row's FEAT line is advertised only if its ``needs`` is here.
-    capabilities: frozenset[str] = DEFAULT_CAPABILITIES
-
-
-@dataclass(slots=True)
-class Ctx:
-    state: SessionState
-    config: CoreConfig = field(default_factory=CoreConfig)
-
-
-Outcome = Reply | events.Event
-Handler = Callable[[Ctx, str], Outcome]
-#: A row's FEAT lines: fixed text, or computed from the session (``MLST``, ``HASH``).
-Feature = str | Callable[[Ctx], tuple[str, ...]] | None
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    """One row of the command table: everything fileferry knows about a verb."""
-
-    verb: str
-    access: Access
-    arg: Arg
-    #: The help text (``HELP verb`` and the 501 of a missing argument).
-    syntax: str
-    handler: Handler
-    #: The account permission letter the server checks (see ``users.base``), or "".
-    permission: str = ""
-    #: What FEAT advertises for this verb, if anything.
-    feature: Feature = None
-    #: The capability (``CoreConfig.capabilities``) the FEAT line depends on, or "".
-    needs: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class SiteCommand:
-    """One SITE subcommand: its help line, permission and what it depends on."""
-
-    name: str
-    help: str
-    permission: str = ""
-    #: The capability it needs to be offered at all, or "".
-    needs: str = ""
-    #: Offered only when the operator switched it on (SITE EXEC).
-    optional: bool = False
-
-
-def _path(ctx: Ctx, arg: str, code: int = 550) -> str | Reply:
-    try:
-        return paths.resolve(ctx.state.cwd, arg)
-    except paths.PathError as exc:
-        return Reply(code, str(exc))
-
-
-def _need_data(ctx: Ctx) -> Reply | None:
-    ranged = hashcommands.transfer_refusal(ctx.state)
-    if ranged is not None:
-        return ranged
-    if ctx.state.data_mode is DataMode.NONE:
-        return Reply(425, "Use PORT, EPRT, PASV or EPSV first.")
-    return tlscommands.data_refusal(ctx.state, ctx.config.tls_required)
 
 
 # --- access control and session ------------------------------------------------
@@ -360,103 +309,6 @@ def _mlst(ctx: Ctx, arg: str) -> Outcome:
 def _avbl(ctx: Ctx, arg: str) -> Outcome:
     p = _path(ctx, arg or ".")
     return p if isinstance(p, Reply) else events.AvailableSpace(p)
-
-
-# --- data channel -----------------------------------------------------------------
-
-
-def _pasv(ctx: Ctx, arg: str) -> Outcome:
-    if ctx.state.epsv_all:
-        return Reply(503, "EPSV ALL in effect: use EPSV.")
-    return events.EnterPassive(extended=False)
-
-
-def _epsv(ctx: Ctx, arg: str) -> Outcome:
-    try:
-        proto = addresses.parse_epsv(arg)
-    except addresses.AddressError as exc:
-        return Reply(exc.reply_code, str(exc))
-    if proto == "ALL":
-        ctx.state.epsv_all = True
-        return Reply(200, "EPSV ALL ok.")
-    return events.EnterPassive(extended=True, protocol=proto if isinstance(proto, int) else None)
-
-
-def _port(ctx: Ctx, arg: str) -> Outcome:
-    if ctx.state.epsv_all:
-        return Reply(503, "EPSV ALL in effect: use EPSV.")
-    try:
-        hp = addresses.parse_port(arg)
-    except addresses.AddressError as exc:
-        return Reply(exc.reply_code, str(exc))
-    return events.EnterActive(hp.host, hp.port, extended=False)
-
-
-def _eprt(ctx: Ctx, arg: str) -> Outcome:
-    if ctx.state.epsv_all:
-        return Reply(503, "EPSV ALL in effect: use EPSV.")
-    try:
-        hp = addresses.parse_eprt(arg)
-    except addresses.AddressError as exc:
-        return Reply(exc.reply_code, str(exc))
-    return events.EnterActive(hp.host, hp.port, extended=True)
-
-
-def _abor(ctx: Ctx, arg: str) -> Outcome:
-    return events.Abort()
-
-
-def _is_flag(text: str) -> bool:
-    return text.isascii() and text.isalnum()
-
-
-def _strip_list_flags(arg: str) -> str:
-    """Drop leading ``ls``-style flags (``-a``, ``-la``) that clients send to LIST."""
-    words = arg.split(" ")
-    while words and len(words[0]) > 1 and words[0][0] == "-" and _is_flag(words[0][1:]):
-        words.pop(0)
-    return " ".join(words).strip()
-
-
-def _listing(fmt: events.ListFormat) -> Handler:
-    def handler(ctx: Ctx, arg: str) -> Outcome:
-        missing = _need_data(ctx)
-        if missing:
-            return missing
-        target = _strip_list_flags(arg) if fmt is not events.ListFormat.MLSD else arg
-        p = _path(ctx, target or ".")
-        if isinstance(p, Reply):
-            return p
-        return events.ListDirectory(p, fmt, ctx.state.facts, arg_given=bool(target))
-
-    return handler
-
-
-def _retr(ctx: Ctx, arg: str) -> Outcome:
-    missing = _need_data(ctx)
-    if missing:
-        return missing
-    p = _path(ctx, arg)
-    if isinstance(p, Reply):
-        return p
-    offset, ctx.state.rest = ctx.state.rest, 0
-    return events.RetrieveFile(p, offset, ctx.state.ascii)
-
-
-def _store(mode: events.StoreMode) -> Handler:
-    def handler(ctx: Ctx, arg: str) -> Outcome:
-        missing = _need_data(ctx)
-        if missing:
-            return missing
-        p = _path(ctx, arg or ".", 553)
-        if isinstance(p, Reply):
-            return p
-        offset, ctx.state.rest = ctx.state.rest, 0
-        if mode is not events.StoreMode.REPLACE:
-            offset = 0
-        return events.StoreFile(p, offset, mode, ctx.state.ascii)
-
-    return handler
 
 
 # --- integrity: HASH, RANG and the X* digests (see hashcommands) ----------------
