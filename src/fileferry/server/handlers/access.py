@@ -12,7 +12,7 @@ from fileferry.protocol.replies import Reply
 from fileferry.server.login import admit, logout
 
 if TYPE_CHECKING:
-    from fileferry.server.context import SessionContext
+    from fileferry.server.context import Handler, SessionContext
 
 
 async def authenticate(ctx: SessionContext, ev: events.Authenticate) -> Reply:
@@ -83,7 +83,7 @@ async def abort(ctx: SessionContext, ev: events.Abort) -> Reply:
     return Reply(226, "ABOR successful; no transfer to abort.")
 
 
-HANDLERS = {
+HANDLERS: dict[type[events.Event], Handler] = {
     events.Authenticate: authenticate,
     events.StartTLS: start_tls,
     events.Reinitialize: reinitialize,

@@ -19,7 +19,7 @@ from fileferry.protocol.replies import Reply
 from fileferry.server.ports import NoFreePort
 
 if TYPE_CHECKING:
-    from fileferry.server.context import SessionContext
+    from fileferry.server.context import Handler, SessionContext
 
 
 @functools.lru_cache(maxsize=256)
@@ -70,7 +70,7 @@ async def enter_active(ctx: SessionContext, ev: events.EnterActive) -> Reply:
     return Reply(200, f"{'EPRT' if ev.extended else 'PORT'} command successful.")
 
 
-HANDLERS = {
+HANDLERS: dict[type[events.Event], Handler] = {
     events.EnterPassive: enter_passive,
     events.EnterActive: enter_active,
 }

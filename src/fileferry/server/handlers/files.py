@@ -13,7 +13,7 @@ from fileferry.protocol.replies import Reply, quote_path
 from fileferry.protocol.state import DataMode
 
 if TYPE_CHECKING:
-    from fileferry.server.context import SessionContext
+    from fileferry.server.context import Handler, SessionContext
 
 # The permission letters, from the command table.
 _CWD, _MKD, _RMD, _DELE = (permission(v) for v in ("CWD", "MKD", "RMD", "DELE"))
@@ -121,7 +121,7 @@ def _server_status(ctx: SessionContext) -> tuple[str, ...]:
     )
 
 
-HANDLERS = {
+HANDLERS: dict[type[events.Event], Handler] = {
     events.ChangeDirectory: change_directory,
     events.MakeDirectory: make_directory,
     events.RemoveDirectory: remove_directory,

@@ -27,7 +27,7 @@ from fileferry.protocol.commands import permission
 from fileferry.protocol.replies import Reply
 
 if TYPE_CHECKING:
-    from fileferry.server.context import SessionContext
+    from fileferry.server.context import Handler, SessionContext
     from fileferry.storage.base import Reader
 
 #: Bytes read per step; large enough that a thread hop per chunk costs nothing.
@@ -98,4 +98,4 @@ async def file_hash(ctx: SessionContext, ev: events.FileHash) -> Reply:
     return Reply(250, hexdigest.upper())
 
 
-HANDLERS = {events.FileHash: file_hash}
+HANDLERS: dict[type[events.Event], Handler] = {events.FileHash: file_hash}

@@ -20,7 +20,7 @@ from fileferry.protocol.commands import permission
 from fileferry.server.handlers.transfers import Job
 
 if TYPE_CHECKING:
-    from fileferry.server.context import SessionContext
+    from fileferry.server.context import Handler, SessionContext
     from fileferry.server.datachannel import DataConnection
 
 
@@ -70,6 +70,6 @@ async def list_directory(ctx: SessionContext, ev: events.ListDirectory) -> Job:
     return job
 
 
-HANDLERS = {
+HANDLERS: dict[type[events.Event], Handler] = {
     events.ListDirectory: list_directory,
 }

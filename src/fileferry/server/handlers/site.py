@@ -32,7 +32,7 @@ from fileferry.server.handlers.chmod import site_chmod
 from fileferry.server.handlers.space import site_quota
 
 if TYPE_CHECKING:
-    from fileferry.server.context import Handler, SessionContext
+    from fileferry.server.context import Handler, Outcome, SessionContext
 
 #: The permission letter for SITE EXEC (``X``, a fileferry extension to pyftpdlib's
 #: set), from the command table.
@@ -149,11 +149,11 @@ SITE_HANDLERS: dict[str, Handler] = {"EXEC": site_exec, "QUOTA": site_quota, "CH
 assert SITE_HANDLERS.keys() == SITE_COMMANDS.keys()
 
 
-async def site_command(ctx: SessionContext, ev: events.SiteCommand) -> Reply | None:
+async def site_command(ctx: SessionContext, ev: events.SiteCommand) -> Outcome:
     handler = SITE_HANDLERS.get(ev.command)
     if handler is None:  # pragma: no cover - the core only emits registered names
         return Reply(501, "Unknown SITE command.")
-    return await handler(ctx, ev)  # type: ignore[no-any-return]
+    return await handler(ctx, ev)
 
 
-HANDLERS = {events.SiteCommand: site_command}
+HANDLERS: dict[type[events.Event], Handler] = {events.SiteCommand: site_command}

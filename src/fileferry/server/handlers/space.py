@@ -22,7 +22,7 @@ from fileferry.protocol.commands import permission
 from fileferry.protocol.replies import Reply
 
 if TYPE_CHECKING:
-    from fileferry.server.context import SessionContext
+    from fileferry.server.context import Handler, SessionContext
 
 _AVBL, _STOR = permission("AVBL"), permission("STOR")
 
@@ -61,4 +61,4 @@ async def site_quota(ctx: SessionContext, ev: events.SiteCommand) -> Reply:
     return Reply(200, f"Quota of {account.name}:", lines, "End of quota.")
 
 
-HANDLERS = {events.AvailableSpace: available_space}
+HANDLERS: dict[type[events.Event], Handler] = {events.AvailableSpace: available_space}

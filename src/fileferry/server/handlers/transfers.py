@@ -34,7 +34,7 @@ from fileferry.server import tlspump, zerocopy
 from fileferry.server.datachannel import DataConnection, DataConnectionError
 
 if TYPE_CHECKING:
-    from fileferry.server.context import SessionContext
+    from fileferry.server.context import Handler, SessionContext
     from fileferry.server.throttle import Throttle
     from fileferry.storage.base import Reader, Storage, Upload
 
@@ -344,7 +344,7 @@ async def _unique_target(storage: Storage, path: str) -> str:
     raise AlreadyExists("Could not find a unique name.")
 
 
-HANDLERS = {
+HANDLERS: dict[type[events.Event], Handler] = {
     events.RetrieveFile: retrieve,
     events.StoreFile: store,
 }
