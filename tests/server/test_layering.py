@@ -100,3 +100,16 @@ def test_buffered_bytes_are_seen_without_waiting() -> None:
         return empty, waiting, after
 
     assert asyncio.run(main()) == (b"", b"USER evil\r\n", b"later")
+
+
+def test_every_event_the_core_can_emit_has_a_handler() -> None:
+    from fileferry.protocol import events
+    from fileferry.server.handlers import HANDLERS
+
+    kinds = {
+        v for v in vars(events).values() if isinstance(v, type) and issubclass(v, events.Event)
+    }
+    abstract = {events.Event, events.Transfer, type(events.NEED_DATA)}
+    emitted = kinds - abstract - {events.Answer}  # the shell sends an Answer's reply itself
+    assert emitted, "the scan must find the event types"
+    assert emitted == set(HANDLERS)
