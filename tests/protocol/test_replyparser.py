@@ -179,8 +179,9 @@ def test_unquote_path_refuses(text):
 
 
 @settings(max_examples=200, deadline=None)
-@given(path=st.text(), after=st.text())
+@given(path=st.text(), after=st.text().filter(lambda a: not a.startswith('"')))
 def test_unquote_reads_back_what_quote_wrote(path, after):
+    # (A quote right after the closing one would make it a doubled quote.)
     assert unquote_path(quote_path(path) + after) == path
 
 
