@@ -155,7 +155,7 @@ class Client:
             for part in [p for p in path.split("/") if p]:
                 done = join(done, part)
                 reply = await conn.command(f"MKD {done}")
-                if not reply.positive and not (await transfer.remote_stat(conn, done)).is_dir:
+                if not reply.is_positive and not (await transfer.remote_stat(conn, done)).is_dir:
                     raise_for(reply, f"mkdir {done}")
 
     async def remove(self, path: str, *, recursive: bool = False) -> None:

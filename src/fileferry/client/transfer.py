@@ -43,7 +43,9 @@ from fileferry.client.errors import (
 )
 from fileferry.client.listing import Kind, RemoteEntry, basename, parse_facts
 from fileferry.client.pool import Pool
+from fileferry.digests import new_digest
 from fileferry.protocol.listing import format_mdtm, parse_mdtm
+from fileferry.protocol.replies import unquote_path
 
 PART_SUFFIX = ".fileferry-part"
 SEGMENTS_SUFFIX = ".segments"
@@ -90,9 +92,9 @@ async def remote_stat(conn: Connection, path: str) -> RemoteEntry:
     """Type, size and mtime of one remote path; ``RemoteError`` if it is missing."""
     if conn.has("MLST"):
         reply = await conn.command(f"MLST {path}")
-        lines = reply.text.splitlines()
-        if reply.code == 250 and len(lines) >= 2:
-            facts = parse_facts(lines[1].strip().partition(" ")[0])
+        if reply.code == 250 and reply.lines:
+            # RFC 3659 7.2: the entry is the one line between the first and the last.
+            facts = parse_facts(reply.lines[0].strip().partition(" ")[0])
             kind_text = facts.get("type", "").lower()
             kind = Kind.DIR if kind_text in ("dir", "cdir", "pdir") else Kind.FILE
             size = facts.get("size", "")
@@ -101,7 +103,7 @@ async def remote_stat(conn: Connection, path: str) -> RemoteEntry:
                 mtime = parse_mdtm(facts["modify"])
             sized = int(size) if size.isdigit() else None
             return RemoteEntry(basename(path), path, kind, sized, mtime)
-        if reply.code not in (500, 502):
+        if reply.code not in (250, 500, 502):
             raise RemoteError(f"{path}: {reply}", reply.code)
     length = await integrity.remote_size(conn, path)
     if length is None:
@@ -121,10 +123,12 @@ async def remote_stat(conn: Connection, path: str) -> RemoteEntry:
 async def _is_remote_dir(conn: Connection, path: str) -> bool:
     """Without MLST the only sure test is to CWD there (and back where we were)."""
     pwd = await conn.command("PWD")
-    start, end = pwd.text.find('"'), pwd.text.rfind('"')
-    if pwd.code != 257 or start == end:
+    if pwd.code != 257:
         return False
-    here = pwd.text[start + 1 : end].replace('""', '"')
+    try:
+        here = unquote_path(pwd.text)
+    except ValueError:
+        return False
     if (await conn.command(f"CWD {path}")).code != 250:
         return False
     raise_for(await conn.command(f"CWD {here}"), f"CWD {here}")
@@ -354,7 +358,7 @@ async def _download_stream(
     what was written cannot be read back."""
     async with pool.connection() as conn:
         methods = integrity.methods(conn) if verify else []
-    digest = integrity.new_digest(methods[0].algorithm) if methods else None
+    digest = new_digest(methods[0].algorithm) if methods else None
 
     def write(fd: int, data: bytes) -> int:
         view = memoryview(data)
