@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from clientkit import Server, sha256
-from scripted import Control, ScriptedServer, reply
+from scripted import Control, Handler, ScriptedServer, reply
 
 import fileferry
 from fileferry.client.errors import ExitCode, ProtocolFailure
@@ -40,22 +40,28 @@ async def _send_payload(ctl: Control, writer: asyncio.StreamWriter) -> None:
 SIZE = reply(f"213 {len(PAYLOAD)}")
 
 
+def passive_download(announced: str) -> dict[str, Handler]:
+    """PASV listens on 127.0.0.1 but announces the host ``announced`` (h1,h2,h3,h4),
+    and RETR sends the payload over whatever data connection arrives there."""
+
+    async def pasv(ctl: Control, arg: str) -> None:
+        port = await ctl.listen()
+        await ctl.send(f"227 Entering Passive Mode ({announced},{port >> 8},{port & 255}).\r\n")
+
+    async def retr(ctl: Control, arg: str) -> None:
+        _, writer = await ctl.data_connection()
+        await _send_payload(ctl, writer)
+
+    return {"PASV": pasv, "RETR": retr, "SIZE": SIZE}
+
+
 # --- passive mode --------------------------------------------------------------------------
 
 
 def test_the_announced_passive_address_is_not_followed(tmp_path: Path):
     """A server (NATed or hostile) names 192.0.2.1 in its 227: the client goes to the
     control connection's peer instead, and the transfer works."""
-
-    async def pasv(ctl: Control, arg: str) -> None:
-        port = await ctl.listen()
-        await ctl.send(f"227 Entering Passive Mode (192,0,2,1,{port >> 8},{port & 255}).\r\n")
-
-    async def retr(ctl: Control, arg: str) -> None:
-        _, writer = await ctl.data_connection()
-        await _send_payload(ctl, writer)
-
-    handlers = {"EPSV": reply("502 no EPSV"), "PASV": pasv, "RETR": retr, "SIZE": SIZE}
+    handlers = {**passive_download("192,0,2,1"), "EPSV": reply("502 no EPSV")}
 
     async def go() -> tuple[fileferry.client.TransferResult, list[str], list[str]]:
         async with ScriptedServer(handlers) as server:
@@ -71,19 +77,9 @@ def test_the_announced_passive_address_is_not_followed(tmp_path: Path):
 
 
 def test_an_unreadable_229_falls_back_to_pasv(tmp_path: Path):
-    async def pasv(ctl: Control, arg: str) -> None:
-        port = await ctl.listen()
-        await ctl.send(f"227 Entering Passive Mode (127,0,0,1,{port >> 8},{port & 255}).\r\n")
-
-    async def retr(ctl: Control, arg: str) -> None:
-        _, writer = await ctl.data_connection()
-        await _send_payload(ctl, writer)
-
     handlers = {
+        **passive_download("127,0,0,1"),
         "EPSV": reply("229 Entering Extended Passive Mode (|||70000|)"),
-        "PASV": pasv,
-        "RETR": retr,
-        "SIZE": SIZE,
     }
 
     async def go() -> list[str]:
