@@ -14,7 +14,7 @@ from clientkit import Server, sha256
 from scripted import Control, Handler, ScriptedServer, reply
 
 import fileferry
-from fileferry.client.errors import ExitCode, ProtocolFailure
+from fileferry.client.errors import ExitCode, ProtocolFailure, RemoteError
 from fileferry.protocol.addresses import HostPort, parse_eprt
 
 PAYLOAD = os.urandom(200_000)
@@ -230,3 +230,18 @@ def test_an_endless_reply_is_cut_off():
     with pytest.raises(ProtocolFailure, match="reply longer than"):
         run(go())
     assert sum(sent) < 100_000 * 1002
+
+
+@pytest.mark.parametrize("size", ["\u00b2", "\u0661\u0662", "-5", "12 bytes"])
+def test_a_size_that_is_not_decimal_is_no_size(tmp_path: Path, size: str):
+    """int() would read (or crash on) digits of other scripts: the client treats
+    the size as unknown and says what went wrong in its own terms."""
+    handlers = {"SIZE": reply(f"213 {size}"), "MDTM": reply("550 No such file")}
+
+    async def go() -> None:
+        async with ScriptedServer(handlers) as server, _connect(server.url) as ftp:
+            await ftp.download("f.bin", tmp_path / "f.bin")
+
+    with pytest.raises(RemoteError) as info:
+        run(go())
+    assert info.value.code == 550

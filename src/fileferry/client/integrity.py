@@ -21,6 +21,7 @@ from fileferry.client.connection import Connection
 from fileferry.client.errors import ClientError, RemoteError, VerificationFailed, local_error
 from fileferry.digests import new_digest
 from fileferry.protocol import hashcommands
+from fileferry.protocol.listparse import parse_size
 
 _CHUNK = 1 << 20
 #: Slowest digest rate a server is granted (bytes/s) before its reply counts as late.
@@ -144,10 +145,7 @@ async def local_hash(path: str | os.PathLike[str], algorithm: str, end: int | No
 async def remote_size(conn: Connection, path: str) -> int | None:
     """SIZE of a remote file, or None if the server does not know it (or it is missing)."""
     reply = await conn.command(f"SIZE {path}")
-    text = reply.text.strip()
-    if reply.code == 213 and text.isdigit():
-        return int(text)
-    return None
+    return parse_size(reply.text) if reply.code == 213 else None
 
 
 async def verify(

@@ -41,10 +41,11 @@ from fileferry.client.errors import (
     VerificationFailed,
     local_error,
 )
-from fileferry.client.listing import Kind, RemoteEntry, basename, parse_facts
+from fileferry.client.listing import Kind, RemoteEntry, basename
 from fileferry.client.pool import Pool
 from fileferry.digests import new_digest
 from fileferry.protocol.listing import format_mdtm, parse_mdtm
+from fileferry.protocol.listparse import parse_facts, parse_size
 from fileferry.protocol.replies import unquote_path
 
 PART_SUFFIX = ".fileferry-part"
@@ -97,11 +98,10 @@ async def remote_stat(conn: Connection, path: str) -> RemoteEntry:
             facts = parse_facts(reply.lines[0].strip().partition(" ")[0])
             kind_text = facts.get("type", "").lower()
             kind = Kind.DIR if kind_text in ("dir", "cdir", "pdir") else Kind.FILE
-            size = facts.get("size", "")
             mtime = None
             with contextlib.suppress(ValueError, KeyError):
                 mtime = parse_mdtm(facts["modify"])
-            sized = int(size) if size.isdigit() else None
+            sized = parse_size(facts.get("size", ""))
             return RemoteEntry(basename(path), path, kind, sized, mtime)
         if reply.code not in (250, 500, 502):
             raise RemoteError(f"{path}: {reply}", reply.code)
