@@ -77,18 +77,26 @@ class ReplyParser:
     def feed(self, data: bytes) -> None:
         """Add received bytes; raises :class:`ReplyError` on anything that is not FTP."""
         buf = self._buf
-        start = len(buf)
-        buf += data
-        begin = 0
-        while (nl := buf.find(b"\n", start)) >= 0:
-            end = nl - 1 if nl > begin and buf[nl - 1] == 0x0D else nl
-            if end - begin > self.max_line:
+        if b"\n" not in data:
+            # Part of a line: kept, unless it is already too long to be one.
+            buf += data
+            if len(buf) > self.max_line + 1:
                 raise ReplyError(f"reply line longer than {self.max_line} bytes")
-            self._line(buf[begin:end].decode("utf-8", "surrogateescape"))
-            begin = start = nl + 1
-        del buf[:begin]
-        if len(buf) > self.max_line + 1:
+            return
+        if buf:
+            buf += data
+            data = bytes(buf)
+            buf.clear()
+        # One split in C, not a find per line: a reply is usually one read.
+        *lines, rest = data.split(b"\n")
+        for raw in lines:
+            line = raw[:-1] if raw.endswith(b"\r") else raw
+            if len(line) > self.max_line:
+                raise ReplyError(f"reply line longer than {self.max_line} bytes")
+            self._line(line.decode("utf-8", "surrogateescape"))
+        if len(rest) > self.max_line + 1:
             raise ReplyError(f"reply line longer than {self.max_line} bytes")
+        buf += rest
 
     def next_reply(self) -> Reply | None:
         """The oldest complete reply, or ``None`` until more bytes arrive."""
