@@ -40,13 +40,15 @@ async def _send_payload(ctl: Control, writer: asyncio.StreamWriter) -> None:
 SIZE = reply(f"213 {len(PAYLOAD)}")
 
 
-def passive_download(announced: str) -> dict[str, Handler]:
-    """PASV listens on 127.0.0.1 but announces the host ``announced`` (h1,h2,h3,h4),
-    and RETR sends the payload over whatever data connection arrives there."""
+def passive_download(
+    announced: str, answer: str = "227 Entering Passive Mode ({}).\r\n"
+) -> dict[str, Handler]:
+    """PASV listens on 127.0.0.1 but announces the host ``announced`` (h1,h2,h3,h4)
+    in ``answer``, and RETR sends the payload over the data connection that arrives."""
 
     async def pasv(ctl: Control, arg: str) -> None:
         port = await ctl.listen()
-        await ctl.send(f"227 Entering Passive Mode ({announced},{port >> 8},{port & 255}).\r\n")
+        await ctl.send(answer.format(f"{announced},{port >> 8},{port & 255}"))
 
     async def retr(ctl: Control, arg: str) -> None:
         _, writer = await ctl.data_connection()
@@ -90,6 +92,18 @@ def test_an_unreadable_229_falls_back_to_pasv(tmp_path: Path):
 
     commands = run(go())
     assert commands.index("EPSV") < commands.index("PASV") < commands.index("RETR f.bin")
+    assert (tmp_path / "f.bin").read_bytes() == PAYLOAD
+
+
+def test_a_multi_line_227_is_read_whole(tmp_path: Path):
+    answer = "227-Entering Passive Mode\r\n ({})\r\n227 Enjoy.\r\n"
+    handlers = {**passive_download("127,0,0,1", answer), "EPSV": reply("502 no")}
+
+    async def go() -> None:
+        async with ScriptedServer(handlers) as server, _connect(server.url) as ftp:
+            await ftp.download("f.bin", tmp_path / "f.bin")
+
+    run(go())
     assert (tmp_path / "f.bin").read_bytes() == PAYLOAD
 
 

@@ -327,7 +327,7 @@ class Connection:
             reply = await self.command("EPSV")
             if reply.code == 229:
                 with contextlib.suppress(addresses.AddressError):
-                    return self._peer_host, addresses.parse_epsv_reply(reply.text)
+                    return self._peer_host, addresses.parse_epsv_reply(" ".join(reply.all_lines))
             elif reply.code not in (500, 501, 502):
                 raise_for(reply, "EPSV")
             self._no_epsv = True
@@ -336,7 +336,7 @@ class Connection:
         try:
             if reply.code != 227:
                 raise addresses.AddressError(f"PASV answered {reply.code}")
-            announced = addresses.parse_pasv_reply(reply.text)
+            announced = addresses.parse_pasv_reply(" ".join(reply.all_lines))
         except addresses.AddressError as exc:
             raise ProtocolFailure(f"cannot understand the PASV reply {reply}: {exc}") from None
         return self._peer_host, announced.port
