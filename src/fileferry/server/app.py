@@ -1,9 +1,8 @@
 """The composition root: where configuration, storage, users and sockets meet.
 
-Nothing else in fileferry constructs a storage backend or a user store for
-the server; swapping local disk for S3, or the static users for SQLite, is a
-change here (or a constructor argument from an embedding program) and
-nowhere else.
+Nothing else in the server constructs a storage backend or a user store: they
+come from :mod:`fileferry.backends` (chosen by the scheme of ``root`` and
+``db``), or from constructor arguments of an embedding program.
 """
 
 from __future__ import annotations
@@ -11,18 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import shutil
 import socket
 import ssl
 from collections.abc import Callable
 
-from fileferry.config import ServerConfig, UserConfig
-from fileferry.errors import ConfigError
+from fileferry.backends import open_storage, open_users
+from fileferry.config import ServerConfig
 from fileferry.protocol.commands import CoreConfig
 from fileferry.server.accounts import AccountRegistry
 from fileferry.server.control import ControlConnection
-from fileferry.server.handlers.site import EXEC_PERMISSION
 from fileferry.server.implicit import ImplicitListener
 from fileferry.server.limits import (
     Defender,
@@ -34,82 +31,11 @@ from fileferry.server.limits import (
 from fileferry.server.shared import SharedLimits
 from fileferry.server.tls import SelfSigned, TLSManager, make_self_signed
 from fileferry.storage.base import Storage
-from fileferry.storage.mounts import Mount, MountedStorage
-from fileferry.users.base import ALL_PERMISSIONS, READ_ONLY, Account, UserStore, UserStoreError
-from fileferry.users.sqlite import SQLiteUserStore
-from fileferry.users.static import StaticUser, StaticUserStore
+from fileferry.users.base import Account, UserStore
 
 log = logging.getLogger("fileferry.server")
 
 StorageFactory = Callable[[Account], Storage]
-
-
-def _static_account(config: ServerConfig, user: UserConfig) -> Account:
-    """A ``--user``/``[[user]]`` account; ``permissions`` wins over ``write`` if given."""
-    fields = dict(user.account_fields)
-    perms = fields.pop("permissions", None)
-    if perms is None:
-        perms = ALL_PERMISSIONS if user.write else READ_ONLY
-    if user.site_exec and EXEC_PERMISSION not in str(perms):
-        perms = f"{perms}{EXEC_PERMISSION}"
-    home = os.path.abspath(os.path.expanduser(user.home)) if user.home else config.root
-    return Account(name=user.name, home=home, permissions=str(perms), **fields)  # type: ignore[arg-type]
-
-
-def default_users(config: ServerConfig) -> UserStore:
-    """Users from ``--user``/``[[user]]``, then the SQLite database, plus anonymous."""
-    users = [StaticUser(_static_account(config, u), u.password_hash) for u in config.users]
-    anonymous = None
-    if config.anonymous:
-        perms = ALL_PERMISSIONS if config.write else READ_ONLY
-        anonymous = Account("anonymous", config.root, perms, anonymous=True)
-    database = None
-    if config.db is not None:
-        try:
-            database = SQLiteUserStore(config.db, create=False)
-        except UserStoreError as exc:
-            raise ConfigError(f"db: {exc}") from None
-    return StaticUserStore(users, anonymous, fallback=database)
-
-
-class LocalStorageProvider:
-    """One ``LocalStorage`` per home folder, all sharing one thread pool."""
-
-    def __init__(self, config: ServerConfig) -> None:
-        from fileferry.storage.local import make_executor
-
-        self._config = config
-        self._executor = make_executor()
-        self._storages: dict[str, Storage] = {}
-
-    def _local(self, directory: str) -> Storage:
-        from fileferry.storage.local import LocalStorage
-
-        storage = self._storages.get(directory)
-        if storage is None:
-            storage = LocalStorage(
-                directory,
-                fsync_uploads=self._config.fsync_uploads,
-                executor=self._executor,
-                fs_calls=self._config.fs_calls,
-            )
-            self._storages[directory] = storage
-        return storage
-
-    def __call__(self, account: Account) -> Storage:
-        """The home, with the account's virtual folders mounted into it."""
-        home = self._local(account.home)
-        if not account.virtual_folders:
-            return home
-        mounts = [
-            Mount(f.path, self._local(f.source), f.read_only) for f in account.virtual_folders
-        ]
-        return MountedStorage(home, mounts)
-
-    async def close(self) -> None:
-        for storage in self._storages.values():
-            await storage.close()
-        await asyncio.to_thread(self._executor.shutdown, wait=True)
 
 
 class App:
@@ -129,8 +55,8 @@ class App:
         shared: SharedLimits | None = None,
     ) -> None:
         self.config = config
-        self.users = users or default_users(config)
-        self._provider = None if storage_for else LocalStorageProvider(config)
+        self.users = users or open_users(config)
+        self._provider = None if storage_for else open_storage(config)
         self.storage_for: StorageFactory = storage_for or self._provider  # type: ignore[assignment]
         self._self_signed: SelfSigned | None = None
         self.tls: TLSManager | None = None
