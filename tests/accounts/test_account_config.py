@@ -176,3 +176,41 @@ def test_static_user_with_quota_and_mount_from_toml(tmp_path: Path) -> None:
         assert refused_upload(f, "b.bin", b"b").startswith("552")
         f.quit()
     assert (home / "a.bin").stat().st_size == 100 and not (home / "b.bin").exists()
+
+
+@pytest.mark.parametrize(
+    "bad_hash",
+    [
+        "$argon2id$v=19$m=19456,t=2,p=1$typo",  # truncated argon2
+        "$2b$12$notsupportedbcrypthashxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",  # bcrypt: not ours
+        "scrypt$16384$8$1",  # too few parts
+        "plaintext-password",
+        "",
+    ],
+)
+def test_a_password_hash_that_cannot_be_verified_fails_at_start(
+    tmp_path: Path, bad_hash: str
+) -> None:
+    text = f'[[user]]\nname = "scanner"\npassword_hash = "{bad_hash}"\n'
+    with pytest.raises(ConfigError, match=r"user #1 \('scanner'\): password_hash") as info:
+        _load(tmp_path, text)
+    assert "\n" not in str(info.value)
+
+
+def test_a_supported_password_hash_loads_and_logs_in(tmp_path: Path) -> None:
+    from fileferry.users.passwords import hash_password, hash_scrypt
+
+    root = tmp_path / "root"
+    root.mkdir()
+    values = _load(
+        tmp_path,
+        f'root = "{root}"\nanonymous = false\nlogin_failure_delay = 0\n'
+        f'[[user]]\nname = "argon"\npassword_hash = "{hash_password("pw1")}"\n'
+        f'[[user]]\nname = "old"\npassword_hash = "{hash_scrypt("pw2")}"\n',
+    )
+    with ServerThread(config.build(values, {"port": 0})) as thread:
+        for name, password in (("argon", "pw1"), ("old", "pw2")):
+            f = ftplib.FTP(timeout=20)
+            f.connect(*thread.address)
+            assert f.login(name, password).startswith("230")
+            f.quit()

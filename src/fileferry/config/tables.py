@@ -14,7 +14,7 @@ from fileferry.config.describe import as_bool, as_number
 from fileferry.config.model import SiteExecCommand, UserConfig
 from fileferry.errors import ConfigError
 from fileferry.users import fields as account_fields
-from fileferry.users.passwords import hash_password
+from fileferry.users.passwords import hash_password, is_valid_hash
 
 
 def parse_user_spec(spec: str) -> UserConfig:
@@ -48,7 +48,13 @@ def users_from_toml(items: object, source: str) -> tuple[UserConfig, ...]:
             raise ConfigError(f"{where}: 'name' is required")
         _check_user_name(name, where)
         if "password_hash" in item:
-            pw_hash = str(item["password_hash"])
+            pw_hash = item["password_hash"]
+            if not isinstance(pw_hash, str) or not is_valid_hash(pw_hash):
+                # Loading it would make an account that can never log in.
+                raise ConfigError(
+                    f"{where} ({name!r}): password_hash is not an argon2 or scrypt hash"
+                    " that fileferry can verify, so this user could never log in"
+                )
         elif isinstance(item.get("password"), str) and item["password"]:
             pw_hash = hash_password(item["password"])
         else:
