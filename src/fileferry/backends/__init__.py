@@ -25,7 +25,7 @@ from fileferry.errors import ConfigError
 if TYPE_CHECKING:
     from fileferry.config.model import ServerConfig
     from fileferry.storage.base import Storage
-    from fileferry.users.base import Account, StoredUser, UserStore
+    from fileferry.users.base import Account, HashedUserStore, StoredUser, UserStore
 
 #: Scheme -> module of a storage backend; a location without a scheme is "file".
 STORAGE: dict[str, str] = {"file": "fileferry.backends.local"}
@@ -136,4 +136,4 @@ def open_users(config: ServerConfig) -> UserStore:
             )
         except UserStoreError as exc:
             raise ConfigError(f"db: {exc}") from None
-    return static_users(config, fallback=cast("UserStore | None", database))
+    return static_users(config, fallback=cast("HashedUserStore | None", database))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from fileferry.users.base import ALL_PERMISSIONS, READ_ONLY, Account, UserStore
+from fileferry.users.base import ALL_PERMISSIONS, READ_ONLY, Account, HashedUserStore, UserStore
 from fileferry.users.static import StaticUser, StaticUserStore
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def static_account(config: ServerConfig, user: UserConfig) -> Account:
     return Account(name=user.name, home=home, permissions=str(perms), **fields)  # type: ignore[arg-type]
 
 
-def static_users(config: ServerConfig, fallback: UserStore | None) -> UserStore:
+def static_users(config: ServerConfig, fallback: HashedUserStore | None) -> UserStore:
     """The config's users and anonymous, asking ``fallback`` for any other name."""
     users = [StaticUser(static_account(config, u), u.password_hash) for u in config.users]
     anonymous = None

@@ -162,7 +162,7 @@ def _setup_logging(level: str) -> None:
     # That format shows no caller, thread or process, so do not compute them for
     # every record (the logging HOWTO's "Optimization"): a sixth of a login's CPU.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from fileferry.errors import ConfigError
 
@@ -75,7 +75,7 @@ def as_number(key: str, value: object, kind: type[int] | type[float]) -> int | f
     if isinstance(value, bool):
         raise ConfigError(f"{key}: expected a number, got {value!r}")
     try:
-        return kind(value)  # type: ignore[arg-type]
+        return kind(cast(Any, value))
     except (TypeError, ValueError):
         raise ConfigError(f"{key}: expected a number, got {value!r}") from None
 

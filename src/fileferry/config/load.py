@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
+from typing import cast
 
 from fileferry.config.model import ServerConfig
 from fileferry.config.schema import NESTED, SECTIONS, SETTINGS, assemble
@@ -89,7 +90,10 @@ def build(*layers: Mapping[str, object]) -> ServerConfig:
     for layer in layers:
         for key, value in layer.items():
             if key == "users" and merged.get("users"):
-                value = tuple(merged["users"]) + tuple(value)  # type: ignore[call-overload]
+                value = (
+                    *cast("tuple[object, ...]", merged["users"]),
+                    *cast("tuple[object, ...]", value),
+                )
             elif key in SETTINGS and value is not None:
                 value = SETTINGS[key].coerce(value)  # values from code need not be typed
             merged[key] = value

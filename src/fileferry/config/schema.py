@@ -70,7 +70,8 @@ def assemble(values: Mapping[str, object]) -> ServerConfig:
     for key in values:
         if key not in SETTINGS and key not in LISTS:
             raise ConfigError(f"unknown setting {key!r}")
-    return _build(ServerConfig, (), values)
+    cfg: ServerConfig = _build(ServerConfig, (), values)
+    return cfg
 
 
 def _build(cls: type, path: tuple[str, ...], values: Mapping[str, object]) -> Any:
