@@ -247,15 +247,3 @@ class ServerConfig:
     tls: TLSConfig = field(default_factory=TLSConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
-
-    def __getattr__(self, name: str) -> object:
-        """TRANSITIONAL: flat names (``config.idle_timeout``) while code moves to the tree."""
-        from fileferry.config.schema import SETTINGS
-
-        leaf = SETTINGS.get(name)
-        if leaf is None:
-            raise AttributeError(name)
-        node: object = self
-        for part in leaf.path:
-            node = object.__getattribute__(node, part)
-        return node

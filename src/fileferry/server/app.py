@@ -60,11 +60,11 @@ class App:
         self.storage_for: StorageFactory = storage_for or self._provider  # type: ignore[assignment]
         self._self_signed: SelfSigned | None = None
         self.tls: TLSManager | None = None
-        if config.tls_self_signed:
+        if config.tls.self_signed:
             self._self_signed = make_self_signed([config.host])
             self.tls = TLSManager(self._self_signed.cert, self._self_signed.key)
-        elif config.tls_cert and config.tls_key:
-            self.tls = TLSManager(config.tls_cert, config.tls_key)
+        elif config.tls.cert and config.tls.key:
+            self.tls = TLSManager(config.tls.cert, config.tls.key)
         site = (("EXEC", "EXEC [name [args]]: run a command the operator allowed"),)
         always = (
             ("QUOTA", "QUOTA: show your quota and what you use of it"),
@@ -73,21 +73,26 @@ class App:
         self.accounts = AccountRegistry(config, shared=shared)
         self.core_config = CoreConfig(
             extra_features=("AVBL",),
-            max_line=config.max_line,
+            max_line=config.limits.sessions.max_line,
             site_commands=always + (site if config.site_exec else ()),
             tls_available=self.tls is not None,
-            tls_required=config.tls_required,
+            tls_required=config.tls.required,
         )
         self.sessions: set[asyncio.Task[None]] = set()
-        bans = (config.ban_threshold, config.ban_window, config.ban_time, config.ban_max_time)
+        bans = (
+            config.limits.bans.threshold,
+            config.limits.bans.window,
+            config.limits.bans.time,
+            config.limits.bans.max_time,
+        )
         self.counter: SessionCounter | SharedSessionCounter
         self.defender: Defender | SharedDefender
         if shared is None:  # one worker: plain dictionaries, the fastest
-            self.counter = SessionCounter(config.max_sessions, config.max_sessions_per_ip)
+            self.counter = SessionCounter(config.limits.sessions.max, config.limits.sessions.per_ip)
             self.defender = Defender(*bans)
         else:
             self.counter = SharedSessionCounter(
-                config.max_sessions, config.max_sessions_per_ip, shared
+                config.limits.sessions.max, config.limits.sessions.per_ip, shared
             )
             self.defender = SharedDefender(*bans, shared=shared)
 
@@ -200,9 +205,9 @@ class FTPServer:
             limit=2**16,
             backlog=LISTEN_BACKLOG,
         )
-        if self.config.tls_implicit_port is not None:
+        if self.config.tls.implicit_port is not None:
             try:
-                isock = _bind_or_explain(self.config.host, self.config.tls_implicit_port, workers)
+                isock = _bind_or_explain(self.config.host, self.config.tls.implicit_port, workers)
             except OSError:
                 self._server.close()
                 raise
@@ -212,7 +217,7 @@ class FTPServer:
                 admit=self._admit_implicit,
                 release=self.app.counter.release,
                 context=self._tls_context,
-                handshake_timeout=self.config.accept_timeout,
+                handshake_timeout=self.config.data.accept_timeout,
                 run=self._session,
             )
 

@@ -28,7 +28,7 @@ async def authenticate(conn: ControlConnection, ev: events.Authenticate) -> None
         conn.log_event("login-failed", username=ev.username)
         banned = conn.app.defender.record_failure(conn.client_key)
         # Slow down guessing; the same delay for unknown users and bad passwords.
-        await asyncio.sleep(conn.app.config.login_failure_delay)
+        await asyncio.sleep(conn.app.config.limits.bans.failure_delay)
         if banned:
             conn.log_event("banned", client=conn.client_key)
             conn.reply(Reply(421, "Too many failed logins from your address; closing."), ev)
@@ -40,7 +40,7 @@ async def authenticate(conn: ControlConnection, ev: events.Authenticate) -> None
     if refusal is not None:
         # The password was right: say why, after the same delay as any failure.
         conn.log_event("login-refused", username=ev.username, reason=refusal)
-        await asyncio.sleep(conn.app.config.login_failure_delay)
+        await asyncio.sleep(conn.app.config.limits.bans.failure_delay)
         conn.reply(Reply(530, refusal), ev)
         return
     conn.log_event("login", anonymous=account.anonymous)
@@ -66,7 +66,9 @@ async def start_tls(conn: ControlConnection, ev: events.StartTLS) -> None:
         return
     context = tls.context
     try:
-        await conn.writer.start_tls(context, ssl_handshake_timeout=conn.app.config.accept_timeout)
+        await conn.writer.start_tls(
+            context, ssl_handshake_timeout=conn.app.config.data.accept_timeout
+        )
     except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
         conn.log_event("tls-failed", reason=type(exc).__name__)
         conn.closing = True
@@ -83,7 +85,7 @@ def _buffered(reader: asyncio.StreamReader) -> bool:
 async def reinitialize(conn: ControlConnection, ev: events.Reinitialize) -> None:
     conn.data.close()
     logout(conn)
-    conn.login_deadline = time.monotonic() + conn.app.config.login_timeout
+    conn.login_deadline = time.monotonic() + conn.app.config.limits.sessions.login_timeout
     conn.reply(Reply(220, "Service ready for new user."), ev)
 
 

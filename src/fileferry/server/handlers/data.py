@@ -36,7 +36,7 @@ async def enter_passive(conn: ControlConnection, ev: events.EnterPassive) -> Non
     if ev.protocol is not None and ev.protocol != own:
         conn.reply(Reply(522, f"Network protocol not supported, use ({own})"), ev)
         return
-    masquerade = conn.app.config.masquerade_address
+    masquerade = conn.app.config.data.masquerade_address
     if not ev.extended and not control_v4 and masquerade is None:
         conn.reply(Reply(425, "PASV is IPv4 only; use EPSV on an IPv6 connection."), ev)
         return

@@ -100,7 +100,9 @@ async def status(conn: ControlConnection, ev: events.Status) -> None:
     info = await storage.stat(ev.path)
     now = time.time()
     if info.is_dir:
-        entries = await storage.list(ev.path, limit=conn.app.config.max_list_entries)
+        entries = await storage.list(
+            ev.path, limit=conn.app.config.limits.sessions.max_list_entries
+        )
         entries.sort(key=lambda e: e.name)
         lines = tuple(listing.list_line(e, now) for e in entries)
     else:

@@ -49,7 +49,7 @@ async def list_directory(conn: ControlConnection, ev: events.ListDirectory) -> N
     storage = conn.require("l", ev.path)
     info = await storage.stat(ev.path)
     letters = conn.account.permissions_at(ev.path) if conn.account else ""
-    cap = conn.app.config.max_list_entries
+    cap = conn.app.config.limits.sessions.max_list_entries
     render = listing.ListingRenderer(
         ev.format.value, time.time(), tuple(ev.facts), letters, cap if info.is_dir else None
     )

@@ -126,7 +126,7 @@ async def site_exec(conn: ControlConnection, ev: events.SiteCommand) -> None:
         conn.log_event("site-exec-refused", name=command.name, reason=str(exc))
         conn.reply(Reply(501, f"Refused: {exc}"), ev)
         return
-    home = account.home if os.path.isdir(account.home) else conn.app.config.root
+    home = account.home if os.path.isdir(account.home) else conn.app.config.storage.root
     conn.log_event("site-exec", name=command.name, args=args)
     try:
         status, output, truncated = await run_command(

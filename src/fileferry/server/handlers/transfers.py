@@ -233,7 +233,7 @@ async def _run(conn: ControlConnection, ev: events.Transfer, job: Job, what: str
         try:
             dc = await conn.data.connect(
                 conn.tls_context if conn.session.state.prot_private else None,
-                require_reuse=conn.app.config.tls_session_reuse,
+                require_reuse=conn.app.config.tls.session_reuse,
             )
         except DataConnectionError as exc:
             await job.discard()
