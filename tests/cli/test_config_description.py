@@ -185,3 +185,44 @@ def test_serve_help_lists_the_generated_flags() -> None:
     text = serve.format_help()
     for flag in ("--tls-cert", "--max-sessions-per-ip", "--no-tls-session-reuse", "--db"):
         assert flag in text
+
+
+def test_a_storage_backend_is_one_module_and_one_registry_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import ftplib
+    import hashlib
+    import io
+
+    import memory_backend
+
+    from fileferry import backends
+    from fileferry.server.thread import ServerThread
+
+    monkeypatch.setitem(backends.STORAGE, "memory", "memory_backend")
+    with pytest.raises(ConfigError, match="names no tree"):
+        config.build({"root": "memory://"})
+    cfg = config.build({"root": "memory://box", "port": 0, "write": True, "login_failure_delay": 0})
+    assert cfg.storage.root == "memory://box"
+    data = bytes(range(256)) * 1000
+    with ServerThread(cfg) as srv:
+        f = ftplib.FTP(timeout=20)
+        f.connect(*srv.address)
+        f.login()
+        f.storbinary("STOR up.bin", io.BytesIO(data))
+        got = io.BytesIO()
+        f.retrbinary("RETR up.bin", got.write)
+        assert f.nlst() == ["up.bin"]
+        f.quit()
+    assert hashlib.sha256(got.getvalue()).digest() == hashlib.sha256(data).digest()
+    stored = asyncio.run(memory_backend.TREES["memory://box"].stat("/up.bin"))
+    assert stored.size == len(data)
+    assert not any(tmp_path.iterdir()) and not Path("memory:").exists()
+
+
+def test_static_users_grant_the_letter_the_server_checks_for_site_exec() -> None:
+    from fileferry.backends.static import EXEC_LETTER
+    from fileferry.server.handlers.site import EXEC_PERMISSION
+
+    assert EXEC_LETTER == EXEC_PERMISSION
