@@ -316,3 +316,15 @@ def test_only_the_cli_the_root_and_the_server_import_the_server():
         if wrong:
             bad[name] = sorted(wrong)
     assert bad == {}
+
+
+def test_the_server_reaches_the_backend_factory_only_from_its_composition_root():
+    bad = {}
+    for name, imports in MODULES.items():
+        if not _under(name, "fileferry.server") or name == "fileferry.server.app":
+            continue
+        wrong = {i for i in imports if _under(i, "fileferry.backends")}
+        if wrong:
+            bad[name] = sorted(wrong)
+    assert bad == {}
+    assert any(_under(i, "fileferry.backends") for i in MODULES["fileferry.server.app"])
