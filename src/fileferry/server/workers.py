@@ -49,6 +49,7 @@ from types import FrameType
 from fileferry.config import ServerConfig, updated
 from fileferry.errors import ConfigError
 from fileferry.server import eventloop
+from fileferry.server.app import ListenError
 from fileferry.server.shared import LockLost, SharedLimits
 
 log = logging.getLogger("fileferry.workers")
@@ -249,7 +250,7 @@ class Supervisor:
 
 #: What the parent reports once every worker listens: the address, the implicit
 #: FTPS address (if any) and the self-signed certificate made at start (if any).
-Announce = Callable[[tuple[str, int], "tuple[str, int] | None", "str | None"], None]
+Announce = Callable[[tuple[str, int], tuple[str, int] | None, str | None], None]
 
 
 class WorkerStartError(Exception):
@@ -264,8 +265,6 @@ def serve_workers(cfg: ServerConfig, announce: Announce) -> int:
     failures: ``ListenError`` (a port), ``ConfigError`` (e.g. a certificate a
     worker could not load) or :class:`WorkerStartError`.
     """
-    from fileferry.server.app import ListenError
-
     try:
         main = reserve_port(cfg.host, cfg.port)
     except OSError as exc:
