@@ -226,3 +226,12 @@ def test_static_users_grant_the_letter_the_server_checks_for_site_exec() -> None
     from fileferry.server.handlers.site import EXEC_PERMISSION
 
     assert EXEC_LETTER == EXEC_PERMISSION
+
+
+def test_the_readme_options_table_lists_every_generated_flag() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("## Options of `fileferry serve [DIR]`", 1)[1].split("\n\n", 2)[1]
+    for leaf in config.SETTINGS.values():
+        if leaf.meta.help is not None:
+            flag = leaf.meta.flag
+            assert f"`{flag}" in table or f"`--no-{flag[2:]}" in table, flag
