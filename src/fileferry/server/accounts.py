@@ -90,8 +90,8 @@ class AccountRegistry:
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         self._quotas: dict[_QuotaKey, QuotaTracker] = {}
         self._measuring: dict[_QuotaKey, asyncio.Future[Usage]] = {}
-        upload_rate: int = getattr(config, "upload_rate", 0)
-        download_rate: int = getattr(config, "download_rate", 0)
+        upload_rate: int = config.limits.rates.upload
+        download_rate: int = config.limits.rates.download
         self.global_upload = TokenBucket(upload_rate) if upload_rate else None
         self.global_download = TokenBucket(download_rate) if download_rate else None
 

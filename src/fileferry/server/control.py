@@ -73,8 +73,8 @@ class ControlConnection:
         #: connections use the same one so that they can resume its session.
         self.tls_context = tls_context
         self.session = Session(core, implicit_tls=tls_context is not None)
-        self.rate = CommandRate(config.max_commands_per_second)
-        self.login_deadline = time.monotonic() + config.login_timeout
+        self.rate = CommandRate(config.limits.sessions.commands_per_second)
+        self.login_deadline = time.monotonic() + config.limits.sessions.login_timeout
         self.client_key = client_key(writer.get_extra_info("peername")[0])
         sock: socket.socket = writer.get_extra_info("socket")
         peer = writer.get_extra_info("peername")
@@ -90,9 +90,9 @@ class ControlConnection:
             peer_host=self.peer_host,
             local_host=self.local_host,
             family=sock.family,
-            passive_ports=config.passive_ports,
-            accept_timeout=config.accept_timeout,
-            data_timeout=config.data_timeout,
+            passive_ports=config.data.passive_ports,
+            accept_timeout=config.data.accept_timeout,
+            data_timeout=config.data.timeout,
         )
         self.transfer_task: asyncio.Task[None] | None = None
         self.transfer_job: transfers.Job | None = None
@@ -160,7 +160,9 @@ class ControlConnection:
             return False
         context = tls.context
         try:
-            await self.writer.start_tls(context, ssl_handshake_timeout=self.config.accept_timeout)
+            await self.writer.start_tls(
+                context, ssl_handshake_timeout=self.config.data.accept_timeout
+            )
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
             self.emit(seen.TLSFailed(self.origin, type(exc).__name__))
             return False
@@ -176,7 +178,7 @@ class ControlConnection:
         self.reply(Reply(220, cfg.banner))
         self.emit(seen.SessionOpened(self.origin))
         read: asyncio.Task[bytes] | None = None
-        self.login_deadline = time.monotonic() + cfg.login_timeout
+        self.login_deadline = time.monotonic() + cfg.limits.sessions.login_timeout
         try:
             while not self.closing:
                 event = self.session.next_event()
@@ -191,7 +193,7 @@ class ControlConnection:
                     # The common case, no transfer running: await the read
                     # directly under the deadline, without a Task and a wait
                     # set per command (a tenth of a login's CPU).
-                    data = await self._read_idle(cfg.idle_timeout)
+                    data = await self._read_idle(cfg.limits.sessions.idle_timeout)
                     if data is None:
                         break
                     self.session.receive_data(data)
@@ -201,12 +203,12 @@ class ControlConnection:
                 waits: set[asyncio.Future[object]] = {read}  # type: ignore[arg-type]
                 if self.transfer_task is not None:
                     waits.add(self.transfer_task)  # type: ignore[arg-type]
-                timeout = None if self.transfer_task else cfg.idle_timeout
+                timeout = None if self.transfer_task else cfg.limits.sessions.idle_timeout
                 if self.account is None:
                     # An absolute deadline: trickling bytes cannot keep a
                     # connection that never logs in alive.
                     left = self.login_deadline - time.monotonic()
-                    timeout = max(0.0, min(cfg.idle_timeout, left))
+                    timeout = max(0.0, min(cfg.limits.sessions.idle_timeout, left))
                 done, _ = await asyncio.wait(
                     waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                 )
@@ -259,7 +261,7 @@ class ControlConnection:
         if not transport.is_closing() and transport.get_write_buffer_size() == 0:
             return  # the reply is already in the kernel: nothing to wait for
         try:
-            async with asyncio.timeout(self.config.idle_timeout):
+            async with asyncio.timeout(self.config.limits.sessions.idle_timeout):
                 await self.writer.drain()
         except (TimeoutError, ConnectionError, OSError):
             self.closing = True

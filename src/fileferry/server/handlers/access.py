@@ -23,7 +23,7 @@ async def authenticate(ctx: SessionContext, ev: events.Authenticate) -> Reply:
         client = ctx.client_key
         banned = services.defender.record_failure(client)
         # Slow down guessing; the same delay for unknown users and bad passwords.
-        await asyncio.sleep(ctx.config.login_failure_delay)
+        await asyncio.sleep(ctx.config.limits.bans.failure_delay)
         if banned:
             ctx.emit(seen.Banned(ctx.origin, client))
             ctx.closing = True
@@ -33,7 +33,7 @@ async def authenticate(ctx: SessionContext, ev: events.Authenticate) -> Reply:
     if refusal is not None:
         # The password was right: say why, after the same delay as any failure.
         ctx.emit(seen.LoginRefused(ctx.origin, ev.username, refusal))
-        await asyncio.sleep(ctx.config.login_failure_delay)
+        await asyncio.sleep(ctx.config.limits.bans.failure_delay)
         return Reply(530, refusal)
     ctx.emit(seen.LoginSucceeded(ctx.origin, account.anonymous))
     text = "Anonymous access granted." if account.anonymous else "Login successful."
@@ -55,7 +55,7 @@ async def start_tls(ctx: SessionContext, ev: events.StartTLS) -> None:
 async def reinitialize(ctx: SessionContext, ev: events.Reinitialize) -> Reply:
     ctx.data.close()
     logout(ctx)
-    ctx.login_deadline = time.monotonic() + ctx.config.login_timeout
+    ctx.login_deadline = time.monotonic() + ctx.config.limits.sessions.login_timeout
     return Reply(220, "Service ready for new user.")
 
 

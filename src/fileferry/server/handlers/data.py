@@ -36,7 +36,7 @@ async def enter_passive(ctx: SessionContext, ev: events.EnterPassive) -> Reply:
     own = 1 if control_v4 else 2
     if ev.protocol is not None and ev.protocol != own:
         return Reply(522, f"Network protocol not supported, use ({own})")
-    masquerade = ctx.config.masquerade_address
+    masquerade = ctx.config.data.masquerade_address
     if not ev.extended and not control_v4 and masquerade is None:
         return Reply(425, "PASV is IPv4 only; use EPSV on an IPv6 connection.")
     try:

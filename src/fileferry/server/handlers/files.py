@@ -101,7 +101,7 @@ async def status(ctx: SessionContext, ev: events.Status) -> Reply:
     info = await storage.stat(ev.path)
     now = time.time()
     if info.is_dir:
-        entries = await storage.list(ev.path, limit=ctx.config.max_list_entries)
+        entries = await storage.list(ev.path, limit=ctx.config.limits.sessions.max_list_entries)
         entries.sort(key=lambda e: e.name)
         lines = tuple(listing.list_line(e, now) for e in entries)
     else:

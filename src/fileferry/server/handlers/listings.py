@@ -54,7 +54,7 @@ async def list_directory(ctx: SessionContext, ev: events.ListDirectory) -> Job:
     storage = ctx.require(_LETTERS[ev.format], ev.path)
     info = await storage.stat(ev.path)
     letters = ctx.account.permissions_at(ev.path) if ctx.account else ""
-    cap = ctx.config.max_list_entries
+    cap = ctx.config.limits.sessions.max_list_entries
     render = listing.ListingRenderer(
         ev.format.value, time.time(), tuple(ev.facts), letters, cap if info.is_dir else None
     )

@@ -125,7 +125,7 @@ async def site_exec(ctx: SessionContext, ev: events.SiteCommand) -> Reply:
     except ExecRefused as exc:
         ctx.emit(seen.SiteExecRefused(ctx.origin, command.name, str(exc)))
         return Reply(501, f"Refused: {exc}")
-    home = account.home if os.path.isdir(account.home) else ctx.config.root
+    home = account.home if os.path.isdir(account.home) else ctx.config.storage.root
     ctx.emit(seen.SiteExecStarted(ctx.origin, command.name, tuple(args)))
     try:
         status, output, truncated = await run_command(

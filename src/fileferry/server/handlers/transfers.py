@@ -240,7 +240,7 @@ async def _run(ctx: SessionContext, ev: events.Transfer, job: Job) -> None:
         try:
             dc = await ctx.data.connect(
                 ctx.tls_context if ctx.state.prot_private else None,
-                require_reuse=ctx.config.tls_session_reuse,
+                require_reuse=ctx.config.tls.session_reuse,
             )
         except DataConnectionError as exc:
             await job.discard()
