@@ -4,6 +4,7 @@ served, and after the whole module no task, descriptor or temporary file may be 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ftplib
 import io
 import os
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from fileferry import config
+from fileferry.protocol.lines import ENDLESS_FACTOR, MAX_LINE
 from fileferry.server.thread import ServerThread
 from fileferry.storage.local import TEMP_PREFIX
 
@@ -158,11 +160,17 @@ def test_random_bytes_and_telnet_noise(server) -> None:
 
 
 def test_one_mebibyte_line(server) -> None:
+    # A line past the cap gets 500 and the session goes on...
     s = raw(server)
     read_reply(s)
-    s.sendall(b"NOOP " + b"A" * (1024 * 1024) + b"\r\nNOOP\r\n")
+    s.sendall(b"NOOP " + b"A" * (MAX_LINE * ENDLESS_FACTOR - 100) + b"\r\nNOOP\r\n")
     assert read_reply(s).startswith(b"500")
     assert read_reply(s).startswith(b"200")
+    # ...but one still not over after ENDLESS_FACTOR times the cap is cut off.
+    with contextlib.suppress(ConnectionError):  # the server stops reading, then resets
+        s.sendall(b"NOOP " + b"A" * (1024 * 1024) + b"\r\nNOOP\r\n")
+    assert read_reply(s).startswith(b"500")
+    assert read_reply(s).startswith(b"421")
     s.close()
     healthy(server)
 

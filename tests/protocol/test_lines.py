@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fileferry.protocol.lines import IAC, MAX_LINE, TOO_LONG, LineReader
+from fileferry.protocol.lines import ENDLESS, ENDLESS_FACTOR, IAC, MAX_LINE, TOO_LONG, LineReader
 
 IP, DM, NOP, AYT = 0xF4, 0xF2, 0xF1, 0xF6
 WILL, WONT, DO, DONT = 0xFB, 0xFC, 0xFD, 0xFE
@@ -125,8 +125,8 @@ def test_telnet_sequences_split_across_feeds_at_every_point():
             assert feed_all_chunks([data[:i], data[i:j], data[j:]]) == expected, (i, j)
 
 
-def feed_all_chunks(chunks: list[bytes]) -> list[object]:
-    reader = LineReader()
+def feed_all_chunks(chunks: list[bytes], max_line: int = MAX_LINE) -> list[object]:
+    reader = LineReader(max_line)
     for chunk in chunks:
         if chunk:
             reader.feed(chunk)
@@ -163,28 +163,70 @@ def test_two_too_long_lines_give_two_markers():
     assert feed_all(data, max_line=10, step=3) == [TOO_LONG, TOO_LONG, "SYST"]
 
 
-def test_one_mebibyte_line_keeps_memory_capped():
+def test_a_long_line_below_the_endless_bound_keeps_memory_capped():
     reader = LineReader()
     chunk = b"A" * 4096
-    for _ in range(256):  # 1 MiB without a line end
+    bound = reader.max_line * ENDLESS_FACTOR
+    markers: list[object] = []
+    for _ in range(bound // len(chunk) - 1):  # just under the bound, without a line end
         reader.feed(chunk)
         assert len(reader._buf) <= reader.max_line + 1  # + the CR of CRLF
-        assert reader.next_line() is None
+        markers += drain(reader)
+    assert markers == [TOO_LONG]  # one marker, as soon as the cap was passed
     reader.feed(b"A" * 100 + b"\r\nNOOP\r\n")
     assert len(reader._buf) <= reader.max_line + 1  # + the CR of CRLF
-    assert drain(reader) == [TOO_LONG, "NOOP"]
+    assert drain(reader) == ["NOOP"]
+
+
+def test_too_long_is_reported_as_soon_as_the_cap_is_passed():
+    reader = LineReader(max_line=100)
+    reader.feed(b"B" * 101)
+    assert reader.next_line() is None  # the 101st byte may be the CR of a CRLF
+    reader.feed(b"B")
+    assert drain(reader) == [TOO_LONG]
+    reader.feed(b"B" * 500)
+    assert drain(reader) == []  # once per line
+    reader.feed(b"\r\nNOOP\r\n")
+    assert drain(reader) == ["NOOP"]
 
 
 def test_too_long_line_in_a_single_feed_is_not_buffered():
     reader = LineReader(max_line=100)
-    reader.feed(b"B" * 1_000_000)
+    reader.feed(b"B" * 1000)
     assert len(reader._buf) <= 100 + 1
-    reader.feed(b"\n")
     assert drain(reader) == [TOO_LONG]
+    reader.feed(b"\n")
+    assert drain(reader) == []
 
 
-def test_too_long_marker_repr():
+def test_a_line_that_never_ends_is_endless_past_the_bound():
+    reader = LineReader(max_line=100)
+    bound = 100 * ENDLESS_FACTOR
+    reader.feed(b"NOOP\r\n" + b"C" * bound)
+    assert drain(reader) == ["NOOP", TOO_LONG]
+    reader.feed(b"C")
+    assert drain(reader) == [ENDLESS]
+    # Nothing after it counts: the connection is to be closed.
+    reader.feed(b"C" * 1000 + b"\r\nNOOP\r\n")
+    assert drain(reader) == []
+    assert len(reader._buf) <= 100 + 1
+
+
+def test_a_ten_megabyte_line_in_one_feed_is_endless():
+    reader = LineReader()
+    reader.feed(b"D" * (10 * 1024 * 1024))
+    assert drain(reader) == [TOO_LONG, ENDLESS]
+
+
+def test_lines_before_an_endless_one_are_kept_in_order():
+    reader = LineReader(max_line=10)
+    reader.feed(b"USER a\r\nPASS b\r\n" + b"x" * 1000)
+    assert drain(reader) == ["USER a", "PASS b", TOO_LONG, ENDLESS]
+
+
+def test_marker_reprs():
     assert repr(TOO_LONG) == "TOO_LONG"
+    assert repr(ENDLESS) == "ENDLESS"
 
 
 # --- decoding -------------------------------------------------------------------------
@@ -302,9 +344,24 @@ def test_telnet_noise_anywhere_is_invisible(lines, data):
 )
 def test_buffer_never_exceeds_the_cap(chunks, cap):
     reader = LineReader(cap)
+    out: list[object] = []
     for chunk in chunks:
         if chunk:
             reader.feed(chunk)
         assert len(reader._buf) <= cap + 1
         for line in drain(reader):
-            assert line is TOO_LONG or len(line.encode("utf-8", "surrogateescape")) <= cap
+            out.append(line)
+            if line is not TOO_LONG and line is not ENDLESS:
+                assert len(line.encode("utf-8", "surrogateescape")) <= cap  # type: ignore[union-attr]
+    # ENDLESS comes at most once, and nothing after it.
+    assert ENDLESS not in out[:-1]
+
+
+@settings(max_examples=100, deadline=None)
+@given(lengths=st.lists(st.integers(0, 40), max_size=8), data=st.data())
+def test_one_too_long_marker_per_long_line_wherever_it_is_cut(lengths, data):
+    cap = 10
+    wire = b"".join(b"x" * n + b"\r\n" for n in lengths)
+    cuts = data.draw(st.lists(st.integers(0, len(wire)), max_size=10))
+    expected = [TOO_LONG if n > cap else "x" * n for n in lengths]
+    assert feed_all_chunks(split_at(wire, cuts), cap) == expected

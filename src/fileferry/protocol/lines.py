@@ -3,9 +3,14 @@
 TCP delivers a byte stream, not lines, so bytes are buffered until an end of
 line arrives. Three hostile or quirky inputs are handled here, once:
 
-* a line longer than the cap is not buffered without bound: its bytes are
-  dropped as they arrive and a single :data:`TOO_LONG` marker is produced when
-  its end finally comes, so the session can answer 500 and carry on;
+* a line longer than the cap is not buffered without bound: a single
+  :data:`TOO_LONG` marker is produced as soon as the cap is passed (so the
+  client hears 500 at once, not when a line end that may never come
+  arrives), and the rest of the line is dropped as it arrives;
+* a line still not over after :data:`ENDLESS_FACTOR` times the cap is a
+  client that will never send a line end (or a stream that is not FTP):
+  an :data:`ENDLESS` marker is produced and everything after it ignored, so
+  the session can say 421 and close instead of reading junk forever;
 * Telnet commands (``IAC IP``, ``IAC DM`` that clients send before ABOR,
   option negotiations) are removed, and ``IAC IAC`` becomes one ``0xFF``;
 * lines end at LF; a CR before it is dropped (RFC 959 says CRLF, many clients
@@ -24,30 +29,52 @@ _WILL_WONT_DO_DONT: Final = frozenset({0xFB, 0xFC, 0xFD, 0xFE})
 
 #: Default cap on one command line, in bytes (paths up to 4096 plus a verb).
 MAX_LINE: Final = 4200
+#: A line longer than this many times the cap is :data:`ENDLESS`: no client
+#: sends one by mistake (the default cap makes it 67,200 bytes).
+ENDLESS_FACTOR: Final = 16
 
 
-class _TooLong:
-    """Marker type: the line just ended was longer than the cap."""
+class _Marker:
+    """Marker type for what the reader says in place of a line."""
 
-    __slots__ = ()
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
 
     def __repr__(self) -> str:
-        return "TOO_LONG"
+        return self._name
 
 
-TOO_LONG: Final = _TooLong()
+#: The current line passed the cap (produced once per line, when it does).
+TOO_LONG: Final = _Marker("TOO_LONG")
+#: The current line passed ``ENDLESS_FACTOR`` times the cap; nothing follows.
+ENDLESS: Final = _Marker("ENDLESS")
 
 
 class LineReader:
     """Accumulates control-channel bytes and hands out complete lines."""
 
-    __slots__ = ("_buf", "_discarding", "_eof", "_lines", "_pending_iac", "max_line")
+    __slots__ = (
+        "_buf",
+        "_discarded",
+        "_discarding",
+        "_ended",
+        "_eof",
+        "_lines",
+        "_pending_iac",
+        "max_line",
+    )
 
     def __init__(self, max_line: int = MAX_LINE) -> None:
         self.max_line = max_line
         self._buf = bytearray()
-        self._lines: list[str | _TooLong] = []
+        self._lines: list[str | _Marker] = []
         self._discarding = False
+        #: Bytes of the current too-long line seen so far (while discarding).
+        self._discarded = 0
+        #: An ENDLESS line was reported: every later byte is ignored.
+        self._ended = False
         self._pending_iac = b""
         self._eof = False
 
@@ -61,6 +88,8 @@ class LineReader:
         if not data:
             self._eof = True
             return
+        if self._ended:
+            return
         if self._pending_iac or IAC in data:
             data = self._strip_telnet(self._pending_iac + data)
         start = 0
@@ -70,29 +99,38 @@ class LineReader:
                 self._append(data[start:])
                 return
             self._append(data[start:nl])
+            if self._ended:
+                return
             self._finish_line()
             start = nl + 1
 
-    def next_line(self) -> str | _TooLong | None:
-        """The oldest complete line, :data:`TOO_LONG`, or ``None`` if none is ready."""
+    def next_line(self) -> str | _Marker | None:
+        """The oldest complete line, a marker (:data:`TOO_LONG`, :data:`ENDLESS`),
+        or ``None`` if none is ready."""
         if self._lines:
             return self._lines.pop(0)
         return None
 
     def _append(self, chunk: bytes) -> None:
         if self._discarding:
+            self._discarded += len(chunk)
+            if self._discarded > self.max_line * ENDLESS_FACTOR and not self._ended:
+                self._ended = True
+                self._lines.append(ENDLESS)
             return
         # One byte of slack for the CR of a CRLF: the cap is on the line itself.
         if len(self._buf) + len(chunk) > self.max_line + 1:
+            self._discarded = len(self._buf)
             self._buf.clear()
             self._discarding = True
+            self._lines.append(TOO_LONG)
+            self._append(chunk)
             return
         self._buf += chunk
 
     def _finish_line(self) -> None:
         if self._discarding:
             self._discarding = False
-            self._lines.append(TOO_LONG)
             return
         raw = bytes(self._buf)
         self._buf.clear()

@@ -26,12 +26,15 @@ from collections.abc import Callable
 
 from fileferry.protocol import events
 from fileferry.protocol.commands import COMMANDS, Arg, CoreConfig, Ctx
-from fileferry.protocol.lines import TOO_LONG, LineReader
+from fileferry.protocol.lines import ENDLESS, TOO_LONG, LineReader
 from fileferry.protocol.replies import Reply
 from fileferry.protocol.state import Access, Action, DataMode, Phase, SessionState, action
 
 #: Commands held back while a transfer runs, at most; more are refused.
 MAX_HELD = 16
+
+#: A command line past the reader's ENDLESS bound: the server closes after it.
+_ENDLESS_REPLY = Reply(421, "Command line without an end; closing control connection.")
 
 _REFUSALS = {
     Action.NOT_LOGGED_IN: Reply(530, "Please log in with USER and PASS first."),
@@ -103,6 +106,8 @@ class Session:
                 return self._eof_or_need_data()
             if line is TOO_LONG:
                 return events.Answer(Reply(500, "Command line too long."))
+            if line is ENDLESS:
+                return events.Answer(_ENDLESS_REPLY)
             assert isinstance(line, str)
             result = self._run(line)
             if result is not None:
@@ -121,6 +126,8 @@ class Session:
                 return self._eof_or_need_data()
             if line is TOO_LONG:
                 return events.Answer(Reply(500, "Command line too long."))
+            if line is ENDLESS:
+                return events.Answer(_ENDLESS_REPLY)
             assert isinstance(line, str)
             cmd = COMMANDS.get(_verb(line)[0])
             if cmd is not None and action(Phase.TRANSFERRING, cmd.access) is Action.RUN:

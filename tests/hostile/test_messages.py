@@ -1,0 +1,126 @@
+"""Clear answers to bad input and bad days: endless command lines, disk full.
+
+Each test here failed before its fix: an endless line got no answer at all,
+and a full disk was logged only at INFO.
+"""
+
+from __future__ import annotations
+
+import ftplib
+import io
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from fileferry import config
+from fileferry.protocol.lines import ENDLESS_FACTOR, MAX_LINE
+from fileferry.server.thread import ServerThread
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    root = tmp_path_factory.mktemp("messages-root")
+    cfg = config.build(
+        {
+            "root": str(root),
+            "port": 0,
+            "login_failure_delay": 0,
+            "users": (config.parse_user_spec("alice:secret"),),
+        }
+    )
+    srv = ServerThread(cfg).start()
+    yield srv
+    srv.stop()
+
+
+class Replies:
+    """Reply lines read off a raw socket, up to the server's close."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = bytearray()
+        self.closed = False
+
+    def line(self) -> bytes:
+        """The next reply line; b"" once the server has closed (FIN or reset)."""
+        while b"\n" not in self.buf:
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                self.closed = True
+                line = bytes(self.buf)
+                self.buf.clear()
+                return line
+            self.buf += chunk
+        end = self.buf.index(b"\n") + 1
+        line = bytes(self.buf[:end])
+        del self.buf[:end]
+        return line
+
+
+def connect(srv: ServerThread) -> tuple[socket.socket, Replies]:
+    s = socket.create_connection(srv.address, timeout=30)
+    replies = Replies(s)
+    assert replies.line().startswith(b"220")
+    return s, replies
+
+
+def test_five_kilobytes_without_a_line_end_get_500_at_once(server: ServerThread) -> None:
+    s, replies = connect(server)
+    with s:
+        s.sendall(b"NOOP " + b"A" * 5000)  # past the cap, and no CR/LF (yet)
+        assert replies.line() == b"500 Command line too long.\r\n"
+        s.sendall(b"A" * 5000 + b"\r\nNOOP\r\n")  # the rest of it, then a good line
+        assert replies.line().startswith(b"200")  # one 500 per line; the session goes on
+
+
+def test_ten_megabytes_without_a_line_end_are_answered_then_cut_off(
+    server: ServerThread,
+) -> None:
+    s, replies = connect(server)
+    sender_error: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            s.sendall(b"B" * (10 * 1024 * 1024))
+        except OSError as exc:
+            sender_error.append(exc)
+
+    sender = threading.Thread(target=send)
+    with s:
+        sender.start()
+        assert replies.line() == b"500 Command line too long.\r\n"
+        assert replies.line() == (
+            b"421 Command line without an end; closing control connection.\r\n"
+        )
+        assert replies.line() == b""
+        assert replies.closed
+        sender.join(30)
+        assert not sender.is_alive()
+    assert sender_error, "the server read all 10 MB instead of closing"
+    healthy(server)
+
+
+def test_a_long_line_below_the_bound_is_refused_and_the_session_goes_on(
+    server: ServerThread,
+) -> None:
+    s, replies = connect(server)
+    with s:
+        s.sendall(b"NOOP " + b"C" * (MAX_LINE * ENDLESS_FACTOR - 100) + b"\r\nNOOP\r\n")
+        assert replies.line() == b"500 Command line too long.\r\n"
+        assert replies.line().startswith(b"200")
+
+
+def healthy(srv: ServerThread) -> None:
+    f = ftplib.FTP(timeout=30)
+    f.connect(*srv.address)
+    f.login("alice", "secret")
+    f.storbinary("STOR ok.bin", io.BytesIO(b"fine"))
+    buf = io.BytesIO()
+    f.retrbinary("RETR ok.bin", buf.write)
+    assert buf.getvalue() == b"fine"
+    f.quit()
