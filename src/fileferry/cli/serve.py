@@ -49,7 +49,7 @@ def load_config(args: argparse.Namespace) -> ServerConfig:
         layers.append({"db": default_db})
     if args.config:
         layers.append(config.load_toml(args.config))
-    layers.append(config.from_environment(os.environ))
+    layers.append(config.from_environment(os.environ, warn=_warn))
     flags = flag_values(args)
     if args.root is not None:
         flags["root"] = args.root
@@ -57,6 +57,11 @@ def load_config(args: argparse.Namespace) -> ServerConfig:
         flags["users"] = tuple(config.parse_user_spec(spec) for spec in args.user)
     layers.append(flags)
     return config.build(*layers)
+
+
+def _warn(message: str) -> None:
+    """A warning before logging is set up: one line on stderr, like the errors."""
+    print(f"fileferry: warning: {message}", file=sys.stderr)
 
 
 def _describe(cfg: ServerConfig) -> str:

@@ -6,12 +6,18 @@ of flat keys (plus ``users`` and ``site_exec``); every value is checked once,
 at start, and an unknown key or a bad value raises :class:`ConfigError`
 naming the key, so the operator sees one clear line instead of a traceback
 at the first connection.
+
+One exception: an unknown ``FILEFERRY_*`` *variable* is only warned about.
+The environment is shared with every other program (a wrapper script's own
+``FILEFERRY_BIN``, a container's variables), so a name fileferry does not
+know is not necessarily a mistake; a config file is fileferry's alone.
 """
 
 from __future__ import annotations
 
+import difflib
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import cast
 
 from fileferry.config.model import ServerConfig
@@ -67,17 +73,34 @@ def _read_table(
             raise ConfigError(f"{path}: unknown key {dotted if prefix else raw_key!r}")
 
 
-def from_environment(environ: Mapping[str, str]) -> dict[str, object]:
-    """Flat values from ``FILEFERRY_<KEY>`` variables; an unknown one is an error."""
+def from_environment(
+    environ: Mapping[str, str], warn: Callable[[str], None] | None = None
+) -> dict[str, object]:
+    """Flat values from ``FILEFERRY_<KEY>`` variables.
+
+    A variable that names no setting is skipped, and ``warn`` is told once
+    about each (with the setting it most looks like, for typos); a bad value
+    of a known one is still a ConfigError.
+    """
     values: dict[str, object] = {}
     for name, value in environ.items():
         if not name.startswith("FILEFERRY_") or name in _FOREIGN_VARIABLES:
             continue
         key = name[len("FILEFERRY_") :].lower()
         if key not in SETTINGS:
-            raise ConfigError(f"environment variable {name}: unknown setting")
+            if warn is not None:
+                warn(_unknown_variable(name))
+            continue
         values[key] = SETTINGS[key].coerce(value)
     return values
+
+
+def _unknown_variable(name: str) -> str:
+    # Compared without the common prefix, which would make every name look close.
+    key = name[len("FILEFERRY_") :].lower()
+    close = difflib.get_close_matches(key, list(SETTINGS), n=1, cutoff=0.8)
+    hint = f" (did you mean {SETTINGS[close[0]].meta.env}?)" if close else ""
+    return f"environment variable {name} is not a fileferry setting{hint}; ignored"
 
 
 def build(*layers: Mapping[str, object]) -> ServerConfig:
