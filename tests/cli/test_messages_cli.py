@@ -90,3 +90,124 @@ def _run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         timeout=30,
         env=env,
     )
+
+
+# --- 8: a default user database that cannot be read ------------------------------------
+
+
+@pytest.fixture
+def loop_home(tmp_path: Path) -> Path:
+    """An XDG_DATA_HOME that is a loop of symlinks: stat says ELOOP, even as root."""
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    return tmp_path / "loop1"
+
+
+@pytest.fixture
+def long_home(tmp_path: Path) -> Path:
+    """An XDG_DATA_HOME with a name too long for the file system (ENAMETOOLONG)."""
+    return tmp_path / ("x" * 300)
+
+
+def _xdg(home: Path) -> dict[str, str]:
+    return {**os.environ, "XDG_DATA_HOME": str(home)}
+
+
+@pytest.mark.parametrize(
+    ("home", "reason"),
+    [("loop_home", "Too many levels of symbolic links"), ("long_home", "File name too long")],
+)
+def test_user_commands_say_when_the_default_database_cannot_be_read(
+    request: pytest.FixtureRequest, home: str, reason: str
+) -> None:
+    xdg: Path = request.getfixturevalue(home)
+    default = xdg / "fileferry" / "users.db"
+    for args in (["list"], ["show", "bob"], ["add", "--home", str(xdg.parent), "bob"]):
+        result = _run("user", *args, env=_xdg(xdg))
+        assert "Traceback" not in result.stderr, args
+        assert result.returncode == 1, args
+        assert result.stderr.splitlines() == [
+            f"fileferry user: user database {default} cannot be read ({reason})"
+        ], args
+
+
+def test_user_commands_with_db_given_never_look_at_the_default(
+    loop_home: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "users.db"
+    home = tmp_path / "bob"
+    env = _xdg(loop_home)
+    add = _run(
+        "user", "--db", str(db), "add", "--home", str(home), "--generate-password", "bob", env=env
+    )
+    assert add.returncode == 0, add.stderr
+    listing = _run("user", "--db", str(db), "list", env=env)
+    assert listing.returncode == 0 and "bob" in listing.stdout
+
+
+def test_serve_with_db_given_never_looks_at_the_default(
+    loop_home: Path, tmp_path: Path, served_dir: Path
+) -> None:
+    db = tmp_path / "users.db"
+    add = _run(
+        "user", "--db", str(db), "add", "--home", str(served_dir), "--generate-password", "bob",
+        env=_xdg(tmp_path / "elsewhere"),
+    )  # fmt: skip
+    assert add.returncode == 0, add.stderr
+    s = Served(
+        str(served_dir), "--port", "0", "--db", str(db), env={"XDG_DATA_HOME": str(loop_home)}
+    )
+    assert f"users from {db}" in s.line
+    assert stderr_after_stop(s).splitlines()[-1].endswith("INFO fileferry stopping")
+
+
+@pytest.mark.parametrize(
+    ("home", "reason"),
+    [("loop_home", "Too many levels of symbolic links"), ("long_home", "File name too long")],
+)
+def test_serve_warns_when_the_default_database_cannot_be_read(
+    request: pytest.FixtureRequest, home: str, reason: str, served_dir: Path
+) -> None:
+    xdg: Path = request.getfixturevalue(home)
+    default = xdg / "fileferry" / "users.db"
+    s = Served(str(served_dir), "--port", "0", env={"XDG_DATA_HOME": str(xdg)})
+    assert "anonymous read-only" in s.line
+    err = stderr_after_stop(s)
+    assert "Traceback" not in err
+    assert err.splitlines()[0] == (
+        f"fileferry: warning: user database {default} cannot be read ({reason});"
+        " serving without it (name one with --db)"
+    )
+
+
+def test_serve_is_quiet_when_the_default_path_runs_through_a_file(
+    tmp_path: Path, served_dir: Path
+) -> None:
+    (tmp_path / "a-file").write_text("")  # as a HOME of /dev/null would: ENOTDIR, nothing there
+    s = Served(str(served_dir), "--port", "0", env={"XDG_DATA_HOME": str(tmp_path / "a-file")})
+    assert "anonymous read-only" in s.line
+    assert "warning" not in stderr_after_stop(s)
+
+
+# --- 9: misleading messages -----------------------------------------------------------
+
+
+def _one_line_error(*args: str) -> str:
+    result = run_cli(*args)
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    return line
+
+
+def test_db_naming_a_folder_says_it_is_a_folder(tmp_path: Path, served_dir: Path) -> None:
+    assert _one_line_error("serve", str(served_dir), "--port", "0", "--db", str(tmp_path)) == (
+        f"fileferry: db: {str(tmp_path)!r} is a folder, not a user database file"
+    )
+
+
+def test_db_that_cannot_be_read_says_why(long_home: Path, served_dir: Path) -> None:
+    db = str(long_home / "users.db")
+    assert _one_line_error("serve", str(served_dir), "--port", "0", "--db", db) == (
+        f"fileferry: db: {db!r} cannot be read (File name too long)"
+    )

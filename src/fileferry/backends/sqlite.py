@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
 from fileferry.errors import ConfigError
+from fileferry.users.base import UserStoreError
 from fileferry.users.sqlite import SQLiteUserStore, default_db_path
 
 
@@ -19,8 +22,28 @@ def default_location() -> str:
     return str(default_db_path())
 
 
+def _stat(location: str) -> os.stat_result | None:
+    """What is at ``location``; ``None`` if nothing is (not even the folders above).
+
+    A path through a file (ENOTDIR) is "nothing there": service accounts
+    often have ``/dev/null`` as their home. Any other failure (a loop of
+    symlinks, a name too long, no permission) is raised: the file may well
+    be there, unreadable, and saying "does not exist" would mislead.
+    """
+    try:
+        return _path(location).stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
 def exists(location: str) -> bool:
-    return _path(location).exists()
+    """Whether something is at ``location``; UserStoreError if that cannot be told."""
+    try:
+        return _stat(location) is not None
+    except OSError as exc:
+        raise UserStoreError(
+            f"user database {_path(location)} cannot be read ({exc.strerror})"
+        ) from None
 
 
 def held_by(location: str, folders: Sequence[str]) -> str | None:
@@ -32,13 +55,21 @@ def held_by(location: str, folders: Sequence[str]) -> str | None:
 
 
 def check(location: str, served: Sequence[str]) -> str:
-    """The file's absolute path; it must exist and lie outside every served folder."""
+    """The file's absolute path; it must be a file and lie outside every served folder."""
     db = _path(location)
-    if not db.is_file():
+    try:
+        found = _stat(location)
+    except OSError as exc:
+        raise ConfigError(f"db: {location!r} cannot be read ({exc.strerror})") from None
+    if found is None:
         raise ConfigError(
             f"db: {location!r} does not exist; create it with:"
             f" fileferry user add --db {location} NAME"
         )
+    if stat.S_ISDIR(found.st_mode):
+        raise ConfigError(f"db: {location!r} is a folder, not a user database file")
+    if not stat.S_ISREG(found.st_mode):
+        raise ConfigError(f"db: {location!r} is not a regular file")
     folder = held_by(location, served)
     if folder is not None:
         raise ConfigError(

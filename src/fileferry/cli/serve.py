@@ -41,12 +41,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def load_config(args: argparse.Namespace) -> ServerConfig:
     """Defaults, the default user database if it exists, the file, the environment, flags."""
-    from fileferry import backends
-
     layers: list[dict[str, object]] = []
-    default_db = backends.default_user_store()
-    if os.path.isfile(default_db):  # the lowest layer: a file, the environment or --db override
-        layers.append({"db": default_db})
     if args.config:
         layers.append(config.load_toml(args.config))
     layers.append(config.from_environment(os.environ, warn=_warn))
@@ -56,7 +51,29 @@ def load_config(args: argparse.Namespace) -> ServerConfig:
     if args.user:
         flags["users"] = tuple(config.parse_user_spec(spec) for spec in args.user)
     layers.append(flags)
+    if not any("db" in layer for layer in layers):
+        default_db = _default_user_store()
+        if default_db is not None:  # the lowest layer
+            layers.insert(0, {"db": default_db})
     return config.build(*layers)
+
+
+def _default_user_store() -> str | None:
+    """The default user database if there is one; never looked at when ``db`` is given.
+
+    It is optional, so one that cannot even be looked at (the home of
+    another user, a broken link) is a warning, not a reason not to start.
+    """
+    from fileferry import backends
+    from fileferry.users.base import UserStoreError
+
+    location = backends.default_user_store()
+    try:
+        found = backends.user_store_backend(location).exists(location)
+    except UserStoreError as exc:
+        _warn(f"{exc}; serving without it (name one with --db)")
+        return None
+    return location if found else None
 
 
 def _warn(message: str) -> None:
