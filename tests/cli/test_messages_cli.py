@@ -211,3 +211,126 @@ def test_db_that_cannot_be_read_says_why(long_home: Path, served_dir: Path) -> N
     assert _one_line_error("serve", str(served_dir), "--port", "0", "--db", db) == (
         f"fileferry: db: {db!r} cannot be read (File name too long)"
     )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_missing_tls_certificate_is_named(tmp_path: Path, served_dir: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    args = ("serve", str(served_dir), "--port", "0", "--tls-cert", str(cert), "--tls-key")
+    assert _one_line_error(*args, str(key)) == f"fileferry: tls_cert: {str(cert)!r} does not exist"
+    from fileferry.server.tls import make_self_signed
+
+    made = make_self_signed(["127.0.0.1"])
+    assert _one_line_error(*args[:-2], made.cert, "--tls-key", str(key)) == (
+        f"fileferry: tls_key: {str(key)!r} does not exist"
+    )
+
+
+def test_idle_timeout_zero_must_be_more_than_zero(served_dir: Path) -> None:
+    # No "no timeout": an FTP server whose idle sessions never end is easy to fill up.
+    assert _one_line_error("serve", str(served_dir), "--port", "0", "--idle-timeout", "0") == (
+        "fileferry: idle_timeout: must be more than 0 seconds, got 0"
+    )
+    assert _one_line_error("serve", str(served_dir), "--port", "0", "--idle-timeout", "1e9") == (
+        "fileferry: idle_timeout: must be at most 86400 seconds, got 1000000000"
+    )
+    result = run_cli("serve", str(served_dir), "--port", "0", env={"FILEFERRY_MAX_LINE": "10"})
+    assert result.stderr.splitlines() == ["fileferry: max_line: must be at least 512, got 10"]
+
+
+def test_implicit_port_equal_to_port_says_they_must_differ(served_dir: Path) -> None:
+    port = str(_free_port())
+    line = _one_line_error(
+        "serve", str(served_dir), "--port", port, "--tls-self-signed", "--tls-implicit-port", port
+    )
+    assert line == f"fileferry: tls_implicit_port: must differ from port (both are {port})"
+
+
+def _serve_without_dac_override(*args: str) -> subprocess.CompletedProcess[str]:
+    """``fileferry serve`` obeying permission bits even as root (no CAP_DAC_*).
+
+    A server that (wrongly) starts is stopped by the timeout, a failure too.
+    """
+    prefix = []
+    if os.geteuid() == 0:
+        prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+    argv = [*prefix, sys.executable, "-m", "fileferry", "serve", *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize("mode", [0o000, 0o300, 0o600])
+def test_an_unreadable_served_folder_is_refused_at_start(tmp_path: Path, mode: int) -> None:
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(mode)
+    try:
+        result = _serve_without_dac_override(str(folder), "--port", "0")
+    finally:
+        folder.chmod(0o700)
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.splitlines() == [
+        f"fileferry: root: {str(folder)!r} cannot be read (Permission denied)"
+    ]
+
+
+def test_an_unreadable_user_home_is_refused_at_start(tmp_path: Path, served_dir: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[[user]]\nname = "bob"\npassword = "pw"\nhome = "{home}"\n')
+    home.chmod(0)
+    try:
+        result = _serve_without_dac_override(str(served_dir), "--port", "0", "--config", str(cfg))
+    finally:
+        home.chmod(0o700)
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.splitlines() == [
+        f"fileferry: user 'bob': home {str(home)!r} cannot be read (Permission denied)"
+    ]
+
+
+@pytest.mark.parametrize("value", ["10.1.2.3/8", "2001:db8::1/32"])
+def test_a_network_with_host_bits_is_refused(tmp_path: Path, value: str) -> None:
+    import ipaddress
+
+    net = ipaddress.ip_network(value, strict=False)
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data")}
+    result = _run(
+        "user", "add", "--home", str(tmp_path / "bob"), "--generate-password",
+        "--allow-network", value, "bob", env=env,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"fileferry user: --allow-network: {value!r} has host bits set; did you mean {net}?"
+    ]
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[[user]]\nname = "bob"\npassword = "pw"\nallowed_networks = ["{value}"]\n')
+    with pytest.raises(ConfigError) as info:
+        config.load_toml(str(cfg))
+    assert str(info.value) == (
+        f"{cfg}: user #1: allowed_networks: {value!r} has host bits set; did you mean {net}?"
+    )
+
+
+def test_a_user_name_with_a_colon_is_refused(tmp_path: Path) -> None:
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data")}
+    result = _run(
+        "user", "add", "--home", str(tmp_path / "bob"), "--generate-password", "bo:b", env=env
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "fileferry user: NAME: user name 'bo:b' may not contain ':'"
+    ]
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[[user]]\nname = "bo:b"\npassword = "pw"\n')
+    with pytest.raises(ConfigError) as info:
+        config.load_toml(str(cfg))
+    assert str(info.value) == f"{cfg}: user #1: user name 'bo:b' may not contain ':'"

@@ -108,7 +108,10 @@ def test_folder_and_mount_spellings() -> None:
 
 def test_networks_and_expiry() -> None:
     assert fields.parse_network("10.1.2.3") == "10.1.2.3/32"
-    assert fields.parse_network("10.1.2.3/8") == "10.0.0.0/8"
+    assert fields.parse_network(" 10.0.0.0/8") == "10.0.0.0/8"
+    # Host bits set: refused (it used to become 10.0.0.0/8 without a word).
+    with pytest.raises(ConfigError, match=r"host bits set; did you mean 10\.0\.0\.0/8\?"):
+        fields.parse_network("10.1.2.3/8")
     with pytest.raises(ConfigError):
         fields.parse_network("10.0.0.0/33")
     day_end = dt.datetime(2031, 1, 1, tzinfo=dt.UTC).timestamp()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,13 +20,36 @@ if TYPE_CHECKING:
 
 
 def check(location: str) -> str:
-    """The folder's absolute, resolved path; it must exist."""
+    """The folder's absolute, resolved path; it must exist and be readable."""
     if location.startswith("file://"):
         location = location[len("file://") :]
     root = Path(location).expanduser()
     if not root.is_dir():
         raise ConfigError(f"root: {location!r} is not a directory")
+    problem = unreadable(str(root))
+    if problem is not None:
+        raise ConfigError(f"root: {location!r} cannot be read ({problem})")
     return str(root.resolve())
+
+
+def unreadable(folder: str) -> str | None:
+    """Why this process cannot list ``folder`` and open what is in it; ``None`` if it can.
+
+    A served folder the server cannot read answers 550 to every command,
+    which looks like a client's mistake; found at start, it is one line
+    naming the folder. Listing needs read permission and reaching the files
+    needs search (x) permission; root passes both unless it lacks
+    CAP_DAC_OVERRIDE. Only the first entry is read, so a huge folder costs
+    nothing.
+    """
+    try:
+        with os.scandir(folder) as entries:
+            next(entries, None)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if not os.access(folder, os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+        return os.strerror(errno.EACCES)
+    return None
 
 
 class LocalStorageProvider:

@@ -271,7 +271,7 @@ def _check_folders(account: Account, db: str, *, may_make_home: bool) -> None:
 
 
 async def _add(args: argparse.Namespace) -> int:
-    name = fields.check_name(args.name, "NAME")
+    name = fields.check_new_name(args.name, "NAME")
     if name.lower() in fields.RESERVED_NAMES:
         raise UsageError(f"{name!r} is reserved for anonymous FTP (serve --anonymous)")
     account = _apply_options(Account(name=name, home=args.home), args)

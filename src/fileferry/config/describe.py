@@ -142,17 +142,27 @@ def coercer(hint: Any, meta: Setting) -> Callable[[object], object]:
 
 
 def check_bounds(meta: Setting, value: object) -> None:
-    """The bounds of ``meta`` (if any) hold for ``value``, or a ConfigError names the key."""
+    """The bounds of ``meta`` (if any) hold for ``value``, or a ConfigError names the key.
+
+    The message names the bound that was crossed ("must be more than 0
+    seconds"), not the whole range: "not between 0 and 86400" for a 0 reads
+    as if 0 were allowed.
+    """
     if value is None or (meta.low is None and meta.high is None):
         return
     number = float(value)  # type: ignore[arg-type]
-    low_ok = meta.low is None or (number > meta.low if meta.open_low else number >= meta.low)
-    high_ok = meta.high is None or number <= meta.high
-    if not (low_ok and high_ok):
-        unit = f" {meta.unit}" if meta.unit else ""
-        low = "" if meta.low is None else f"{meta.low:g}"
-        raise ConfigError(
-            f"{meta.key}: {value} is not between {low} and {meta.high:g}{unit}"
-            if meta.high is not None
-            else f"{meta.key}: {value} is below {low}{unit}"
-        )
+    unit = f" {meta.unit}" if meta.unit else ""
+    if meta.low is not None and meta.open_low and number <= meta.low:
+        bound = f"more than {_figure(meta.low)}"
+    elif meta.low is not None and number < meta.low:
+        bound = f"at least {_figure(meta.low)}"
+    elif meta.high is not None and number > meta.high:
+        bound = f"at most {_figure(meta.high)}"
+    else:
+        return
+    raise ConfigError(f"{meta.key}: must be {bound}{unit}, got {_figure(number)}")
+
+
+def _figure(number: float) -> str:
+    """``0`` rather than ``0.0``, ``1000000000`` rather than ``1e+09``."""
+    return str(int(number)) if float(number).is_integer() else str(number)

@@ -27,8 +27,7 @@ def parse_user_spec(spec: str) -> UserConfig:
 
 
 def _check_user_name(name: str, where: str) -> None:
-    if not name.isprintable() or " " in name or len(name) > 64:
-        raise ConfigError(f"{where}: user name {name!r} is not allowed")
+    account_fields.check_new_name(name, where)
 
 
 def users_from_toml(items: object, source: str) -> tuple[UserConfig, ...]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fileferry import backends
+from fileferry.backends.local import unreadable
 from fileferry.config.describe import check_bounds
 from fileferry.config.model import ServerConfig
 from fileferry.config.schema import SETTINGS
@@ -69,6 +70,8 @@ def _validate_tls(cfg: ServerConfig) -> None:
         raise ConfigError("tls_required: needs tls_cert and tls_key (or tls_self_signed)")
     if tls.implicit_port is not None and not tls.enabled:
         raise ConfigError("tls_implicit_port: needs tls_cert and tls_key (or tls_self_signed)")
+    if tls.implicit_port == cfg.port and cfg.port != 0:  # 0 and 0: two free ports
+        raise ConfigError(f"tls_implicit_port: must differ from port (both are {cfg.port})")
 
 
 def _validate_workers(cfg: ServerConfig) -> None:
@@ -89,8 +92,14 @@ def _validate_users(cfg: ServerConfig) -> None:
     if dupes:
         raise ConfigError(f"user {sorted(dupes)[0]!r} is defined twice")
     for user in cfg.users:
-        if user.home is not None and not Path(user.home).expanduser().is_dir():
+        if user.home is None:
+            continue
+        home = Path(user.home).expanduser()
+        if not home.is_dir():
             raise ConfigError(f"user {user.name!r}: home {user.home!r} is not a directory")
+        problem = unreadable(str(home))
+        if problem is not None:
+            raise ConfigError(f"user {user.name!r}: home {user.home!r} cannot be read ({problem})")
         folders = dict(user.account_fields).get("virtual_folders", ())
         for folder in folders:  # type: ignore[attr-defined]
             if not Path(folder.source).is_dir():

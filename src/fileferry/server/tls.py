@@ -44,8 +44,10 @@ def build_context(cert: str, key: str) -> ssl.SSLContext:
     ctx.set_ciphers(TLS12_CIPHERS)
     try:
         ctx.load_cert_chain(cert, key)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"tls_cert/tls_key: {exc.filename} does not exist") from None
+    except FileNotFoundError:
+        # OpenSSL does not say which file: the exception's filename is None.
+        key_name, missing = ("tls_cert", cert) if not os.path.exists(cert) else ("tls_key", key)
+        raise ConfigError(f"{key_name}: {missing!r} does not exist") from None
     except (ssl.SSLError, OSError) as exc:
         raise ConfigError(f"tls_cert/tls_key: cannot load the certificate ({exc})") from None
     return ctx

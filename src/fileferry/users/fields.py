@@ -65,6 +65,20 @@ def check_name(name: str, where: str = "name") -> str:
     return name
 
 
+def check_new_name(name: str, where: str = "name") -> str:
+    """A name for a new account: :func:`check_name`, and no ``:``.
+
+    Clients split ``user:password`` at the first colon (``ftp://`` URLs,
+    ``curl -u``, ``--user NAME:PASSWORD``), so most could never log in as
+    such a user. Only new names are refused: an account made before this
+    rule can still be changed, disabled or deleted.
+    """
+    check_name(name, where)
+    if ":" in name:
+        raise ConfigError(f"{where}: user name {name!r} may not contain ':'")
+    return name
+
+
 def parse_size(value: object, key: str) -> int:
     """Bytes from ``1048576``, ``"10G"`` (binary units) or ``"10GB"`` (decimal); 0 = no limit."""
     if isinstance(value, bool):
@@ -158,9 +172,14 @@ def parse_network(value: object, key: str = "allowed network") -> str:
     if not isinstance(value, str):
         raise ConfigError(f"{key}: expected a network such as 192.168.1.0/24, got {value!r}")
     try:
-        return str(ipaddress.ip_network(value.strip(), strict=False))
+        network = ipaddress.ip_network(value.strip(), strict=False)
     except ValueError:
         raise ConfigError(f"{key}: {value!r} is not a network such as 10.0.0.0/8") from None
+    if network.network_address != ipaddress.ip_address(value.strip().partition("/")[0]):
+        # 10.1.2.3/8 is a typo for a host (/32) or a network (10.0.0.0/8): allowing
+        # all of 10/8 in silence could let in far more than was meant.
+        raise ConfigError(f"{key}: {value!r} has host bits set; did you mean {network}?")
+    return str(network)
 
 
 def parse_expiry(value: object, key: str = "expires") -> float | None:
