@@ -1,4 +1,4 @@
-"""Clear answers to bad input and bad days: endless command lines, disk full.
+"""Clear answers to bad input and bad days: endless command lines, a full disk.
 
 Each test here failed before its fix: an endless line got no answer at all,
 and a full disk was logged only at INFO.
@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import ftplib
 import io
+import os
+import re
+import selectors
+import shutil
+import signal
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -124,3 +132,64 @@ def healthy(srv: ServerThread) -> None:
     f.retrbinary("RETR ok.bin", buf.write)
     assert buf.getvalue() == b"fine"
     f.quit()
+
+
+# --- a full disk ----------------------------------------------------------------------
+
+
+def _can_mount_tmpfs() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(
+        ["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=64k none /mnt"],
+        capture_output=True,
+        timeout=30,
+    )
+    return probe.returncode == 0
+
+
+def test_a_full_disk_is_a_warning_in_the_log_and_452_to_the_client(tmp_path: Path) -> None:
+    if not _can_mount_tmpfs():
+        pytest.skip("needs a mount namespace (unshare -m) to make a small file system")
+    full = tmp_path / "small"
+    full.mkdir()
+    # A 512 KiB tmpfs of the server's own, in a mount namespace only it sees.
+    mount = 'mount -t tmpfs -o size=512k none "$0" && exec "$@"'
+    serve = [sys.executable, "-m", "fileferry", "serve", str(full), "--port", "0"]
+    proc = subprocess.Popen(
+        ["unshare", "-m", "sh", "-c", mount, str(full), *serve, "--user", "alice:secret"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            assert sel.select(30), "no ready line"
+        ready = proc.stdout.readline()
+        port = int(re.search(r"ftp://127\.0\.0\.1:(\d+)", ready)[1])  # type: ignore[index]
+        f = ftplib.FTP(timeout=30)
+        f.connect("127.0.0.1", port)
+        f.login("alice", "secret")
+        f.voidcmd("TYPE I")
+        conn = f.transfercmd("STOR big.bin")
+        try:
+            conn.sendall(os.urandom(2 * 1024 * 1024))
+        except OSError:
+            pass  # the server stops reading once the disk is full
+        finally:
+            conn.close()
+        with pytest.raises(ftplib.error_temp, match=r"^452 "):
+            f.voidresp()
+        assert "big.bin" not in f.nlst()
+        f.quit()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    warnings = [line for line in err.splitlines() if " WARNING " in line]
+    assert warnings, err
+    assert warnings[0].split(" ", 2)[2] == (
+        "WARNING fileferry.storage no space for writes (No space left on device):"
+        " clients get 452 until space is freed"
+    )

@@ -40,7 +40,7 @@ from fileferry.errors import (
     StorageUnavailable,
 )
 from fileferry.storage.base import FileInfo, FileKind, Reader, Upload
-from fileferry.storage.fscalls import Calls
+from fileferry.storage.fscalls import Calls, log
 
 if TYPE_CHECKING:
     from fileferry.storage.local import LocalStorage
@@ -88,6 +88,8 @@ _COPY_FALLBACK_ERRNOS = frozenset(
 def translate(exc: OSError) -> StorageError:
     """Map an errno to its storage error; unknown ones are treated as transient."""
     cls = _ERRNO_MAP.get(exc.errno or 0, StorageUnavailable)
+    if cls is InsufficientStorage:  # the operator's problem, not the client's: say it loud
+        log.warning("no space for writes (%s): clients get 452 until space is freed", exc.strerror)
     return cls()
 
 
