@@ -1,7 +1,7 @@
 """Splitting the control stream into capped command lines.
 
 TCP delivers a byte stream, not lines, so bytes are buffered until an end of
-line arrives. Three hostile or quirky inputs are handled here, once:
+line arrives. Four hostile or quirky inputs are handled here, once:
 
 * a line longer than the cap is not buffered without bound: a single
   :data:`TOO_LONG` marker is produced as soon as the cap is passed (so the
