@@ -8,7 +8,9 @@ import socket
 import pytest
 from serverkit import connect
 
-from fileferry.server.limits import CommandRate, Defender, SessionCounter, client_key
+from fileferry.limits.keys import client_key
+from fileferry.limits.local import Defender, SessionCounter
+from fileferry.limits.throttle import CommandRate
 
 
 class Clock:

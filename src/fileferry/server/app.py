@@ -19,19 +19,14 @@ from collections.abc import Callable
 
 from fileferry.config import ServerConfig, UserConfig
 from fileferry.errors import ConfigError
+from fileferry.limits.factory import make_limits
+from fileferry.limits.keys import client_key
+from fileferry.limits.shared import SharedLimits
 from fileferry.protocol.commands import CoreConfig
 from fileferry.server.accounts import AccountRegistry
 from fileferry.server.control import ControlConnection
 from fileferry.server.handlers.site import EXEC_PERMISSION
 from fileferry.server.implicit import ImplicitListener
-from fileferry.server.limits import (
-    Defender,
-    SessionCounter,
-    SharedDefender,
-    SharedSessionCounter,
-    client_key,
-)
-from fileferry.server.shared import SharedLimits
 from fileferry.server.tls import SelfSigned, TLSManager, make_self_signed
 from fileferry.storage.base import Storage
 from fileferry.storage.mounts import Mount, MountedStorage
@@ -117,7 +112,9 @@ class App:
 
     ``shared``: the limit tables of a server with several workers, seen by
     this worker (:meth:`SharedLimits.for_worker`); without it the session
-    caps, bans, account sessions and quotas are this process's alone.
+    caps, bans, account sessions and quotas are this process's alone. The
+    choice is made here, once (:func:`make_limits`); with ``--db``, quota
+    figures survive restarts in ``<db>.usage``.
     """
 
     def __init__(
@@ -144,7 +141,9 @@ class App:
             ("QUOTA", "QUOTA: show your quota and what you use of it"),
             ("CHMOD", "CHMOD <mode> <path>: change a file's permission bits"),
         )
-        self.accounts = AccountRegistry(config, shared=shared)
+        usage_file = f"{config.db}.usage" if config.db is not None else None
+        self.limits = make_limits(config, shared, usage_file)
+        self.accounts = AccountRegistry(config, self.limits)
         self.core_config = CoreConfig(
             extra_features=("AVBL",),
             max_line=config.max_line,
@@ -153,21 +152,13 @@ class App:
             tls_required=config.tls_required,
         )
         self.sessions: set[asyncio.Task[None]] = set()
-        bans = (config.ban_threshold, config.ban_window, config.ban_time, config.ban_max_time)
-        self.counter: SessionCounter | SharedSessionCounter
-        self.defender: Defender | SharedDefender
-        if shared is None:  # one worker: plain dictionaries, the fastest
-            self.counter = SessionCounter(config.max_sessions, config.max_sessions_per_ip)
-            self.defender = Defender(*bans)
-        else:
-            self.counter = SharedSessionCounter(
-                config.max_sessions, config.max_sessions_per_ip, shared
-            )
-            self.defender = SharedDefender(*bans, shared=shared)
+        self.counter = self.limits.sessions
+        self.defender = self.limits.bans
 
     async def close(self) -> None:
         """Release what the composition root created (not what was passed in)."""
         await self.users.close()
+        await self.limits.quotas.close()
         if self._provider is not None:
             await self._provider.close()
         if self._self_signed is not None:

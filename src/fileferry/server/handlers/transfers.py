@@ -32,8 +32,8 @@ from fileferry.server import tlspump, zerocopy
 from fileferry.server.datachannel import DataConnection, DataConnectionError
 
 if TYPE_CHECKING:
+    from fileferry.limits.throttle import Throttle
     from fileferry.server.control import ControlConnection
-    from fileferry.server.throttle import Throttle
     from fileferry.storage.base import Reader, Storage, Upload
 
 log = logging.getLogger("fileferry.transfer")
