@@ -12,6 +12,7 @@ import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from fileferry.limits.table import MAX_TRACKED
 
@@ -111,7 +112,7 @@ class Defender:
         return True
 
 
-def _trim(table: OrderedDict[str, object]) -> None:  # type: ignore[type-arg]
+def _trim(table: OrderedDict[str, Any]) -> None:
     while len(table) > MAX_TRACKED:
         table.popitem(last=False)
 

@@ -170,9 +170,12 @@ class SharedLimits:
     def reset_worker(self, slot: int) -> None:
         """Forget what worker ``slot`` counted: its sessions, logins and uploads
         in flight, and the account sections it held. For a worker that is gone."""
-        with self.lock:
-            self.clients.ints[1 + slot] = 0
-            clear_column(self.clients, 1 + slot, self.workers)
-            clear_column(self.accounts, 1 + slot, self.workers)
-            reset_quotas(self.quotas, slot, self.workers)
-        self.sections.reset_worker(slot)
+        try:
+            with self.lock:
+                self.clients.ints[1 + slot] = 0
+                clear_column(self.clients, 1 + slot, self.workers)
+                clear_column(self.accounts, 1 + slot, self.workers)
+                reset_quotas(self.quotas, slot, self.workers)
+        finally:
+            # Even when the table lock is lost: the sections do not depend on it.
+            self.sections.reset_worker(slot)

@@ -132,7 +132,8 @@ class SharedDefender:
         """
         table, size, window = self._table, self._ring_size, _us(self.window)
         ints = table.ints
-        idle, unbanned = [], []
+        idle: list[int] = []
+        unbanned: list[int] = []
         for base in table.bases():
             if ints[base + _UNTIL] > now:
                 continue
