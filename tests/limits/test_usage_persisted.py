@@ -135,6 +135,18 @@ def test_an_older_write_never_replaces_a_newer_one(tmp_path: Path) -> None:
     records.close()
 
 
+def test_an_unusable_usage_file_means_a_walk_not_a_refused_login(tmp_path: Path) -> None:
+    async def body() -> None:
+        ledger = LocalLedger(UsageFile(str(tmp_path / "missing-dir" / "users.db.usage")))
+        walks = Walks(Figure(5, 1))
+        account = await ledger.open("alice", walks)
+        account.drop()
+        await ledger.close()
+        assert walks.calls == 1 and account.usage == (5, 1)
+
+    asyncio.run(body())
+
+
 def test_a_restarted_server_does_not_walk_and_keeps_the_figure(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -24,12 +24,15 @@ cannot put an older figure over a newer one.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 import time
 from collections.abc import Callable
 
 from fileferry.limits.interfaces import Figure
+
+log = logging.getLogger("fileferry.limits")
 
 #: The age after which a persisted figure is walked again, whatever its state.
 MAX_AGE = 24 * 3600.0
@@ -58,6 +61,7 @@ class UsageFile:
         self.max_age = max_age
         self._clock = clock
         self._db: sqlite3.Connection | None = None
+        self._warned = False
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
@@ -70,13 +74,25 @@ class UsageFile:
             self._db = db
         return self._db
 
+    def _failed(self, exc: Exception) -> None:
+        # A cache that cannot be read or written must not stop a login: walk instead.
+        if not self._warned:
+            self._warned = True
+            log.warning("quota usage file %s unusable (%s): walking instead", self.path, exc)
+
     def load(self, key: str) -> Figure | None:
         """``key``'s figure if the staleness rule lets it be trusted, else ``None``."""
-        row = (
-            self._connect()
-            .execute("SELECT bytes, files, clean, saved_at FROM quota_usage WHERE key = ?", (key,))
-            .fetchone()
-        )
+        try:
+            row = (
+                self._connect()
+                .execute(
+                    "SELECT bytes, files, clean, saved_at FROM quota_usage WHERE key = ?", (key,)
+                )
+                .fetchone()
+            )
+        except (OSError, sqlite3.Error) as exc:
+            self._failed(exc)
+            return None
         if row is None:
             return None
         used_bytes, files, clean, saved_at = row
@@ -85,9 +101,12 @@ class UsageFile:
         return Figure(used_bytes, files)
 
     def save(self, key: str, figure: Figure, clean: bool, stamp: int) -> None:
-        self._connect().execute(
-            _UPSERT, (key, figure.bytes, figure.files, int(clean), self._clock(), stamp)
-        )
+        try:
+            self._connect().execute(
+                _UPSERT, (key, figure.bytes, figure.files, int(clean), self._clock(), stamp)
+            )
+        except (OSError, sqlite3.Error) as exc:
+            self._failed(exc)
 
     def close(self) -> None:
         if self._db is not None:
