@@ -2,8 +2,8 @@
 
 ``local``: the dictionaries of a one-worker server. ``shared``: two worker
 views of one shared-memory table, the sessions of the test dealt over both,
-so every figure must add up across workers. ``shared-forked``-style checks
-(another process really writing) are in ``test_section_locks.py`` and
+so every figure must add up across workers. Checks with another process
+really writing are in ``test_section_locks.py`` and
 ``tests/server/test_shared_limits.py``.
 """
 
