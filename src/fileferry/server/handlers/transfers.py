@@ -143,14 +143,14 @@ class ReceiveFile(Job):
         )
 
     async def run(self, dc: DataConnection) -> None:
-        if zerocopy.usable(dc, self.upload, ascii=self.ascii, throttled=self.throttle is not None):
-            # Cleartext binary upload to local disk: the kernel moves the bytes.
-            await zerocopy.receive(dc, self.upload)
-            return
         codec = FromNetwork() if self.ascii else None
         upload = self.upload
         throttle = self.throttle
         try:
+            if zerocopy.usable(dc, upload, ascii=self.ascii, throttled=throttle is not None):
+                # Cleartext binary upload to local disk: the kernel moves the bytes.
+                await zerocopy.receive(dc, upload)
+                return
             if codec is None and throttle is None and await tlspump.receive(dc, upload):
                 return  # PROT P: received and decrypted by a pump thread, beside the loop
             view = memoryview(bytearray(_RECV_BUFFER))
