@@ -30,9 +30,10 @@ def make_limits(
             shared.account_slots(),
             shared.ledger(records),
         )
+    sessions, bans = config.limits.sessions, config.limits.bans
     return Limits(
-        SessionCounter(config.max_sessions, config.max_sessions_per_ip),
-        Defender(config.ban_threshold, config.ban_window, config.ban_time, config.ban_max_time),
+        SessionCounter(sessions.max, sessions.per_ip),
+        Defender(bans.threshold, bans.window, bans.time, bans.max_time),
         AccountCounter(),
-        LocalLedger(records, max_accounts=config.max_sessions + 16),
+        LocalLedger(records, max_accounts=sessions.max + 16),
     )

@@ -21,7 +21,7 @@ from fileferry.limits.usagefile import UsageFile
 
 def session_rows(config: LimitConfig) -> int:
     """Room for every key that can hold a session: one per admitted session at most."""
-    return int(config.max_sessions) + 16
+    return int(config.limits.sessions.max) + 16
 
 
 def client_table(rows: int, workers: int, lock: Lock | None = None) -> Table:
@@ -137,7 +137,7 @@ class SharedLimits:
         self.lock: Lock = ProcessLock() if shared else NoLock()
         rows = session_rows(config)
         self.clients = client_table(rows, workers, self.lock)
-        self.bans = ban_table(config.ban_threshold, self.lock)
+        self.bans = ban_table(config.limits.bans.threshold, self.lock)
         self.accounts = session_table(rows, workers, self.lock)
         self.quotas = quota_table(rows, workers, self.lock)
         self.sections = SectionLocks()
@@ -152,14 +152,12 @@ class SharedLimits:
         return view
 
     def session_slots(self) -> SharedSessionCounter:
-        config = self.config
-        return SharedSessionCounter(config.max_sessions, config.max_sessions_per_ip, self)
+        sessions = self.config.limits.sessions
+        return SharedSessionCounter(sessions.max, sessions.per_ip, self)
 
     def ban_list(self) -> SharedDefender:
-        c = self.config
-        return SharedDefender(
-            c.ban_threshold, c.ban_window, c.ban_time, c.ban_max_time, table=self.bans
-        )
+        b = self.config.limits.bans
+        return SharedDefender(b.threshold, b.window, b.time, b.max_time, table=self.bans)
 
     def account_slots(self) -> SharedAccountCounter:
         return SharedAccountCounter(self)

@@ -1,4 +1,4 @@
-"""What a logged-in account holds while its sessions live, and the login rules.
+"""What a logged-in account holds while its sessions live: slots, rates, quota.
 
 One :class:`AccountRegistry` per server process keeps, per account name,
 what the account's sessions share: a session slot (``max_sessions``), the
@@ -8,10 +8,7 @@ give it back. Slots and figures are kept by the server's
 :class:`~fileferry.limits.interfaces.Limits` (shared by every worker when
 there are several); the rate buckets are per worker.
 
-:func:`admit` is the whole login policy after the password check: disabled,
-expired, wrong network, too many sessions, home folder missing. Each is a
-530 with a message that says which, sent only to someone who knew the
-password; the caller applies the same failure delay to all of them.
+:func:`fileferry.server.login.admit` is the login policy that takes a lease.
 """
 
 from __future__ import annotations
@@ -22,12 +19,10 @@ from typing import TYPE_CHECKING
 
 from fileferry.limits.interfaces import Figure, Limits, QuotaAccount
 from fileferry.limits.throttle import Throttle, TokenBucket, throttle
-from fileferry.storage.quota import QuotaStorage
 from fileferry.storage.usage import measure
 
 if TYPE_CHECKING:
     from fileferry.config import ServerConfig
-    from fileferry.server.control import ControlConnection
     from fileferry.storage.base import Storage
     from fileferry.users.base import Account
 
@@ -72,8 +67,8 @@ class AccountRegistry:
         self.slots = limits.accounts
         self.ledger = limits.quotas
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
-        upload_rate: int = getattr(config, "upload_rate", 0)
-        download_rate: int = getattr(config, "download_rate", 0)
+        upload_rate: int = config.limits.rates.upload
+        download_rate: int = config.limits.rates.download
         self.global_upload = TokenBucket(upload_rate) if upload_rate else None
         self.global_download = TokenBucket(download_rate) if download_rate else None
 
@@ -137,38 +132,3 @@ class AccountRegistry:
             time.monotonic() - started,
         )
         return Figure(usage.bytes, usage.files)
-
-
-async def admit(conn: ControlConnection, account: Account) -> str | None:
-    """Log ``account`` in on ``conn``, or say why not (the text of a 530)."""
-    refusal = account.refusal(conn.peer_host, time.time())
-    if refusal is not None:
-        return refusal
-    lease = conn.app.accounts.acquire(account)
-    if lease is None:
-        return "Too many sessions for this user; try again later."
-    try:
-        storage = conn.app.storage_for(account)
-        tracker = await conn.app.accounts.quota_for(account, storage)
-    except Exception:
-        lease.release()
-        # The operator needs the path and the reason; the client gets neither.
-        log.exception("session=%d cannot open the home folder of %s", conn.id, account.name)
-        return "Home folder is not available."
-    if tracker is not None:
-        storage = QuotaStorage(storage, tracker)
-        lease.quota = tracker
-    conn.account = account
-    conn.storage = storage
-    conn.lease = lease
-    return None
-
-
-def logout(conn: ControlConnection) -> None:
-    """Drop the login (REIN, end of connection): the session slot is given back."""
-    lease = getattr(conn, "lease", None)
-    if lease is not None:
-        lease.release()
-    conn.lease = None
-    conn.account = None
-    conn.storage = None

@@ -1,9 +1,8 @@
 """The composition root: where configuration, storage, users and sockets meet.
 
-Nothing else in fileferry constructs a storage backend or a user store for
-the server; swapping local disk for S3, or the static users for SQLite, is a
-change here (or a constructor argument from an embedding program) and
-nowhere else.
+Nothing else in the server constructs a storage backend or a user store: they
+come from :mod:`fileferry.backends` (chosen by the scheme of ``root`` and
+``db``), or from constructor arguments of an embedding program.
 """
 
 from __future__ import annotations
@@ -11,100 +10,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import shutil
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
-from fileferry.config import ServerConfig, UserConfig
-from fileferry.errors import ConfigError
+from fileferry.backends import open_storage, open_users, scheme_of
+from fileferry.config import ServerConfig
 from fileferry.limits.factory import make_limits
 from fileferry.limits.keys import client_key
 from fileferry.limits.shared import SharedLimits
-from fileferry.protocol.commands import CoreConfig
+from fileferry.observability import Dispatcher, Observer, SessionLog
+from fileferry.protocol.commands import CoreConfig, site_commands
 from fileferry.server.accounts import AccountRegistry
 from fileferry.server.control import ControlConnection
-from fileferry.server.handlers.site import EXEC_PERMISSION
 from fileferry.server.implicit import ImplicitListener
 from fileferry.server.tls import SelfSigned, TLSManager, make_self_signed
-from fileferry.storage.base import Storage
-from fileferry.storage.mounts import Mount, MountedStorage
-from fileferry.users.base import ALL_PERMISSIONS, READ_ONLY, Account, UserStore, UserStoreError
-from fileferry.users.sqlite import SQLiteUserStore
-from fileferry.users.static import StaticUser, StaticUserStore
+from fileferry.storage.base import Capabilities, Storage
+from fileferry.users.base import Account, UserStore
 
 log = logging.getLogger("fileferry.server")
 
 StorageFactory = Callable[[Account], Storage]
 
 
-def _static_account(config: ServerConfig, user: UserConfig) -> Account:
-    """A ``--user``/``[[user]]`` account; ``permissions`` wins over ``write`` if given."""
-    fields = dict(user.account_fields)
-    perms = fields.pop("permissions", None)
-    if perms is None:
-        perms = ALL_PERMISSIONS if user.write else READ_ONLY
-    if user.site_exec and EXEC_PERMISSION not in str(perms):
-        perms = f"{perms}{EXEC_PERMISSION}"
-    home = os.path.abspath(os.path.expanduser(user.home)) if user.home else config.root
-    return Account(name=user.name, home=home, permissions=str(perms), **fields)  # type: ignore[arg-type]
+def _usage_file(config: ServerConfig) -> str | None:
+    """Where quota figures outlive a run: beside an SQLite user database.
 
-
-def default_users(config: ServerConfig) -> UserStore:
-    """Users from ``--user``/``[[user]]``, then the SQLite database, plus anonymous."""
-    users = [StaticUser(_static_account(config, u), u.password_hash) for u in config.users]
-    anonymous = None
-    if config.anonymous:
-        perms = ALL_PERMISSIONS if config.write else READ_ONLY
-        anonymous = Account("anonymous", config.root, perms, anonymous=True)
-    database = None
-    if config.db is not None:
-        try:
-            database = SQLiteUserStore(config.db, create=False)
-        except UserStoreError as exc:
-            raise ConfigError(f"db: {exc}") from None
-    return StaticUserStore(users, anonymous, fallback=database)
-
-
-class LocalStorageProvider:
-    """One ``LocalStorage`` per home folder, all sharing one thread pool."""
-
-    def __init__(self, config: ServerConfig) -> None:
-        from fileferry.storage.local import make_executor
-
-        self._config = config
-        self._executor = make_executor()
-        self._storages: dict[str, Storage] = {}
-
-    def _local(self, directory: str) -> Storage:
-        from fileferry.storage.local import LocalStorage
-
-        storage = self._storages.get(directory)
-        if storage is None:
-            storage = LocalStorage(
-                directory,
-                fsync_uploads=self._config.fsync_uploads,
-                executor=self._executor,
-                fs_calls=self._config.fs_calls,
-            )
-            self._storages[directory] = storage
-        return storage
-
-    def __call__(self, account: Account) -> Storage:
-        """The home, with the account's virtual folders mounted into it."""
-        home = self._local(account.home)
-        if not account.virtual_folders:
-            return home
-        mounts = [
-            Mount(f.path, self._local(f.source), f.read_only) for f in account.virtual_folders
-        ]
-        return MountedStorage(home, mounts)
-
-    async def close(self) -> None:
-        for storage in self._storages.values():
-            await storage.close()
-        await asyncio.to_thread(self._executor.shutdown, wait=True)
+    Another user store (a database server) would keep them itself; without
+    one, figures are walked at each account's first login of a run.
+    """
+    db = config.user_store.db
+    if db is None or scheme_of(db) != "file":
+        return None
+    return f"{db}.usage"
 
 
 class App:
@@ -113,8 +52,13 @@ class App:
     ``shared``: the limit tables of a server with several workers, seen by
     this worker (:meth:`SharedLimits.for_worker`); without it the session
     caps, bans, account sessions and quotas are this process's alone. The
-    choice is made here, once (:func:`make_limits`); with ``--db``, quota
-    figures survive restarts in ``<db>.usage``.
+    choice is made here, once (:func:`make_limits`); with an SQLite ``db``,
+    quota figures survive restarts in ``<db>.usage``.
+
+    ``observers``: callables given every session event
+    (:mod:`fileferry.observability.events`); by default the session log
+    alone. A list replaces that default, so include
+    :class:`~fileferry.observability.SessionLog` to keep the log lines.
     """
 
     def __init__(
@@ -124,39 +68,57 @@ class App:
         users: UserStore | None = None,
         storage_for: StorageFactory | None = None,
         shared: SharedLimits | None = None,
+        observers: Iterable[Observer] | None = None,
     ) -> None:
         self.config = config
-        self.users = users or default_users(config)
-        self._provider = None if storage_for else LocalStorageProvider(config)
+        self.dispatcher = Dispatcher((SessionLog(),) if observers is None else observers)
+        self.users = users or open_users(config)
+        self._provider = None if storage_for else open_storage(config)
         self.storage_for: StorageFactory = storage_for or self._provider  # type: ignore[assignment]
         self._self_signed: SelfSigned | None = None
         self.tls: TLSManager | None = None
-        if config.tls_self_signed:
+        if config.tls.self_signed:
             self._self_signed = make_self_signed([config.host])
             self.tls = TLSManager(self._self_signed.cert, self._self_signed.key)
-        elif config.tls_cert and config.tls_key:
-            self.tls = TLSManager(config.tls_cert, config.tls_key)
-        site = (("EXEC", "EXEC [name [args]]: run a command the operator allowed"),)
-        always = (
-            ("QUOTA", "QUOTA: show your quota and what you use of it"),
-            ("CHMOD", "CHMOD <mode> <path>: change a file's permission bits"),
-        )
-        usage_file = f"{config.db}.usage" if config.db is not None else None
-        self.limits = make_limits(config, shared, usage_file)
+        elif config.tls.cert and config.tls.key:
+            self.tls = TLSManager(config.tls.cert, config.tls.key)
+        self.limits = make_limits(config, shared, _usage_file(config))
         self.accounts = AccountRegistry(config, self.limits)
-        self.core_config = CoreConfig(
-            extra_features=("AVBL",),
-            max_line=config.max_line,
-            site_commands=always + (site if config.site_exec else ()),
-            tls_available=self.tls is not None,
-            tls_required=config.tls_required,
-        )
+        self.core_config = self._core_config()
         self.sessions: set[asyncio.Task[None]] = set()
         self.counter = self.limits.sessions
         self.defender = self.limits.bans
 
+    def _core_config(self) -> CoreConfig:
+        """The protocol core's view of this server: what FEAT, HELP and SITE offer.
+
+        FEAT is answered before login, when the user's storage is not known
+        yet: it describes the storage the server's factory declares
+        (``storage_for.capabilities``: local disk by default; a factory
+        without the attribute is taken to have the base ``Capabilities``).
+        A user whose storage turns out to lack one (a mount of another
+        backend) is answered by that storage's own refusal.
+        """
+        config = self.config
+        caps: Capabilities = getattr(self.storage_for, "capabilities", Capabilities())
+        capabilities = frozenset(
+            {"available_space"}
+            | ({"set_mtime"} if caps.set_mtime else set())
+            | ({"set_mode"} if caps.set_mode else set())
+        )
+        return CoreConfig(
+            max_line=config.limits.sessions.max_line,
+            site_commands=site_commands(
+                capabilities, frozenset({"EXEC"}) if config.site_exec else frozenset()
+            ),
+            tls_available=self.tls is not None,
+            tls_required=config.tls.required,
+            capabilities=capabilities,
+        )
+
     async def close(self) -> None:
         """Release what the composition root created (not what was passed in)."""
+        self.dispatcher.flush()
         await self.users.close()
         await self.limits.quotas.close()
         if self._provider is not None:
@@ -228,8 +190,11 @@ class FTPServer:
         users: UserStore | None = None,
         storage_for: StorageFactory | None = None,
         shared: SharedLimits | None = None,
+        observers: Iterable[Observer] | None = None,
     ) -> None:
-        self.app = App(config, users=users, storage_for=storage_for, shared=shared)
+        self.app = App(
+            config, users=users, storage_for=storage_for, shared=shared, observers=observers
+        )
         self._server: asyncio.Server | None = None
         self._implicit: ImplicitListener | None = None
         self._stopped = asyncio.Event()
@@ -265,9 +230,9 @@ class FTPServer:
             limit=2**16,
             backlog=LISTEN_BACKLOG,
         )
-        if self.config.tls_implicit_port is not None:
+        if self.config.tls.implicit_port is not None:
             try:
-                isock = _bind_or_explain(self.config.host, self.config.tls_implicit_port, workers)
+                isock = _bind_or_explain(self.config.host, self.config.tls.implicit_port, workers)
             except OSError:
                 self._server.close()
                 raise
@@ -277,7 +242,7 @@ class FTPServer:
                 admit=self._admit_implicit,
                 release=self.app.counter.release,
                 context=self._tls_context,
-                handshake_timeout=self.config.accept_timeout,
+                handshake_timeout=self.config.data.accept_timeout,
                 run=self._session,
             )
 
@@ -328,7 +293,15 @@ class FTPServer:
         assert task is not None
         self.app.sessions.add(task)
         try:
-            conn = ControlConnection(self.app, reader, writer, tls_context=tls_context)
+            app = self.app
+            conn = ControlConnection(
+                app,
+                reader,
+                writer,
+                core=app.core_config,
+                dispatcher=app.dispatcher,
+                tls_context=tls_context,
+            )
             await conn.run()
         except asyncio.CancelledError:
             pass

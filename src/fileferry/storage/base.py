@@ -100,6 +100,8 @@ class Capabilities:
     atomic_dir_rename: bool = True
     #: ``set_mtime`` is supported (MFMT).
     set_mtime: bool = True
+    #: ``set_mode`` is supported (SITE CHMOD).
+    set_mode: bool = True
 
 
 class Reader(abc.ABC):
