@@ -16,12 +16,14 @@ import shutil
 import socket
 import ssl
 from collections.abc import Callable
+from concurrent.futures import Executor
 
 from fileferry.config import ServerConfig, UserConfig
 from fileferry.errors import ConfigError
 from fileferry.protocol.commands import CoreConfig
 from fileferry.server.accounts import AccountRegistry
 from fileferry.server.control import ControlConnection
+from fileferry.server.datapath import DataPaths
 from fileferry.server.handlers.site import EXEC_PERMISSION
 from fileferry.server.implicit import ImplicitListener
 from fileferry.server.limits import (
@@ -33,7 +35,9 @@ from fileferry.server.limits import (
 )
 from fileferry.server.shared import SharedLimits
 from fileferry.server.tls import SelfSigned, TLSManager, make_self_signed
+from fileferry.server.tlspump import PUMP_THREADS, PumpPool
 from fileferry.storage.base import Storage
+from fileferry.storage.local import LocalStorage, make_executor
 from fileferry.storage.mounts import Mount, MountedStorage
 from fileferry.users.base import ALL_PERMISSIONS, READ_ONLY, Account, UserStore, UserStoreError
 from fileferry.users.sqlite import SQLiteUserStore
@@ -73,18 +77,14 @@ def default_users(config: ServerConfig) -> UserStore:
 
 
 class LocalStorageProvider:
-    """One ``LocalStorage`` per home folder, all sharing one thread pool."""
+    """One ``LocalStorage`` per home folder, all sharing the app's file-system pool."""
 
-    def __init__(self, config: ServerConfig) -> None:
-        from fileferry.storage.local import make_executor
-
+    def __init__(self, config: ServerConfig, executor: Executor) -> None:
         self._config = config
-        self._executor = make_executor()
+        self._executor = executor
         self._storages: dict[str, Storage] = {}
 
     def _local(self, directory: str) -> Storage:
-        from fileferry.storage.local import LocalStorage
-
         storage = self._storages.get(directory)
         if storage is None:
             storage = LocalStorage(
@@ -109,7 +109,6 @@ class LocalStorageProvider:
     async def close(self) -> None:
         for storage in self._storages.values():
             await storage.close()
-        await asyncio.to_thread(self._executor.shutdown, wait=True)
 
 
 class App:
@@ -118,6 +117,10 @@ class App:
     ``shared``: the limit tables of a server with several workers, seen by
     this worker (:meth:`SharedLimits.for_worker`); without it the session
     caps, bans, account sessions and quotas are this process's alone.
+
+    The thread pools are the app's: ``pumps`` (TLS data transfers) and
+    ``executor`` (local file-system calls) are made here unless passed in,
+    and only what was made here is shut down by :meth:`close`.
     """
 
     def __init__(
@@ -127,10 +130,20 @@ class App:
         users: UserStore | None = None,
         storage_for: StorageFactory | None = None,
         shared: SharedLimits | None = None,
+        pumps: PumpPool | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.config = config
         self.users = users or default_users(config)
-        self._provider = None if storage_for else LocalStorageProvider(config)
+        self._own_pumps = pumps is None
+        self.pumps = pumps if pumps is not None else PumpPool(PUMP_THREADS)
+        self.data_paths = DataPaths(self.pumps)
+        self._own_executor: Executor | None = None
+        self._provider = None
+        if storage_for is None:
+            if executor is None:
+                executor = self._own_executor = make_executor()
+            self._provider = LocalStorageProvider(config, executor)
         self.storage_for: StorageFactory = storage_for or self._provider  # type: ignore[assignment]
         self._self_signed: SelfSigned | None = None
         self.tls: TLSManager | None = None
@@ -170,6 +183,10 @@ class App:
         await self.users.close()
         if self._provider is not None:
             await self._provider.close()
+        if self._own_executor is not None:
+            await asyncio.to_thread(self._own_executor.shutdown, wait=True)
+        if self._own_pumps:
+            self.pumps.close()
         if self._self_signed is not None:
             shutil.rmtree(self._self_signed.directory, ignore_errors=True)
 
@@ -237,8 +254,17 @@ class FTPServer:
         users: UserStore | None = None,
         storage_for: StorageFactory | None = None,
         shared: SharedLimits | None = None,
+        pumps: PumpPool | None = None,
+        executor: Executor | None = None,
     ) -> None:
-        self.app = App(config, users=users, storage_for=storage_for, shared=shared)
+        self.app = App(
+            config,
+            users=users,
+            storage_for=storage_for,
+            shared=shared,
+            pumps=pumps,
+            executor=executor,
+        )
         self._server: asyncio.Server | None = None
         self._implicit: ImplicitListener | None = None
         self._stopped = asyncio.Event()

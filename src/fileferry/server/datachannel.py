@@ -7,8 +7,9 @@ an active connection goes only to the control peer at an unprivileged port
 (checked by the handler before a PORT/EPRT is accepted, RFC 2577). Every
 wait has a timeout: accepting, connecting, and each read or write.
 
-The hot path uses non-blocking sockets with the loop's ``sock_*`` calls and
-``os.sendfile`` for cleartext downloads; nothing is copied that need not be.
+The loop path uses non-blocking sockets with the loop's ``sock_*`` calls;
+the zero-copy and threaded paths (``zerocopy``, ``tlspump``) work on the
+socket these objects hold, chosen per transfer by ``server/datapath``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class DataConnectionError(Exception):
 class DataConnection:
     """One established data connection over plain TCP."""
 
-    #: ``sendfile`` may be used (no TLS layer that must see the bytes).
+    #: ``sendfile``/``splice`` may be used (no TLS layer that must see the bytes).
     zero_copy = True
 
     def __init__(self, sock: socket.socket, timeout: float) -> None:
@@ -69,20 +70,13 @@ class DataConnection:
     async def finish(self) -> None:
         """End the stream cleanly before closing (TLS sends close_notify here)."""
 
-    async def sendfile(self, fd: int, offset: int, count: int) -> int:
-        """Send ``count`` bytes of ``fd`` from ``offset`` with zero copies.
+    def tls_parts(self) -> tuple[ssl.SSLObject, ssl.MemoryBIO, ssl.MemoryBIO] | None:
+        """The TLS object and its BIOs when the connection is protected, else ``None``.
 
-        Returns the bytes sent (fewer only if the file shrank meanwhile).
-        The timeout applies to each stall, not to the whole file.
+        The data-path chooser asks this rather than the connection's class,
+        and a TLS pump thread drives what it returns.
         """
-        from fileferry.server import zerocopy  # one writer callback per file, no await per chunk
-
-        try:
-            return await zerocopy.send_file(self, fd, offset, count)
-        except TimeoutError:
-            raise DataConnectionError("data connection timed out") from None
-        except OSError as exc:
-            raise DataConnectionError(f"data connection broke: {exc.strerror}") from None
+        return None
 
     def close(self, *, graceful: bool = True) -> None:
         """Close; ``graceful=False`` resets the connection (after an abort)."""

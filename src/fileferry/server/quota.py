@@ -32,11 +32,14 @@ once no session of the account is left and its row had to make room.
 from __future__ import annotations
 
 import asyncio
+import os
+from dataclasses import replace
 from typing import TypeVar
 
 from fileferry.errors import QuotaExceeded, StorageError
 from fileferry.server.shared import Lock, Table, key_tag
 from fileferry.storage.base import FileInfo, Reader, RowRenderer, Storage, Upload
+from fileferry.storage.fastpaths import SpliceTarget
 from fileferry.storage.usage import Usage
 
 _T = TypeVar("_T")
@@ -361,12 +364,12 @@ class QuotaTracker:
 
 
 class _QuotaUpload(Upload):
-    """An upload that checks the byte quota before each chunk is accepted."""
+    """An upload that checks the byte quota before each chunk is accepted.
 
-    #: Never spliced in the kernel: every byte must pass :meth:`write`'s check.
-    splices = False
-    #: Nor written from a thread behind the tracker's back (same reason).
-    blocking_writes = False
+    Not a ``BlockingWriter`` even over one: the tracker of a one-worker
+    server is touched by the loop thread only, so a TLS pump hands its
+    buffers to :meth:`write` on the loop (still decrypted beside it).
+    """
 
     def __init__(self, storage: QuotaStorage, path: str, old_size: int, new: bool) -> None:
         self._inner: Upload | None = None  # set once the inner upload is open
@@ -423,13 +426,36 @@ class _QuotaUpload(Upload):
         await self.inner.abort()
 
 
+class _QuotaSpliceUpload(_QuotaUpload, SpliceTarget):
+    """Over a backend that splices: each spliced run is reserved before it moves.
+
+    The check is the one :meth:`write` makes, for the ``n`` bytes waiting in
+    the pipe, so a quota-tracked upload keeps the zero-copy path.
+    """
+
+    async def splice_from(self, pipe: int, n: int) -> None:
+        self._storage.tracker.reserve(self, self.growth + n)
+        inner = self.inner
+        if isinstance(inner, SpliceTarget):
+            await inner.splice_from(pipe, n)
+            return
+        while n > 0:  # a backend that claims splicing but not for this upload
+            chunk = os.read(pipe, n)
+            if not chunk:
+                raise StorageError("The upload pipe ended early.")
+            await inner.write(chunk)
+            n -= len(chunk)
+
+
 class QuotaStorage(Storage):
     """``inner`` with every change accounted in ``tracker``; reads pass straight through."""
 
     def __init__(self, inner: Storage, tracker: QuotaTracker) -> None:
         self.inner = inner
         self.tracker = tracker
-        self.capabilities = inner.capabilities
+        # Reads are the inner ones; uploads splice with a check, but take no
+        # writes from other threads (see ``_QuotaUpload``).
+        self.capabilities = replace(inner.capabilities, blocking_writes=False)
 
     async def _file_at(self, path: str) -> FileInfo | None:
         """The regular file at ``path``, or ``None`` (absent, a directory, unreadable)."""
@@ -464,7 +490,8 @@ class QuotaStorage(Storage):
     ) -> Upload:
         tracker = self.tracker
         old = await self._file_at(path)
-        upload = _QuotaUpload(self, path, old.size if old else 0, old is None)
+        kind = _QuotaSpliceUpload if self.capabilities.splice else _QuotaUpload
+        upload = kind(self, path, old.size if old else 0, old is None)
         tracker.begin(upload, append)
         try:
             upload._inner = await self.inner.open_write(

@@ -23,6 +23,7 @@ from fileferry.digests import Digest, new_digest
 from fileferry.errors import InvalidOffset, StorageUnavailable
 from fileferry.protocol import events
 from fileferry.protocol.replies import Reply
+from fileferry.storage.fastpaths import FileBacked
 
 if TYPE_CHECKING:
     from fileferry.server.control import ControlConnection
@@ -49,7 +50,7 @@ def _digest_fd(fd: int, start: int, count: int, digest: Digest) -> int:
 
 
 async def _digest_reader(reader: Reader, start: int, count: int, digest: Digest) -> int:
-    fd = reader.fileno()
+    fd = reader.fileno() if isinstance(reader, FileBacked) else None
     if fd is not None:
         try:
             return await asyncio.to_thread(_digest_fd, fd, start, count, digest)
