@@ -19,6 +19,9 @@ CHART = REPO / "docs" / "benchmarks.png"
 NOTES = Path(__file__).resolve().parent / "notes.md"
 
 PEERS = ("pyftpdlib", "vsftpd", "pure-ftpd")
+#: ``run.py --baseline``: an older checkout, compared like a peer in the table
+#: (ratio >= 1.0: this checkout is ahead of it); never in the chart or the docs.
+BASELINE = "fileferry-base"
 VARIANTS = ("fileferry-w2", "fileferry-fsync")
 MAIN = "fileferry"
 CEILING = "ceiling"
@@ -87,7 +90,7 @@ def median(results: dict[str, Any], server: str, key: str) -> float | None:
 
 def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     present = results["servers"]
-    peers = [p for p in PEERS if p in present]
+    peers = [p for p in (BASELINE, *PEERS) if p in present]
     variants = [v for v in VARIANTS if v in present]
     header = ["row", "unit", f"{MAIN} median (min-max)"]
     header += [f"{p} (ratio)" for p in peers] + variants

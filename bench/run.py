@@ -3,6 +3,7 @@
     .venv/bin/python bench/run.py --quick            # a few minutes
     .venv/bin/python bench/run.py --rounds 11 --write-docs
     .venv/bin/python bench/run.py --only a,b --servers fileferry,pyftpdlib
+    .venv/bin/python bench/run.py --baseline ../fileferry-before   # before/after, interleaved
     .venv/bin/python bench/run.py --from-json /tmp/fileferry-bench/results.json --write-docs
 
 Every server runs at once on its own loopback port with its own root (the
@@ -265,6 +266,9 @@ def start_servers(args: argparse.Namespace, master: Path, work: Path) -> list[sr
         ("fileferry-fsync", srv.start_fileferry,
          {"extra": ("--fsync-uploads",), "rows": ("b_stor", "e_stor_many", "h_small"),
           "note": "--fsync-uploads"}),
+        ("fileferry-base", srv.start_fileferry,
+         {"cert": cert if ff_tls else None, "tls": ff_tls, "source": args.baseline,
+          "note": "the --baseline checkout"}),
         ("pyftpdlib", srv.start_pyftpdlib, {"cert": cert, "tls": cert is not None}),
         ("vsftpd", srv.start_vsftpd, {"cert": cert, "tls": cert is not None}),
         ("pure-ftpd", srv.start_pureftpd, {"cert": cert, "tls": cert is not None}),
@@ -274,6 +278,8 @@ def start_servers(args: argparse.Namespace, master: Path, work: Path) -> list[sr
     started: list[srv.Server] = []
     for name, start, opts in candidates:
         if wanted is not None and name not in wanted:
+            continue
+        if name == "fileferry-base" and args.baseline is None:
             continue
         if name == "fileferry-w2" and not srv.fileferry_has_flag("--workers"):
             print(f"  skip {name}: fileferry has no --workers flag yet")
@@ -304,6 +310,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", default="/tmp/fileferry-bench", help="fixtures, roots, results")
     p.add_argument("--write-docs", action="store_true", help="rewrite docs/benchmarks.md + png")
     p.add_argument("--from-json", help="report on a saved results.json instead of running")
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout (e.g. a git worktree of an older commit) run as fileferry-base,"
+        " interleaved with this one: before/after a change in one run",
+    )
     args = p.parse_args(argv)
     # SIGTERM should stop the servers too, like Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -157,8 +157,14 @@ def fileferry_version() -> str:
 
 
 def start_fileferry(
-    server: Server, work: Path, *, extra: tuple[str, ...] = (), cert: Path | None = None
+    server: Server,
+    work: Path,
+    *,
+    extra: tuple[str, ...] = (),
+    cert: Path | None = None,
+    source: Path | None = None,
 ) -> None:
+    """``source``: another checkout whose ``src/`` runs instead of this one (``--baseline``)."""
     argv = [PYTHON, "-m", "fileferry", "serve", str(server.root), "--host", "127.0.0.1"]
     argv += ["--port", str(server.port), "--user", "bench:bench", "--no-anonymous", *extra]
     if fileferry_has_flag("--max-sessions-per-ip"):
@@ -173,6 +179,10 @@ def start_fileferry(
     # The anti-flood cap (500 commands/s per session by default) would otherwise
     # be what row (h) measures: one client moving 1,000 files issues ~2 commands each.
     env = {"FILEFERRY_MAX_COMMANDS_PER_SECOND": "1000000"}
+    if source is not None:
+        # PYTHONPATH comes before the editable install on sys.path.
+        env["PYTHONPATH"] = str(source / "src")
+        server.version += f" from {source}"
     spawn(server, argv, work, env)
 
 
