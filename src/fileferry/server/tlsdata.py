@@ -23,7 +23,7 @@ import contextlib
 import socket
 import ssl
 
-from fileferry.server.datachannel import DataConnection, DataConnectionError
+from fileferry.server.dataconn import DataConnection, DataConnectionError
 
 _RECV = 256 * 1024
 

@@ -58,7 +58,7 @@ from collections.abc import Callable
 from typing import TypeVar, cast
 
 from fileferry.errors import StorageUnavailable
-from fileferry.server.datachannel import DataConnection, DataConnectionError
+from fileferry.server.dataconn import DataConnection, DataConnectionError
 from fileferry.storage.base import Upload
 from fileferry.storage.fastpaths import BlockingWriter
 

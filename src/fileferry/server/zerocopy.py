@@ -31,7 +31,7 @@ import contextlib
 import fcntl
 import os
 
-from fileferry.server.datachannel import DataConnection, DataConnectionError
+from fileferry.server.dataconn import DataConnection, DataConnectionError
 from fileferry.storage.fastpaths import SpliceTarget
 
 #: Pipe capacity asked for; a larger pipe means fewer splice calls per megabyte.

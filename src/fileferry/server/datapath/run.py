@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, cast
 from fileferry.errors import QuotaExceeded
 from fileferry.protocol.ascii import FromNetwork, ToNetwork
 from fileferry.server import tlspump, zerocopy
-from fileferry.server.datachannel import DataConnection, DataConnectionError
+from fileferry.server.dataconn import DataConnection, DataConnectionError
 from fileferry.server.datapath import choose
 from fileferry.server.tlspump import PumpPool
 from fileferry.storage.base import Capabilities, Reader, Upload
