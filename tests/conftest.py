@@ -26,8 +26,8 @@ if _WORKERS > 1:
 
     def _with_workers(self: _thread.ServerThread, config: Any, **kwargs: Any) -> None:
         workers = _WORKERS
-        if config.passive_ports is not None:
-            lo, hi = config.passive_ports
+        if config.data.passive_ports is not None:
+            lo, hi = config.data.passive_ports
             workers = min(workers, hi - lo + 1)  # a one-port range stays one worker
         _original_init(self, dataclasses.replace(config, workers=workers), **kwargs)
 

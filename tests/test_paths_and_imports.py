@@ -257,7 +257,7 @@ def test_the_scanner_sees_real_imports():
     assert "fileferry.paths" in MODULES
     assert any(_under(i, "fileferry.paths") for i in MODULES["fileferry.protocol.commands"])
     assert any(_under(i, "asyncio") for i in MODULES["fileferry.server.control"])
-    assert any(_under(i, "fileferry.server") for i in MODULES["fileferry.cli"])
+    assert any(_under(i, "fileferry.server") for i in MODULES["fileferry.cli.serve"])
 
 
 def test_relative_imports_are_resolved(tmp_path):
@@ -310,9 +310,21 @@ def test_storage_and_users_import_only_paths_errors_and_themselves(package):
 def test_only_the_cli_the_root_and_the_server_import_the_server():
     bad = {}
     for name, imports in MODULES.items():
-        if name in ("fileferry", "fileferry.cli") or _under(name, "fileferry.server"):
+        if name == "fileferry" or _under(name, "fileferry.cli") or _under(name, "fileferry.server"):
             continue
         wrong = {i for i in imports if _under(i, "fileferry.server")}
         if wrong:
             bad[name] = sorted(wrong)
     assert bad == {}
+
+
+def test_the_server_reaches_the_backend_factory_only_from_its_composition_root():
+    bad = {}
+    for name, imports in MODULES.items():
+        if not _under(name, "fileferry.server") or name == "fileferry.server.app":
+            continue
+        wrong = {i for i in imports if _under(i, "fileferry.backends")}
+        if wrong:
+            bad[name] = sorted(wrong)
+    assert bad == {}
+    assert any(_under(i, "fileferry.backends") for i in MODULES["fileferry.server.app"])

@@ -7,29 +7,29 @@ import ftplib
 import re
 import subprocess
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 import pytest
 from accountkit import put, refused_upload, write_db
 
 from fileferry import config
-from fileferry.configcli import EXAMPLE
+from fileferry.backends import open_users
+from fileferry.cli.config import EXAMPLE
 from fileferry.errors import ConfigError
-from fileferry.server.app import default_users
 from fileferry.server.thread import ServerThread
 from fileferry.users.base import Account, FolderRule, VirtualFolder
 from fileferry.users.fields import ACCOUNT_KEYS
 
-#: How a ServerConfig field that is not a plain key shows in the example.
+#: How the config's lists, which are not plain keys, show in the example.
 SPECIAL = {"users": "[[user]]", "site_exec": "[site_exec."}
 
 
 def test_the_example_names_every_setting_and_loads(tmp_path: Path) -> None:
     keys = set(re.findall(r"^#? ?([a-z_]+) = ", EXAMPLE, re.M))
-    for f in fields(config.ServerConfig):
-        shown = SPECIAL.get(f.name)
-        assert (shown in EXAMPLE) if shown else (f.name in keys), f"{f.name} missing in the example"
+    for key in config.SETTINGS:
+        assert key in keys, f"{key} missing in the example"
+    for shown in SPECIAL.values():
+        assert shown in EXAMPLE
     for key in (*ACCOUNT_KEYS, "name", "password", "home", "write", "site_exec"):
         assert key in keys, f"account key {key} missing in the example"
     path = tmp_path / "example.toml"
@@ -84,14 +84,14 @@ def test_user_tables_take_every_account_field(tmp_path: Path) -> None:
         """,
     )
     cfg = config.build(values, {"port": 0})
-    assert cfg.download_rate == 10 * 1024**2
-    store = default_users(cfg)
+    assert cfg.limits.rates.download == 10 * 1024**2
+    store = open_users(cfg)
     found = asyncio.run(store.find("cam"))  # type: ignore[attr-defined]
     assert found is not None
     account = found.account
     assert account == Account(
         name="cam",
-        home=cfg.root,
+        home=cfg.storage.root,
         permissions="elwX",
         folder_permissions=(FolderRule("/ro", "elr"),),
         virtual_folders=(VirtualFolder("/shared", str(shared), True),),
@@ -141,7 +141,7 @@ def test_database_setting_is_checked(tmp_path: Path) -> None:
         config.build({"root": str(root), "db": str(in_home), "users": (user,)})
     outside = write_db(tmp_path / "users.db")
     cfg = config.build({"root": str(root), "db": str(outside)})
-    assert cfg.db == str(outside)
+    assert cfg.user_store.db == str(outside)
     env = config.from_environment({"FILEFERRY_DB": str(outside), "FILEFERRY_UPLOAD_RATE": "2M"})
     assert env == {"db": str(outside), "upload_rate": 2 * 1024**2}
 
@@ -176,3 +176,41 @@ def test_static_user_with_quota_and_mount_from_toml(tmp_path: Path) -> None:
         assert refused_upload(f, "b.bin", b"b").startswith("552")
         f.quit()
     assert (home / "a.bin").stat().st_size == 100 and not (home / "b.bin").exists()
+
+
+@pytest.mark.parametrize(
+    "bad_hash",
+    [
+        "$argon2id$v=19$m=19456,t=2,p=1$typo",  # truncated argon2
+        "$2b$12$notsupportedbcrypthashxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",  # bcrypt: not ours
+        "scrypt$16384$8$1",  # too few parts
+        "plaintext-password",
+        "",
+    ],
+)
+def test_a_password_hash_that_cannot_be_verified_fails_at_start(
+    tmp_path: Path, bad_hash: str
+) -> None:
+    text = f'[[user]]\nname = "scanner"\npassword_hash = "{bad_hash}"\n'
+    with pytest.raises(ConfigError, match=r"user #1 \('scanner'\): password_hash") as info:
+        _load(tmp_path, text)
+    assert "\n" not in str(info.value)
+
+
+def test_a_supported_password_hash_loads_and_logs_in(tmp_path: Path) -> None:
+    from fileferry.users.passwords import hash_password, hash_scrypt
+
+    root = tmp_path / "root"
+    root.mkdir()
+    values = _load(
+        tmp_path,
+        f'root = "{root}"\nanonymous = false\nlogin_failure_delay = 0\n'
+        f'[[user]]\nname = "argon"\npassword_hash = "{hash_password("pw1")}"\n'
+        f'[[user]]\nname = "old"\npassword_hash = "{hash_scrypt("pw2")}"\n',
+    )
+    with ServerThread(config.build(values, {"port": 0})) as thread:
+        for name, password in (("argon", "pw1"), ("old", "pw2")):
+            f = ftplib.FTP(timeout=20)
+            f.connect(*thread.address)
+            assert f.login(name, password).startswith("230")
+            f.quit()

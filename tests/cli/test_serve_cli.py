@@ -236,3 +236,12 @@ def test_readme_config_examples_load(tmp_path: Path) -> None:
         f = tmp_path / f"example{i}.toml"
         f.write_text(block)
         assert config.load_toml(str(f))
+
+
+def test_a_user_whose_hash_cannot_be_verified_stops_the_start(tmp_path: Path) -> None:
+    cfg = tmp_path / "users.toml"
+    cfg.write_text('[[user]]\nname = "cam"\npassword_hash = "$argon2id$typo"\n')
+    result = run_cli("serve", str(tmp_path), "--port", "0", "--config", str(cfg))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "'cam'" in line and "password_hash" in line

@@ -185,7 +185,7 @@ def test_per_address_cap_refuses_with_421(server) -> None:
     held = []
     try:
         refused = None
-        for _ in range(server.server.config.max_sessions_per_ip + 1):  # type: ignore[union-attr]
+        for _ in range(server.server.config.limits.sessions.per_ip + 1):  # type: ignore[union-attr]
             s = raw(server, "127.0.0.99")
             held.append(s)
             reply = read_reply(s)
@@ -215,7 +215,10 @@ def test_half_open_data_connections(server) -> None:
         assert final[:3] in (b"426", b"226"), final
         d.close()
     s.close()
-    assert not (server.server.config.root and Path(server.server.config.root, "half.bin").exists())  # type: ignore[union-attr]
+    assert not (
+        server.server.config.storage.root
+        and Path(server.server.config.storage.root, "half.bin").exists()
+    )  # type: ignore[union-attr]
     healthy(server)
 
 

@@ -49,7 +49,7 @@ def test_workers_are_validated(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="passive_ports"):
         config.build({"root": str(tmp_path), "workers": 4, "passive_ports": (40000, 40002)})
     cfg = config.build({"root": str(tmp_path), "workers": 2, "passive_ports": (40000, 40009)})
-    assert worker_config(cfg, 1, 2121, None).passive_ports == (40005, 40009)
+    assert worker_config(cfg, 1, 2121, None).data.passive_ports == (40005, 40009)
     assert config.from_environment({"FILEFERRY_WORKERS": "3"}) == {"workers": 3}
 
 
@@ -164,7 +164,7 @@ def test_server_thread_runs_workers_on_one_port(tmp_path: Path) -> None:
     with ServerThread(cfg) as srv:
         assert len(srv.servers) == 2
         assert {s.address for s in srv.servers} == {srv.address}
-        slices = [s.config.passive_ports for s in srv.servers]
+        slices = [s.config.data.passive_ports for s in srv.servers]
         assert slices == [(42000, 42004), (42005, 42009)]
         clients = []
         try:

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import BinaryIO
 
-from fileferry.client import integrity, transfer
+from fileferry.client import integrity, remote, transfer
 from fileferry.client.connection import Connection, Options, raise_for
 from fileferry.client.errors import RemoteError, UsageError
 from fileferry.client.listing import RemoteEntry, join, parse_list, parse_mlsx
@@ -85,7 +85,7 @@ class Client:
     async def stat(self, path: str) -> RemoteEntry:
         """Kind, size and modification time of ``path``; ``RemoteError`` if missing."""
         async with self.pool.connection() as conn:
-            return await transfer.remote_stat(conn, path)
+            return await remote.remote_stat(conn, path)
 
     async def exists(self, path: str) -> bool:
         try:
@@ -109,7 +109,7 @@ class Client:
             try:
                 return await self._listing(conn, path)
             except RemoteError:
-                entry = await transfer.remote_stat(conn, path)
+                entry = await remote.remote_stat(conn, path)
                 if entry.is_dir:
                     raise
                 return [entry]
@@ -155,7 +155,7 @@ class Client:
             for part in [p for p in path.split("/") if p]:
                 done = join(done, part)
                 reply = await conn.command(f"MKD {done}")
-                if not reply.positive and not (await transfer.remote_stat(conn, done)).is_dir:
+                if not reply.is_positive and not (await remote.remote_stat(conn, done)).is_dir:
                     raise_for(reply, f"mkdir {done}")
 
     async def remove(self, path: str, *, recursive: bool = False) -> None:
@@ -189,7 +189,7 @@ class Client:
     async def set_mtime(self, path: str, mtime: float) -> bool:
         """Set a remote file's modification time (MFMT); False if the server cannot."""
         async with self.pool.connection() as conn:
-            return await transfer.set_remote_mtime(conn, path, mtime)
+            return await remote.set_remote_mtime(conn, path, mtime)
 
     # --- moving files ---------------------------------------------------------------
 

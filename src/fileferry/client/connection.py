@@ -10,7 +10,12 @@ data connection comes from the client that logged in.
 The passive address a server announces is ignored in favour of the control
 connection's peer (curl does the same): a server behind NAT often announces
 an address nobody can reach, and following it blindly lets a hostile server
-point the client at a third host.
+point the client at a third host. In active mode the one connection taken
+is the one from that peer (RFC 2577), compared as addresses, not as text.
+
+Reading and writing the protocol's text is :mod:`fileferry.protocol`'s job
+(replies, addresses, FEAT); this module owns the sockets, the timeouts and
+what a failure means for the connection.
 
 Every wait has a timeout, and a connection that fails half-way through an
 exchange is marked ``broken`` so that nobody sends it another command.
@@ -20,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
+import ipaddress
 import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -34,27 +39,18 @@ from fileferry.client.errors import (
     RemoteError,
 )
 from fileferry.client.urls import FTPURL, Credentials
+from fileferry.protocol import addresses
+from fileferry.protocol.features import Features
+from fileferry.protocol.replies import Reply
+from fileferry.protocol.replyparser import ReplyError, ReplyParser
 
 #: A goodbye is polite, not worth waiting long for.
 _QUIT_TIMEOUT = 5.0
 #: Stream buffer for data connections: big reads, few wake-ups.
 DATA_LIMIT = 1 << 20
-_EPSV = re.compile(r"\((.)\1\1(\d{1,5})\1\)")
-_PASV = re.compile(r"(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3})")
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    code: int
-    #: The reply's text, lines joined by newlines, codes stripped.
-    text: str
-
-    @property
-    def positive(self) -> bool:
-        return 100 <= self.code < 400
-
-    def __str__(self) -> str:
-        return f"{self.code} {self.text.splitlines()[-1] if self.text else ''}".strip()
+#: One read on the control connection: replies are small, but a listing over
+#: STAT or a long HELP should not take a read per line.
+_CONTROL_READ = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +113,7 @@ def _tls_failure(host: str, exc: BaseException) -> ConnectionFailed:
 
 def raise_for(reply: Reply, what: str) -> None:
     """Turn a negative reply into the error whose exit status fits it."""
-    if reply.positive:
+    if reply.is_positive:
         return
     if reply.code == 421:
         raise ConnectionFailed(f"{what}: server closed the connection ({reply})")
@@ -178,8 +174,9 @@ class Connection:
         self.url = url
         self.credentials = credentials
         self.options = options
-        self.features: tuple[str, ...] = ()
+        self.offered = Features()
         self.broken = False
+        self._parser = ReplyParser()
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._tls: _ResumingContext | None = None
@@ -212,11 +209,7 @@ class Connection:
         if url.tls:
             await self._start_tls()
         await self._login()
-        feat = await self.command("FEAT")
-        if feat.code == 211:
-            self.features = tuple(
-                line.strip() for line in feat.text.splitlines()[1:-1] if line.strip()
-            )
+        self.offered = Features.from_reply(await self.command("FEAT"))
         raise_for(await self.command("TYPE I"), "TYPE I")
         if self.has("UTF8"):
             await self.command("OPTS UTF8 ON")
@@ -250,18 +243,18 @@ class Connection:
 
     # --- commands and replies ---------------------------------------------------
 
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The server's FEAT lines."""
+        return self.offered.lines
+
     def has(self, feature: str) -> bool:
         """FEAT named ``feature`` (its first word, case-insensitive)."""
-        wanted = feature.upper()
-        return any(line.split(" ", 1)[0].upper() == wanted for line in self.features)
+        return self.offered.has(feature)
 
     def feature(self, name: str) -> str | None:
         """The argument of a FEAT line (``HASH SHA-256*;MD5`` → ``SHA-256*;MD5``)."""
-        for line in self.features:
-            word, _, rest = line.partition(" ")
-            if word.upper() == name.upper():
-                return rest.strip()
-        return None
+        return self.offered.argument(name)
 
     async def send(self, line: str) -> None:
         if self.broken or self._writer is None:
@@ -276,38 +269,35 @@ class Connection:
             self.broken = True
             raise ConnectionFailed(f"lost the connection to {self.url.host}: {exc}") from None
 
-    async def _line(self, timeout: float | None = None) -> str:
+    async def _receive(self, timeout: float | None) -> bytes:
         assert self._reader is not None
         try:
             async with asyncio.timeout(timeout or self.options.timeout):
-                raw = await self._reader.readline()
+                data = await self._reader.read(_CONTROL_READ)
         except TimeoutError:
             self.broken = True
             raise ConnectionFailed(f"{self.url.host} did not answer in time") from None
-        except (OSError, ValueError, ssl.SSLError) as exc:
+        except (OSError, ssl.SSLError) as exc:
             self.broken = True
             raise ConnectionFailed(f"lost the connection to {self.url.host}: {exc}") from None
-        if not raw.endswith(b"\n"):
+        if not data:
             self.broken = True
             raise ConnectionFailed(f"{self.url.host} closed the connection")
-        return raw.decode("utf-8", "surrogateescape").rstrip("\r\n")
+        return data
 
     async def reply(self, timeout: float | None = None) -> Reply:
         """Read one (possibly multi-line) reply; ``timeout`` overrides the usual wait
-        for each line (a HASH of a big file may take minutes)."""
-        first = await self._line(timeout)
-        if len(first) < 3 or not first[:3].isdigit() or first[3:4] not in (" ", "-", ""):
-            self.broken = True
-            raise ProtocolFailure(f"{self.url.host} sent something that is not FTP: {first!r}")
-        code, lines = first[:3], [first[4:]]
-        if first[3:4] == "-":
-            while True:
-                line = await self._line(timeout)
-                if line.startswith(code + " "):
-                    lines.append(line[4:])
-                    break
-                lines.append(line[1:] if line.startswith(" ") else line)
-        return Reply(int(code), "\n".join(lines))
+        for each read (a HASH of a big file may take minutes)."""
+        while (reply := self._parser.next_reply()) is None:
+            data = await self._receive(timeout)
+            try:
+                self._parser.feed(data)
+            except ReplyError as exc:
+                self.broken = True
+                raise ProtocolFailure(
+                    f"{self.url.host} sent something that is not FTP: {exc}"
+                ) from None
+        return reply
 
     async def command(self, line: str, timeout: float | None = None) -> Reply:
         await self.send(line)
@@ -331,21 +321,25 @@ class Connection:
     # --- data connections -------------------------------------------------------
 
     async def _passive(self) -> tuple[str, int]:
+        """Where to connect for a passive transfer: always the control peer, at the
+        port the server names (its 227 address is checked for form, not followed)."""
         if not self._no_epsv:
             reply = await self.command("EPSV")
-            match = _EPSV.search(reply.text) if reply.code == 229 else None
-            if match:
-                return self._peer_host, int(match.group(2))
-            if reply.code not in (500, 501, 502):
+            if reply.code == 229:
+                with contextlib.suppress(addresses.AddressError):
+                    return self._peer_host, addresses.parse_epsv_reply(" ".join(reply.all_lines))
+            elif reply.code not in (500, 501, 502):
                 raise_for(reply, "EPSV")
             self._no_epsv = True
         reply = await self.command("PASV")
         raise_for(reply, "PASV")
-        match = _PASV.search(reply.text)
-        if reply.code != 227 or not match:
-            raise ProtocolFailure(f"cannot understand the PASV reply {reply}")
-        p1, p2 = int(match.group(5)), int(match.group(6))
-        return self._peer_host, p1 * 256 + p2
+        try:
+            if reply.code != 227:
+                raise addresses.AddressError(f"PASV answered {reply.code}")
+            announced = addresses.parse_pasv_reply(" ".join(reply.all_lines))
+        except addresses.AddressError as exc:
+            raise ProtocolFailure(f"cannot understand the PASV reply {reply}: {exc}") from None
+        return self._peer_host, announced.port
 
     async def _connect_passive(self) -> DataStream:
         host, port = await self._passive()
@@ -361,22 +355,22 @@ class Connection:
     async def _listen_active(self) -> socket.socket:
         assert self._writer is not None
         local = self._writer.get_extra_info("sockname")
-        family = socket.AF_INET6 if ":" in local[0] else socket.AF_INET
+        family = socket.AF_INET6 if len(local) == 4 else socket.AF_INET
+        # PORT can carry an IPv4 address, also one an IPv6 socket shows mapped.
+        v4 = isinstance(addresses.parse_host(local[0]), ipaddress.IPv4Address)
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
-            sock.bind((local[0], 0))
+            sock.bind((local[0], 0, *local[2:]))
             sock.listen(1)
             sock.setblocking(False)
             port = sock.getsockname()[1]
             reply = None
             if not self._no_eprt:
-                proto = 2 if family == socket.AF_INET6 else 1
-                reply = await self.command(f"EPRT |{proto}|{local[0]}|{port}|")
-                if reply.code in (500, 501, 502) and family == socket.AF_INET:
+                reply = await self.command(f"EPRT {addresses.format_eprt(local[0], port)}")
+                if reply.code in (500, 501, 502) and v4:
                     self._no_eprt, reply = True, None
             if reply is None:
-                numbers = local[0].replace(".", ",")
-                reply = await self.command(f"PORT {numbers},{port >> 8},{port & 255}")
+                reply = await self.command(f"PORT {addresses.format_port(local[0], port)}")
             raise_for(reply, "active mode (PORT/EPRT)")
         except BaseException:
             sock.close()
@@ -389,7 +383,7 @@ class Connection:
             async with asyncio.timeout(self.options.timeout):
                 while True:
                     conn, addr = await loop.sock_accept(sock)
-                    if addr[0] == self._peer_host:
+                    if addresses.same_address(addr[0], self._peer_host):
                         break
                     conn.close()  # not the server: RFC 2577 says refuse it
         except TimeoutError:

@@ -15,23 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 from dataclasses import dataclass
 
-from fileferry.client.connection import Connection, Reply
+from fileferry.client.connection import Connection
 from fileferry.client.errors import ClientError, RemoteError, VerificationFailed, local_error
 from fileferry.digests import new_digest
+from fileferry.protocol import hashcommands
+from fileferry.protocol.listparse import parse_size
 
-#: Strongest first; the names are the IANA ones HASH uses.
-PREFERENCE = ("SHA-256", "SHA-512", "SHA-1", "MD5", "CRC32")
-LEGACY_VERBS = {
-    "SHA-256": "XSHA256",
-    "SHA-512": "XSHA512",
-    "SHA-1": "XSHA1",
-    "MD5": "XMD5",
-    "CRC32": "XCRC",
-}
-_HEX = re.compile(r"\b[0-9A-Fa-f]{8,128}\b")
 _CHUNK = 1 << 20
 #: Slowest digest rate a server is granted (bytes/s) before its reply counts as late.
 _SLOWEST_DIGEST = 20_000_000
@@ -53,26 +44,14 @@ class Method:
 
 
 def methods(conn: Connection) -> list[Method]:
-    """Every digest the server offers, strongest first."""
+    """Every digest the server offers, strongest first (HASH before the X* verbs)."""
     found: list[Method] = []
     listed = conn.feature("HASH")
     if listed is not None:
-        names = {n.strip().rstrip("*").upper() for n in listed.split(";") if n.strip()}
-        found += [Method("HASH", a) for a in PREFERENCE if a in names]
-    found += [Method(LEGACY_VERBS[a], a) for a in PREFERENCE if conn.has(LEGACY_VERBS[a])]
+        names = hashcommands.parse_feature(listed)
+        found += [Method("HASH", a) for a in hashcommands.ALGORITHMS if a in names]
+    found += [Method(a.verb, a.name) for a in hashcommands.TABLE if conn.has(a.verb)]
     return found
-
-
-def _quoted(path: str) -> str:
-    return f'"{path}"' if " " in path and '"' not in path else path
-
-
-def _digest_from(reply: Reply, algorithm: str) -> str:
-    expected = len(new_digest(algorithm).hexdigest())
-    for token in _HEX.findall(reply.text):
-        if len(token) == expected:
-            return str(token).lower()
-    raise RemoteError(f"cannot read a {algorithm} digest in {reply}", reply.code)
 
 
 #: How often, and after how long a pause, a busy (450) HASH is asked again.
@@ -95,11 +74,22 @@ async def remote_hash(
     """
     wait = conn.options.timeout + (size or 0) / _SLOWEST_DIGEST
     if method.command != "HASH":
-        arg = _quoted(path) if end is None else f"{_quoted(path)} {start} {end}"
+        try:
+            arg = hashcommands.legacy_argument(path, start, end)
+        except ValueError as exc:
+            raise RemoteError(f"{method.command}: {exc}", 501) from None
         reply = await conn.command(f"{method.command} {arg}", wait)
         if reply.code not in (200, 213, 250):
             raise RemoteError(f"{method.command} {path}: {reply}", reply.code)
-        return RemoteHash(method.algorithm, _digest_from(reply, method.algorithm))
+        try:
+            hexdigest = hashcommands.parse_legacy_answer(
+                "\n".join(reply.all_lines), method.algorithm
+            )
+        except ValueError:
+            raise RemoteError(
+                f"cannot read a {method.algorithm} digest in {reply}", reply.code
+            ) from None
+        return RemoteHash(method.algorithm, hexdigest)
     chosen = await conn.command(f"OPTS HASH {method.algorithm}")
     if chosen.code != 200:
         raise RemoteError(f"OPTS HASH {method.algorithm}: {chosen}", chosen.code)
@@ -119,12 +109,15 @@ async def remote_hash(
     if reply.code != 213:
         raise RemoteError(f"HASH {path}: {reply}", reply.code)
     # The answer is the last line: a server may send "213-" lines while it works.
-    words = reply.text.splitlines()[-1].split(" ") if reply.text else []
-    if len(words) < 3 or words[0].upper() != method.algorithm:
+    try:
+        answer = hashcommands.parse_answer(reply.last_line)
+    except ValueError as exc:
+        raise RemoteError(f"HASH: {exc}", reply.code) from None
+    if answer.algorithm != method.algorithm:
         raise RemoteError(f"HASH answered with another algorithm: {reply}", reply.code)
-    if end is not None and words[1] != f"{start}-{end - 1}":
+    if end is not None and (answer.first, answer.last) != (start, end - 1):
         raise RemoteError(f"HASH answered for another range: {reply}", reply.code)
-    return RemoteHash(method.algorithm, words[2].lower())
+    return RemoteHash(method.algorithm, answer.hexdigest)
 
 
 def digest_file(path: str | os.PathLike[str], algorithm: str, end: int | None = None) -> str:
@@ -152,10 +145,7 @@ async def local_hash(path: str | os.PathLike[str], algorithm: str, end: int | No
 async def remote_size(conn: Connection, path: str) -> int | None:
     """SIZE of a remote file, or None if the server does not know it (or it is missing)."""
     reply = await conn.command(f"SIZE {path}")
-    text = reply.text.strip()
-    if reply.code == 213 and text.isdigit():
-        return int(text)
-    return None
+    return parse_size(reply.text) if reply.code == 213 else None
 
 
 async def verify(

@@ -5,18 +5,20 @@ modification times to the second, and an explicit type. Servers that lack
 it (vsftpd, some embedded ones) still send the Unix ``ls -l`` shape to LIST,
 which is parsed as well as that format allows: times may lack a year or
 seconds, and are then read as the most recent matching date in the past.
+
+The text itself is read by :mod:`fileferry.protocol.listparse`; this module
+turns it into the client's :class:`RemoteEntry`.
 """
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import enum
 import posixpath
-import re
 from dataclasses import dataclass
 
 from fileferry.protocol.listing import parse_mdtm
+from fileferry.protocol.listparse import parse_ls, parse_size, split_mlsx
 
 
 class Kind(enum.Enum):
@@ -61,21 +63,12 @@ def basename(path: str) -> str:
     return posixpath.basename(path.rstrip("/")) if path not in ("", "/") else ""
 
 
-def parse_facts(facts: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for fact in facts.split(";"):
-        key, sep, value = fact.partition("=")
-        if sep:
-            out[key.strip().lower()] = value
-    return out
-
-
 def parse_mlsx(line: str, directory: str) -> RemoteEntry | None:
     """One MLSD line (``facts; name``); ``None`` for ``.``/``..`` and lines without facts."""
-    facts_text, sep, name = line.partition(" ")
-    if not sep or not name:
+    split = split_mlsx(line)
+    if split is None:
         return None
-    facts = parse_facts(facts_text)
+    facts, name = split
     kind_text = facts.get("type", "").lower()
     if kind_text in ("cdir", "pdir") or name in (".", ".."):
         return None
@@ -87,8 +80,7 @@ def parse_mlsx(line: str, directory: str) -> RemoteEntry | None:
         kind = Kind.LINK
     else:
         kind = Kind.OTHER
-    size_text = facts.get("size")
-    size = int(size_text) if size_text and size_text.isdigit() else None
+    size = parse_size(facts.get("size", ""))
     mtime = None
     if "modify" in facts:
         try:
@@ -99,41 +91,13 @@ def parse_mlsx(line: str, directory: str) -> RemoteEntry | None:
     return RemoteEntry(name, join(directory, name), kind, size, mtime)
 
 
-_LS = re.compile(
-    r"^(?P<mode>[bcdlps-][rwxsStTl-]{9}[+.@]?)\s+\d+\s+\S+\s+\S+\s+(?P<size>\d+)\s+"
-    r"(?P<month>[A-Za-z]{3})\s+(?P<day>\d{1,2})\s+(?P<when>\d{1,2}:\d{2}|\d{4})\s(?P<name>.+)$"
-)
-_MONTHS = {m: i for i, m in enumerate(calendar.month_abbr) if m}
-
-
-def _ls_time(month: str, day: str, when: str, now: dt.datetime) -> float | None:
-    number = _MONTHS.get(month.capitalize())
-    if number is None:
-        return None
-    try:
-        if ":" in when:
-            hour, minute = (int(x) for x in when.split(":"))
-            stamp = dt.datetime(now.year, number, int(day), hour, minute, tzinfo=dt.UTC)
-            if stamp > now + dt.timedelta(days=1):
-                stamp = stamp.replace(year=now.year - 1)
-        else:
-            stamp = dt.datetime(int(when), number, int(day), tzinfo=dt.UTC)
-    except ValueError:
-        return None
-    return stamp.timestamp()
+_LS_KINDS = {"d": Kind.DIR, "-": Kind.FILE, "l": Kind.LINK}
 
 
 def parse_list(line: str, directory: str, now: dt.datetime | None = None) -> RemoteEntry | None:
     """One ``ls -l`` line; ``None`` for ``total N``, ``.``/``..`` and anything unparseable."""
-    match = _LS.match(line)
-    if not match:
+    parsed = parse_ls(line, now or dt.datetime.now(dt.UTC))
+    if parsed is None or parsed.name in (".", ".."):
         return None
-    name = match["name"]
-    mode = match["mode"][0]
-    if mode == "l":
-        name = name.split(" -> ", 1)[0]
-    if name in (".", ".."):
-        return None
-    kind = {"d": Kind.DIR, "-": Kind.FILE, "l": Kind.LINK}.get(mode, Kind.OTHER)
-    mtime = _ls_time(match["month"], match["day"], match["when"], now or dt.datetime.now(dt.UTC))
-    return RemoteEntry(name, join(directory, name), kind, int(match["size"]), mtime)
+    kind = _LS_KINDS.get(parsed.type, Kind.OTHER)
+    return RemoteEntry(parsed.name, join(directory, parsed.name), kind, parsed.size, parsed.mtime)

@@ -22,7 +22,6 @@ error, and the bad copy is removed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import os
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from fileferry.client import integrity
-from fileferry.client.connection import DATA_LIMIT, Connection, raise_for
+from fileferry.client.connection import DATA_LIMIT
 from fileferry.client.errors import (
     ConnectionFailed,
     LocalError,
@@ -41,9 +40,10 @@ from fileferry.client.errors import (
     VerificationFailed,
     local_error,
 )
-from fileferry.client.listing import Kind, RemoteEntry, basename, parse_facts
+from fileferry.client.listing import RemoteEntry, basename
 from fileferry.client.pool import Pool
-from fileferry.protocol.listing import format_mdtm, parse_mdtm
+from fileferry.client.remote import remote_stat, set_remote_mtime
+from fileferry.digests import new_digest
 
 PART_SUFFIX = ".fileferry-part"
 SEGMENTS_SUFFIX = ".segments"
@@ -81,62 +81,6 @@ class TransferResult:
     resumed_from: int = 0
     #: What proved the copy whole: an algorithm name, "size", or None if not verified.
     verified_by: str | None = None
-
-
-# --- remote facts ----------------------------------------------------------------
-
-
-async def remote_stat(conn: Connection, path: str) -> RemoteEntry:
-    """Type, size and mtime of one remote path; ``RemoteError`` if it is missing."""
-    if conn.has("MLST"):
-        reply = await conn.command(f"MLST {path}")
-        lines = reply.text.splitlines()
-        if reply.code == 250 and len(lines) >= 2:
-            facts = parse_facts(lines[1].strip().partition(" ")[0])
-            kind_text = facts.get("type", "").lower()
-            kind = Kind.DIR if kind_text in ("dir", "cdir", "pdir") else Kind.FILE
-            size = facts.get("size", "")
-            mtime = None
-            with contextlib.suppress(ValueError, KeyError):
-                mtime = parse_mdtm(facts["modify"])
-            sized = int(size) if size.isdigit() else None
-            return RemoteEntry(basename(path), path, kind, sized, mtime)
-        if reply.code not in (500, 502):
-            raise RemoteError(f"{path}: {reply}", reply.code)
-    length = await integrity.remote_size(conn, path)
-    if length is None:
-        if await _is_remote_dir(conn, path):
-            return RemoteEntry(basename(path), path, Kind.DIR)
-        probe = await conn.command(f"MDTM {path}")
-        if probe.code != 213:
-            raise RemoteError(f"{path}: {probe}", probe.code)
-    mtime = None
-    reply = await conn.command(f"MDTM {path}")
-    if reply.code == 213:
-        with contextlib.suppress(ValueError):
-            mtime = parse_mdtm(reply.text.strip())
-    return RemoteEntry(basename(path), path, Kind.FILE, length, mtime)
-
-
-async def _is_remote_dir(conn: Connection, path: str) -> bool:
-    """Without MLST the only sure test is to CWD there (and back where we were)."""
-    pwd = await conn.command("PWD")
-    start, end = pwd.text.find('"'), pwd.text.rfind('"')
-    if pwd.code != 257 or start == end:
-        return False
-    here = pwd.text[start + 1 : end].replace('""', '"')
-    if (await conn.command(f"CWD {path}")).code != 250:
-        return False
-    raise_for(await conn.command(f"CWD {here}"), f"CWD {here}")
-    return True
-
-
-async def set_remote_mtime(conn: Connection, path: str, mtime: float) -> bool:
-    """MFMT, where the server has it: mirrors compare times, so keep them equal."""
-    if not conn.has("MFMT"):
-        return False
-    reply = await conn.command(f"MFMT {format_mdtm(int(mtime))} {path}")
-    return reply.code == 213
 
 
 # --- local files -----------------------------------------------------------------
@@ -354,7 +298,7 @@ async def _download_stream(
     what was written cannot be read back."""
     async with pool.connection() as conn:
         methods = integrity.methods(conn) if verify else []
-    digest = integrity.new_digest(methods[0].algorithm) if methods else None
+    digest = new_digest(methods[0].algorithm) if methods else None
 
     def write(fd: int, data: bytes) -> int:
         view = memoryview(data)

@@ -9,73 +9,56 @@ the account and the storage and so lives in the server.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from fileferry import paths
-from fileferry.protocol import addresses, events, hashcommands, listing, tlscommands
+from fileferry.protocol import events, hashcommands, listing, tlscommands
+from fileferry.protocol.commandtypes import (
+    DEFAULT_CAPABILITIES,
+    Arg,
+    Command,
+    CoreConfig,
+    Ctx,
+    Feature,
+    Handler,
+    Outcome,
+    SiteCommand,
+)
+from fileferry.protocol.commandtypes import resolve_arg as _path
+from fileferry.protocol.datacommands import (
+    _abor,
+    _eprt,
+    _epsv,
+    _listing,
+    _pasv,
+    _port,
+    _retr,
+    _store,
+    _strip_list_flags,
+)
 from fileferry.protocol.replies import Reply, quote_path
-from fileferry.protocol.state import Access, DataMode, SessionState
+from fileferry.protocol.state import Access
+
+__all__ = [
+    "COMMANDS",
+    "DEFAULT_CAPABILITIES",
+    "MAX_OFFSET",
+    "SITE_COMMANDS",
+    "Arg",
+    "Command",
+    "CoreConfig",
+    "Ctx",
+    "Feature",
+    "Handler",
+    "Outcome",
+    "SiteCommand",
+    "features",
+    "permission",
+    "site_commands",
+]
 
 #: REST offsets beyond this are refused (no file system stores more).
 MAX_OFFSET = 2**63 - 1
-
-
-class Arg(enum.Enum):
-    NONE = "none"
-    OPTIONAL = "optional"
-    REQUIRED = "required"
-
-
-@dataclass(frozen=True, slots=True)
-class CoreConfig:
-    """What the core needs to know of the server's configuration."""
-
-    #: FEAT lines beyond the built-in ones (``AUTH TLS`` when TLS is set up...).
-    extra_features: tuple[str, ...] = ()
-    #: SITE subcommands the server handles, with their help text.
-    site_commands: tuple[tuple[str, str], ...] = ()
-    max_line: int = 4200
-    #: The server has a certificate: AUTH TLS can succeed.
-    tls_available: bool = False
-    #: Refuse logins and transfers that are not protected by TLS.
-    tls_required: bool = False
-
-
-@dataclass(slots=True)
-class Ctx:
-    state: SessionState
-    config: CoreConfig = field(default_factory=CoreConfig)
-
-
-Outcome = Reply | events.Event
-Handler = Callable[[Ctx, str], Outcome]
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    verb: str
-    access: Access
-    arg: Arg
-    syntax: str
-    handler: Handler
-
-
-def _path(ctx: Ctx, arg: str, code: int = 550) -> str | Reply:
-    try:
-        return paths.resolve(ctx.state.cwd, arg)
-    except paths.PathError as exc:
-        return Reply(code, str(exc))
-
-
-def _need_data(ctx: Ctx) -> Reply | None:
-    ranged = hashcommands.transfer_refusal(ctx.state)
-    if ranged is not None:
-        return ranged
-    if ctx.state.data_mode is DataMode.NONE:
-        return Reply(425, "Use PORT, EPRT, PASV or EPSV first.")
-    return tlscommands.data_refusal(ctx.state, ctx.config.tls_required)
 
 
 # --- access control and session ------------------------------------------------
@@ -135,22 +118,27 @@ def _syst(ctx: Ctx, arg: str) -> Outcome:
     return Reply(215, "UNIX Type: L8")
 
 
+#: FEAT lines of the server as a whole rather than of one verb.
+SERVER_FEATURES = ("TVFS", "UTF8")
+
+
 def features(ctx: Ctx) -> tuple[str, ...]:
-    """Exactly what FEAT advertises: every line here is something that works."""
-    built_in = (
-        "EPRT",
-        "EPSV",
-        "MDTM",
-        "MFMT",
-        listing.feat_mlst(ctx.state.facts),
-        "REST STREAM",
-        "SIZE",
-        "TVFS",
-        "UTF8",
-        *hashcommands.features(ctx.state.hash_algorithm),
-    )
-    tls = tlscommands.FEATURES if ctx.config.tls_available else ()
-    return tuple(sorted(built_in + tls + ctx.config.extra_features))
+    """Exactly what FEAT advertises: every line here is something that works.
+
+    Derived from the command table: each row's ``feature`` whose ``needs`` the
+    server has, the server-wide lines, and the embedder's ``extra_features``.
+    """
+    config = ctx.config
+    lines: list[str] = [*SERVER_FEATURES, *config.extra_features]
+    for cmd in _FEATURED:
+        if cmd.needs and cmd.needs not in config.capabilities:
+            continue
+        feature = cmd.feature
+        if isinstance(feature, str):
+            lines.append(feature)
+        elif feature is not None:
+            lines.extend(feature(ctx))
+    return tuple(sorted(lines))
 
 
 def _feat(ctx: Ctx, arg: str) -> Outcome:
@@ -323,103 +311,6 @@ def _avbl(ctx: Ctx, arg: str) -> Outcome:
     return p if isinstance(p, Reply) else events.AvailableSpace(p)
 
 
-# --- data channel -----------------------------------------------------------------
-
-
-def _pasv(ctx: Ctx, arg: str) -> Outcome:
-    if ctx.state.epsv_all:
-        return Reply(503, "EPSV ALL in effect: use EPSV.")
-    return events.EnterPassive(extended=False)
-
-
-def _epsv(ctx: Ctx, arg: str) -> Outcome:
-    try:
-        proto = addresses.parse_epsv(arg)
-    except addresses.AddressError as exc:
-        return Reply(exc.reply_code, str(exc))
-    if proto == "ALL":
-        ctx.state.epsv_all = True
-        return Reply(200, "EPSV ALL ok.")
-    return events.EnterPassive(extended=True, protocol=proto if isinstance(proto, int) else None)
-
-
-def _port(ctx: Ctx, arg: str) -> Outcome:
-    if ctx.state.epsv_all:
-        return Reply(503, "EPSV ALL in effect: use EPSV.")
-    try:
-        hp = addresses.parse_port(arg)
-    except addresses.AddressError as exc:
-        return Reply(exc.reply_code, str(exc))
-    return events.EnterActive(hp.host, hp.port, extended=False)
-
-
-def _eprt(ctx: Ctx, arg: str) -> Outcome:
-    if ctx.state.epsv_all:
-        return Reply(503, "EPSV ALL in effect: use EPSV.")
-    try:
-        hp = addresses.parse_eprt(arg)
-    except addresses.AddressError as exc:
-        return Reply(exc.reply_code, str(exc))
-    return events.EnterActive(hp.host, hp.port, extended=True)
-
-
-def _abor(ctx: Ctx, arg: str) -> Outcome:
-    return events.Abort()
-
-
-def _is_flag(text: str) -> bool:
-    return text.isascii() and text.isalnum()
-
-
-def _strip_list_flags(arg: str) -> str:
-    """Drop leading ``ls``-style flags (``-a``, ``-la``) that clients send to LIST."""
-    words = arg.split(" ")
-    while words and len(words[0]) > 1 and words[0][0] == "-" and _is_flag(words[0][1:]):
-        words.pop(0)
-    return " ".join(words).strip()
-
-
-def _listing(fmt: events.ListFormat) -> Handler:
-    def handler(ctx: Ctx, arg: str) -> Outcome:
-        missing = _need_data(ctx)
-        if missing:
-            return missing
-        target = _strip_list_flags(arg) if fmt is not events.ListFormat.MLSD else arg
-        p = _path(ctx, target or ".")
-        if isinstance(p, Reply):
-            return p
-        return events.ListDirectory(p, fmt, ctx.state.facts, arg_given=bool(target))
-
-    return handler
-
-
-def _retr(ctx: Ctx, arg: str) -> Outcome:
-    missing = _need_data(ctx)
-    if missing:
-        return missing
-    p = _path(ctx, arg)
-    if isinstance(p, Reply):
-        return p
-    offset, ctx.state.rest = ctx.state.rest, 0
-    return events.RetrieveFile(p, offset, ctx.state.ascii)
-
-
-def _store(mode: events.StoreMode) -> Handler:
-    def handler(ctx: Ctx, arg: str) -> Outcome:
-        missing = _need_data(ctx)
-        if missing:
-            return missing
-        p = _path(ctx, arg or ".", 553)
-        if isinstance(p, Reply):
-            return p
-        offset, ctx.state.rest = ctx.state.rest, 0
-        if mode is not events.StoreMode.REPLACE:
-            offset = 0
-        return events.StoreFile(p, offset, mode, ctx.state.ascii)
-
-    return handler
-
-
 # --- integrity: HASH, RANG and the X* digests (see hashcommands) ----------------
 
 
@@ -438,71 +329,133 @@ def _legacy_hash(verb: str) -> Handler:
     return handler
 
 
+def _tls_feature(*lines: str) -> Callable[[Ctx], tuple[str, ...]]:
+    def feature(ctx: Ctx) -> tuple[str, ...]:
+        return lines if ctx.config.tls_available else ()
+
+    return feature
+
+
+def _mlst_feature(ctx: Ctx) -> tuple[str, ...]:
+    return (listing.feat_mlst(ctx.state.facts),)
+
+
+def _hash_feature(ctx: Ctx) -> tuple[str, ...]:
+    return hashcommands.features(ctx.state.hash_algorithm)[:1]
+
+
 _A, _R, _O, _N = Access, Arg.REQUIRED, Arg.OPTIONAL, Arg.NONE
 
 
-def _table(*rows: tuple[str, Access, Arg, str, Handler]) -> dict[str, Command]:
-    return {row[0]: Command(*row) for row in rows}
+def _legacy_row(verb: str) -> Command:
+    syntax = f"{verb} <path> [<start> <end>]"
+    return Command(verb, _A.LOGIN, _R, syntax, _legacy_hash(verb), "r", verb)
 
 
-COMMANDS: dict[str, Command] = _table(
-    ("AUTH", _A.FREE, _R, "AUTH TLS", _auth),
-    ("PBSZ", _A.FREE, _R, "PBSZ 0", _pbsz),
-    ("PROT", _A.FREE, _R, "PROT {C|P}", _prot),
-    ("CCC", _A.FREE, _N, "CCC", _ccc),
-    ("USER", _A.USER, _R, "USER <name>", _user),
-    ("PASS", _A.PASS, _O, "PASS <password>", _pass),
-    ("ACCT", _A.FREE, _O, "ACCT <account>", _acct),
-    ("QUIT", _A.QUIT, _N, "QUIT", _quit),
-    ("REIN", _A.FREE, _N, "REIN", _rein),
-    ("SMNT", _A.LOGIN, _O, "SMNT <path>", _smnt),
-    ("NOOP", _A.FREE, _N, "NOOP", _noop),
-    ("SYST", _A.FREE, _N, "SYST", _syst),
-    ("FEAT", _A.FREE, _N, "FEAT", _feat),
-    ("OPTS", _A.FREE, _R, "OPTS <option> [value]", _opts),
-    ("HELP", _A.FREE, _O, "HELP [command]", _help),
-    ("SITE", _A.LOGIN, _R, "SITE <command> [args]", _site),
-    ("TYPE", _A.FREE, _R, "TYPE {A|I|L 8}", _type),
-    ("MODE", _A.FREE, _R, "MODE S", _mode),
-    ("STRU", _A.FREE, _R, "STRU F", _stru),
-    ("ALLO", _A.LOGIN, _O, "ALLO <bytes>", _allo),
-    ("REST", _A.LOGIN, _R, "REST <offset>", _rest),
-    ("PWD", _A.LOGIN, _N, "PWD", _pwd),
-    ("XPWD", _A.LOGIN, _N, "XPWD", _pwd),
-    ("CWD", _A.LOGIN, _R, "CWD <path>", _cwd),
-    ("XCWD", _A.LOGIN, _R, "XCWD <path>", _cwd),
-    ("CDUP", _A.LOGIN, _N, "CDUP", _cdup),
-    ("XCUP", _A.LOGIN, _N, "XCUP", _cdup),
-    ("MKD", _A.LOGIN, _R, "MKD <path>", _path_event(events.MakeDirectory, 553)),
-    ("XMKD", _A.LOGIN, _R, "XMKD <path>", _path_event(events.MakeDirectory, 553)),
-    ("RMD", _A.LOGIN, _R, "RMD <path>", _path_event(events.RemoveDirectory)),
-    ("XRMD", _A.LOGIN, _R, "XRMD <path>", _path_event(events.RemoveDirectory)),
-    ("DELE", _A.LOGIN, _R, "DELE <path>", _path_event(events.DeleteFile)),
-    ("RNFR", _A.LOGIN, _R, "RNFR <path>", _path_event(events.RenameFrom)),
-    ("RNTO", _A.LOGIN, _R, "RNTO <path>", _rnto),
-    ("SIZE", _A.LOGIN, _R, "SIZE <path>", _path_event(events.FileSize)),
-    ("MDTM", _A.LOGIN, _R, "MDTM <path>", _mdtm),
-    ("MFMT", _A.LOGIN, _R, "MFMT YYYYMMDDHHMMSS <path>", _mfmt),
-    ("STAT", _A.OUT_OF_BAND, _O, "STAT [path]", _stat),
-    ("MLST", _A.LOGIN, _O, "MLST [path]", _mlst),
-    ("AVBL", _A.LOGIN, _O, "AVBL [path]", _avbl),
-    ("PASV", _A.LOGIN, _N, "PASV", _pasv),
-    ("EPSV", _A.LOGIN, _O, "EPSV [1|2|ALL]", _epsv),
-    ("PORT", _A.LOGIN, _R, "PORT h1,h2,h3,h4,p1,p2", _port),
-    ("EPRT", _A.LOGIN, _R, "EPRT |proto|addr|port|", _eprt),
-    ("ABOR", _A.OUT_OF_BAND, _N, "ABOR", _abor),
-    ("LIST", _A.LOGIN, _O, "LIST [path]", _listing(events.ListFormat.LIST)),
-    ("NLST", _A.LOGIN, _O, "NLST [path]", _listing(events.ListFormat.NLST)),
-    ("MLSD", _A.LOGIN, _O, "MLSD [path]", _listing(events.ListFormat.MLSD)),
-    ("RETR", _A.LOGIN, _R, "RETR <path>", _retr),
-    ("STOR", _A.LOGIN, _R, "STOR <path>", _store(events.StoreMode.REPLACE)),
-    ("APPE", _A.LOGIN, _R, "APPE <path>", _store(events.StoreMode.APPEND)),
-    ("STOU", _A.LOGIN, _O, "STOU [name]", _store(events.StoreMode.UNIQUE)),
-    ("HASH", _A.LOGIN, _R, "HASH <path>", _hash),
-    ("RANG", _A.LOGIN, _R, "RANG <start> <end>", _rang),
-    ("XCRC", _A.LOGIN, _R, "XCRC <path> [<start> <end>]", _legacy_hash("XCRC")),
-    ("XMD5", _A.LOGIN, _R, "XMD5 <path> [<start> <end>]", _legacy_hash("XMD5")),
-    ("XSHA1", _A.LOGIN, _R, "XSHA1 <path> [<start> <end>]", _legacy_hash("XSHA1")),
-    ("XSHA256", _A.LOGIN, _R, "XSHA256 <path> [<start> <end>]", _legacy_hash("XSHA256")),
-    ("XSHA512", _A.LOGIN, _R, "XSHA512 <path> [<start> <end>]", _legacy_hash("XSHA512")),
+_TIME, _SPACE = "set_mtime", "available_space"
+
+# Permission letters (users.base): e=cwd, l=list, r=retrieve, a=append,
+# d=delete, f=rename, m=mkdir, w=store, M=chmod, T=set mtime, X=SITE EXEC.
+# fmt: off
+_ROWS: tuple[Command, ...] = (
+    Command("AUTH", _A.FREE, _R, "AUTH TLS", _auth, feature=_tls_feature("AUTH TLS", "AUTH SSL")),
+    Command("PBSZ", _A.FREE, _R, "PBSZ 0", _pbsz, feature=_tls_feature("PBSZ")),
+    Command("PROT", _A.FREE, _R, "PROT {C|P}", _prot, feature=_tls_feature("PROT")),
+    Command("CCC", _A.FREE, _N, "CCC", _ccc),
+    Command("USER", _A.USER, _R, "USER <name>", _user),
+    Command("PASS", _A.PASS, _O, "PASS <password>", _pass),
+    Command("ACCT", _A.FREE, _O, "ACCT <account>", _acct),
+    Command("QUIT", _A.QUIT, _N, "QUIT", _quit),
+    Command("REIN", _A.FREE, _N, "REIN", _rein),
+    Command("SMNT", _A.LOGIN, _O, "SMNT <path>", _smnt),
+    Command("NOOP", _A.FREE, _N, "NOOP", _noop),
+    Command("SYST", _A.FREE, _N, "SYST", _syst),
+    Command("FEAT", _A.FREE, _N, "FEAT", _feat),
+    Command("OPTS", _A.FREE, _R, "OPTS <option> [value]", _opts),
+    Command("HELP", _A.FREE, _O, "HELP [command]", _help),
+    Command("SITE", _A.LOGIN, _R, "SITE <command> [args]", _site),
+    Command("TYPE", _A.FREE, _R, "TYPE {A|I|L 8}", _type),
+    Command("MODE", _A.FREE, _R, "MODE S", _mode),
+    Command("STRU", _A.FREE, _R, "STRU F", _stru),
+    Command("ALLO", _A.LOGIN, _O, "ALLO <bytes>", _allo),
+    Command("REST", _A.LOGIN, _R, "REST <offset>", _rest, feature="REST STREAM"),
+    Command("PWD", _A.LOGIN, _N, "PWD", _pwd),
+    Command("XPWD", _A.LOGIN, _N, "XPWD", _pwd),
+    Command("CWD", _A.LOGIN, _R, "CWD <path>", _cwd, "e"),
+    Command("XCWD", _A.LOGIN, _R, "XCWD <path>", _cwd, "e"),
+    Command("CDUP", _A.LOGIN, _N, "CDUP", _cdup, "e"),
+    Command("XCUP", _A.LOGIN, _N, "XCUP", _cdup, "e"),
+    Command("MKD", _A.LOGIN, _R, "MKD <path>", _path_event(events.MakeDirectory, 553), "m"),
+    Command("XMKD", _A.LOGIN, _R, "XMKD <path>", _path_event(events.MakeDirectory, 553), "m"),
+    Command("RMD", _A.LOGIN, _R, "RMD <path>", _path_event(events.RemoveDirectory), "d"),
+    Command("XRMD", _A.LOGIN, _R, "XRMD <path>", _path_event(events.RemoveDirectory), "d"),
+    Command("DELE", _A.LOGIN, _R, "DELE <path>", _path_event(events.DeleteFile), "d"),
+    Command("RNFR", _A.LOGIN, _R, "RNFR <path>", _path_event(events.RenameFrom), "f"),
+    Command("RNTO", _A.LOGIN, _R, "RNTO <path>", _rnto, "f"),
+    Command("SIZE", _A.LOGIN, _R, "SIZE <path>", _path_event(events.FileSize), "l", "SIZE"),
+    Command("MDTM", _A.LOGIN, _R, "MDTM <path>", _mdtm, "l", "MDTM"),
+    Command("MFMT", _A.LOGIN, _R, "MFMT YYYYMMDDHHMMSS <path>", _mfmt, "T", "MFMT", _TIME),
+    Command("STAT", _A.OUT_OF_BAND, _O, "STAT [path]", _stat, "l"),
+    Command("MLST", _A.LOGIN, _O, "MLST [path]", _mlst, "l", _mlst_feature),
+    Command("AVBL", _A.LOGIN, _O, "AVBL [path]", _avbl, "l", "AVBL", _SPACE),
+    Command("PASV", _A.LOGIN, _N, "PASV", _pasv),
+    Command("EPSV", _A.LOGIN, _O, "EPSV [1|2|ALL]", _epsv, feature="EPSV"),
+    Command("PORT", _A.LOGIN, _R, "PORT h1,h2,h3,h4,p1,p2", _port),
+    Command("EPRT", _A.LOGIN, _R, "EPRT |proto|addr|port|", _eprt, feature="EPRT"),
+    Command("ABOR", _A.OUT_OF_BAND, _N, "ABOR", _abor),
+    Command("LIST", _A.LOGIN, _O, "LIST [path]", _listing(events.ListFormat.LIST), "l"),
+    Command("NLST", _A.LOGIN, _O, "NLST [path]", _listing(events.ListFormat.NLST), "l"),
+    Command("MLSD", _A.LOGIN, _O, "MLSD [path]", _listing(events.ListFormat.MLSD), "l"),
+    Command("RETR", _A.LOGIN, _R, "RETR <path>", _retr, "r"),
+    Command("STOR", _A.LOGIN, _R, "STOR <path>", _store(events.StoreMode.REPLACE), "w"),
+    Command("APPE", _A.LOGIN, _R, "APPE <path>", _store(events.StoreMode.APPEND), "a"),
+    Command("STOU", _A.LOGIN, _O, "STOU [name]", _store(events.StoreMode.UNIQUE), "w"),
+    Command("HASH", _A.LOGIN, _R, "HASH <path>", _hash, "r", _hash_feature),
+    Command("RANG", _A.LOGIN, _R, "RANG <start> <end>", _rang),
+    _legacy_row("XCRC"),
+    _legacy_row("XMD5"),
+    _legacy_row("XSHA1"),
+    _legacy_row("XSHA256"),
+    _legacy_row("XSHA512"),
 )
+# fmt: on
+
+COMMANDS: dict[str, Command] = {cmd.verb: cmd for cmd in _ROWS}
+_FEATURED = tuple(cmd for cmd in _ROWS if cmd.feature is not None)
+
+#: The SITE subcommands the server implements, in SITE HELP order.
+SITE_COMMANDS: dict[str, SiteCommand] = {
+    s.name: s
+    for s in (
+        SiteCommand("QUOTA", "QUOTA: show your quota and what you use of it"),
+        SiteCommand(
+            "CHMOD", "CHMOD <mode> <path>: change a file's permission bits", "M", "set_mode"
+        ),
+        SiteCommand(
+            "EXEC", "EXEC [name [args]]: run a command the operator allowed", "X", optional=True
+        ),
+    )
+}
+
+
+def permission(verb: str) -> str:
+    """The permission letter the command table gives ``verb`` (or a SITE subcommand)."""
+    cmd = COMMANDS.get(verb)
+    if cmd is not None:
+        return cmd.permission
+    return SITE_COMMANDS[verb].permission
+
+
+def site_commands(
+    capabilities: frozenset[str], enabled: frozenset[str] = frozenset()
+) -> tuple[tuple[str, str], ...]:
+    """``CoreConfig.site_commands`` for a server: the SITE rows it can offer.
+
+    A row is offered if the server has what it ``needs`` and, if it is
+    ``optional``, the operator named it in ``enabled``.
+    """
+    return tuple(
+        (s.name, s.help)
+        for s in SITE_COMMANDS.values()
+        if (not s.needs or s.needs in capabilities) and (not s.optional or s.name in enabled)
+    )

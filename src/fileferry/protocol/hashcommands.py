@@ -16,26 +16,48 @@ mod_digest counts) and name their algorithm in the verb.
 
 The core only carries algorithm *names*: the digest itself needs file I/O,
 so it is the server's job (``events.FileHash``).
+
+The client speaks the same commands from the other end, so the algorithm
+table, the FEAT line, the X* argument syntax and the 213 answer are read and
+written here, next to each other: what the client sends is checked against
+the very parser the server runs (:func:`legacy_argument`).
 """
 
 from __future__ import annotations
+
+import re
+from dataclasses import dataclass
 
 from fileferry import paths
 from fileferry.protocol import events
 from fileferry.protocol.replies import Reply
 from fileferry.protocol.state import SessionState
 
-#: Names as in IANA's "Hash Function Textual Names" (CRC32 is the de-facto name).
-ALGORITHMS = ("SHA-256", "SHA-512", "SHA-1", "MD5", "CRC32")
+
+@dataclass(frozen=True, slots=True)
+class Algorithm:
+    #: As in IANA's "Hash Function Textual Names" (CRC32 is the de-facto name).
+    name: str
+    #: The de-facto command that implies it.
+    verb: str
+    #: Length of its digest in hex digits.
+    hex_length: int
+
+
+#: Every algorithm both sides know, in the client's order of preference (which
+#: is also the order FEAT lists them in).
+TABLE = (
+    Algorithm("SHA-256", "XSHA256", 64),
+    Algorithm("SHA-512", "XSHA512", 128),
+    Algorithm("SHA-1", "XSHA1", 40),
+    Algorithm("MD5", "XMD5", 32),
+    Algorithm("CRC32", "XCRC", 8),
+)
+ALGORITHMS = tuple(a.name for a in TABLE)
+BY_NAME = {a.name: a for a in TABLE}
 DEFAULT = "SHA-256"
 #: The de-facto commands and the algorithm each one implies.
-LEGACY = {
-    "XCRC": "CRC32",
-    "XMD5": "MD5",
-    "XSHA1": "SHA-1",
-    "XSHA256": "SHA-256",
-    "XSHA512": "SHA-512",
-}
+LEGACY = {a.verb: a.name for a in TABLE}
 #: "RANG 1 0" is the draft's way to clear a range.
 _RESET = (1, 0)
 #: Offsets beyond this are refused (no file system stores more).
@@ -46,6 +68,13 @@ def features(selected: str) -> tuple[str, ...]:
     """FEAT lines: the HASH list with the session's choice starred, and each X* verb."""
     listed = ";".join(name + ("*" if name == selected else "") for name in ALGORITHMS)
     return (f"HASH {listed}", *sorted(LEGACY))
+
+
+def parse_feature(listed: str) -> tuple[str, ...]:
+    """The algorithms a ``HASH`` FEAT line offers (its argument, star or not),
+    upper-cased, in the server's order; names this table lacks are kept."""
+    names = (n.strip().rstrip("*").strip().upper() for n in listed.split(";"))
+    return tuple(dict.fromkeys(n for n in names if n))
 
 
 def opts(state: SessionState, value: str) -> Reply:
@@ -131,6 +160,70 @@ def _split_legacy(arg: str) -> tuple[str, int, int | None] | None:
     if start is None or end is None or end < start:
         return None
     return name, start, end
+
+
+def legacy_argument(path: str, start: int = 0, end: int | None = None) -> str:
+    """What to send after an X* verb for ``path`` (bytes ``[start, end)`` if ``end``).
+
+    A name with a space is quoted, as mod_digest expects; whatever form is
+    chosen must read back through the server's own parser as exactly this
+    path and range, and a path no form can carry raises ``ValueError``.
+    """
+    suffix = "" if end is None else f" {start} {end}"
+    quoted = f'"{path}"'
+    forms = (quoted, path) if " " in path or path.startswith('"') else (path, quoted)
+    for form in forms:
+        arg = form + suffix
+        if _split_legacy(arg) == (path, start if end is not None else 0, end):
+            return arg
+    raise ValueError(f"no X* argument can name {path!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class HashAnswer:
+    """A ``213`` answer to HASH: ``algorithm first-last hexdigest path``."""
+
+    algorithm: str
+    first: int
+    last: int
+    #: Lower-case hex.
+    hexdigest: str
+    path: str
+
+
+def format_answer(algorithm: str, first: int, last: int, hexdigest: str, path: str) -> str:
+    """The text of the 213 reply to HASH (``last`` is inclusive, as in RANG)."""
+    return f"{algorithm} {first}-{last} {hexdigest} {path}"
+
+
+def parse_answer(text: str) -> HashAnswer:
+    """Read the last line of a 213 reply to HASH; ``ValueError`` if it is not one."""
+    words = text.split(" ", 3)
+    if len(words) < 3:
+        raise ValueError(f"not a HASH answer: {text[:80]!r}")
+    first_text, dash, last_text = words[1].partition("-")
+    first, last = _offset(first_text), _offset(last_text)
+    digest = words[2]
+    if not dash or first is None or last is None:
+        raise ValueError(f"HASH answer without a byte range: {text[:80]!r}")
+    if not digest or not all(c in "0123456789abcdefABCDEF" for c in digest):
+        raise ValueError(f"HASH answer without a hex digest: {text[:80]!r}")
+    path = words[3] if len(words) > 3 else ""
+    return HashAnswer(words[0].upper(), first, last, digest.lower(), path)
+
+
+def parse_legacy_answer(text: str, algorithm: str) -> str:
+    """The digest in the reply to an X* verb (lower-case hex).
+
+    The verbs have no written syntax: servers answer ``250 <hex>``,
+    ``213 <hex>`` or with words around it, so the first run of hex digits
+    of the right length, standing alone, is the digest.
+    """
+    want = BY_NAME[algorithm].hex_length
+    found = re.search(rf"\b[0-9A-Fa-f]{{{want}}}\b", text, re.ASCII)
+    if found is not None:
+        return found.group().lower()
+    raise ValueError(f"no {algorithm} digest in {text[:80]!r}")
 
 
 def legacy(state: SessionState, verb: str, arg: str) -> Reply | events.FileHash:

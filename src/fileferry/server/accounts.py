@@ -9,10 +9,7 @@ in tables every worker shares (:mod:`fileferry.server.shared`), so that
 ``max_sessions`` and quotas hold for the whole server; the rate buckets are
 per worker.
 
-:func:`admit` is the whole login policy after the password check: disabled,
-expired, wrong network, too many sessions, home folder missing. Each is a
-530 with a message that says which, sent only to someone who knew the
-password; the caller applies the same failure delay to all of them.
+:func:`fileferry.server.login.admit` is the login policy that takes a lease.
 """
 
 from __future__ import annotations
@@ -23,14 +20,13 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from fileferry.server.quota import QuotaStorage, QuotaTracker, attach, quota_table
+from fileferry.server.quota import QuotaTracker, attach, quota_table
 from fileferry.server.shared import Lock, Table, clear_column, key_tag, session_rows
 from fileferry.server.throttle import Throttle, TokenBucket, throttle
 from fileferry.storage.usage import Usage, measure
 
 if TYPE_CHECKING:
     from fileferry.config import ServerConfig
-    from fileferry.server.control import ControlConnection
     from fileferry.server.shared import SharedLimits
     from fileferry.storage.base import Storage
     from fileferry.users.base import Account
@@ -94,8 +90,8 @@ class AccountRegistry:
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         self._quotas: dict[_QuotaKey, QuotaTracker] = {}
         self._measuring: dict[_QuotaKey, asyncio.Future[Usage]] = {}
-        upload_rate: int = getattr(config, "upload_rate", 0)
-        download_rate: int = getattr(config, "download_rate", 0)
+        upload_rate: int = config.limits.rates.upload
+        download_rate: int = config.limits.rates.download
         self.global_upload = TokenBucket(upload_rate) if upload_rate else None
         self.global_download = TokenBucket(download_rate) if download_rate else None
 
@@ -221,38 +217,3 @@ class AccountRegistry:
             time.monotonic() - started,
         )
         return usage
-
-
-async def admit(conn: ControlConnection, account: Account) -> str | None:
-    """Log ``account`` in on ``conn``, or say why not (the text of a 530)."""
-    refusal = account.refusal(conn.peer_host, time.time())
-    if refusal is not None:
-        return refusal
-    lease = conn.app.accounts.acquire(account)
-    if lease is None:
-        return "Too many sessions for this user; try again later."
-    try:
-        storage = conn.app.storage_for(account)
-        tracker = await conn.app.accounts.quota_for(account, storage)
-    except Exception:
-        lease.release()
-        # The operator needs the path and the reason; the client gets neither.
-        log.exception("session=%d cannot open the home folder of %s", conn.id, account.name)
-        return "Home folder is not available."
-    if tracker is not None:
-        storage = QuotaStorage(storage, tracker)
-        lease.quota = tracker
-    conn.account = account
-    conn.storage = storage
-    conn.lease = lease
-    return None
-
-
-def logout(conn: ControlConnection) -> None:
-    """Drop the login (REIN, end of connection): the session slot is given back."""
-    lease = getattr(conn, "lease", None)
-    if lease is not None:
-        lease.release()
-    conn.lease = None
-    conn.account = None
-    conn.storage = None

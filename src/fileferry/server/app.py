@@ -1,9 +1,8 @@
 """The composition root: where configuration, storage, users and sockets meet.
 
-Nothing else in fileferry constructs a storage backend or a user store for
-the server; swapping local disk for S3, or the static users for SQLite, is a
-change here (or a constructor argument from an embedding program) and
-nowhere else.
+Nothing else in the server constructs a storage backend or a user store: they
+come from :mod:`fileferry.backends` (chosen by the scheme of ``root`` and
+``db``), or from constructor arguments of an embedding program.
 """
 
 from __future__ import annotations
@@ -11,20 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import shutil
 import socket
 import ssl
-from collections.abc import Callable
-from concurrent.futures import Executor
+from collections.abc import Callable, Iterable
 
-from fileferry.config import ServerConfig, UserConfig
-from fileferry.errors import ConfigError
-from fileferry.protocol.commands import CoreConfig
+from fileferry.backends import open_storage, open_users
+from fileferry.config import ServerConfig
+from fileferry.observability import Dispatcher, Observer, SessionLog
+from fileferry.protocol.commands import CoreConfig, site_commands
 from fileferry.server.accounts import AccountRegistry
 from fileferry.server.control import ControlConnection
 from fileferry.server.datapath import DataPaths
-from fileferry.server.handlers.site import EXEC_PERMISSION
 from fileferry.server.implicit import ImplicitListener
 from fileferry.server.limits import (
     Defender,
@@ -36,79 +33,12 @@ from fileferry.server.limits import (
 from fileferry.server.shared import SharedLimits
 from fileferry.server.tls import SelfSigned, TLSManager, make_self_signed
 from fileferry.server.tlspump import PUMP_THREADS, PumpPool
-from fileferry.storage.base import Storage
-from fileferry.storage.local import LocalStorage, make_executor
-from fileferry.storage.mounts import Mount, MountedStorage
-from fileferry.users.base import ALL_PERMISSIONS, READ_ONLY, Account, UserStore, UserStoreError
-from fileferry.users.sqlite import SQLiteUserStore
-from fileferry.users.static import StaticUser, StaticUserStore
+from fileferry.storage.base import Capabilities, Storage
+from fileferry.users.base import Account, UserStore
 
 log = logging.getLogger("fileferry.server")
 
 StorageFactory = Callable[[Account], Storage]
-
-
-def _static_account(config: ServerConfig, user: UserConfig) -> Account:
-    """A ``--user``/``[[user]]`` account; ``permissions`` wins over ``write`` if given."""
-    fields = dict(user.account_fields)
-    perms = fields.pop("permissions", None)
-    if perms is None:
-        perms = ALL_PERMISSIONS if user.write else READ_ONLY
-    if user.site_exec and EXEC_PERMISSION not in str(perms):
-        perms = f"{perms}{EXEC_PERMISSION}"
-    home = os.path.abspath(os.path.expanduser(user.home)) if user.home else config.root
-    return Account(name=user.name, home=home, permissions=str(perms), **fields)  # type: ignore[arg-type]
-
-
-def default_users(config: ServerConfig) -> UserStore:
-    """Users from ``--user``/``[[user]]``, then the SQLite database, plus anonymous."""
-    users = [StaticUser(_static_account(config, u), u.password_hash) for u in config.users]
-    anonymous = None
-    if config.anonymous:
-        perms = ALL_PERMISSIONS if config.write else READ_ONLY
-        anonymous = Account("anonymous", config.root, perms, anonymous=True)
-    database = None
-    if config.db is not None:
-        try:
-            database = SQLiteUserStore(config.db, create=False)
-        except UserStoreError as exc:
-            raise ConfigError(f"db: {exc}") from None
-    return StaticUserStore(users, anonymous, fallback=database)
-
-
-class LocalStorageProvider:
-    """One ``LocalStorage`` per home folder, all sharing the app's file-system pool."""
-
-    def __init__(self, config: ServerConfig, executor: Executor) -> None:
-        self._config = config
-        self._executor = executor
-        self._storages: dict[str, Storage] = {}
-
-    def _local(self, directory: str) -> Storage:
-        storage = self._storages.get(directory)
-        if storage is None:
-            storage = LocalStorage(
-                directory,
-                fsync_uploads=self._config.fsync_uploads,
-                executor=self._executor,
-                fs_calls=self._config.fs_calls,
-            )
-            self._storages[directory] = storage
-        return storage
-
-    def __call__(self, account: Account) -> Storage:
-        """The home, with the account's virtual folders mounted into it."""
-        home = self._local(account.home)
-        if not account.virtual_folders:
-            return home
-        mounts = [
-            Mount(f.path, self._local(f.source), f.read_only) for f in account.virtual_folders
-        ]
-        return MountedStorage(home, mounts)
-
-    async def close(self) -> None:
-        for storage in self._storages.values():
-            await storage.close()
 
 
 class App:
@@ -118,9 +48,14 @@ class App:
     this worker (:meth:`SharedLimits.for_worker`); without it the session
     caps, bans, account sessions and quotas are this process's alone.
 
-    The thread pools are the app's: ``pumps`` (TLS data transfers) and
-    ``executor`` (local file-system calls) are made here unless passed in,
-    and only what was made here is shut down by :meth:`close`.
+    ``observers``: callables given every session event
+    (:mod:`fileferry.observability.events`); by default the session log
+    alone. A list replaces that default, so include
+    :class:`~fileferry.observability.SessionLog` to keep the log lines.
+
+    ``pumps``: the threads that run TLS data transfers; made here (and shut
+    down by :meth:`close`) unless passed in, e.g. by a test that wants a
+    small pool and its counters. ``data_paths`` runs every transfer with them.
     """
 
     def __init__(
@@ -130,61 +65,77 @@ class App:
         users: UserStore | None = None,
         storage_for: StorageFactory | None = None,
         shared: SharedLimits | None = None,
+        observers: Iterable[Observer] | None = None,
         pumps: PumpPool | None = None,
-        executor: Executor | None = None,
     ) -> None:
         self.config = config
-        self.users = users or default_users(config)
         self._own_pumps = pumps is None
         self.pumps = pumps if pumps is not None else PumpPool(PUMP_THREADS)
         self.data_paths = DataPaths(self.pumps)
-        self._own_executor: Executor | None = None
-        self._provider = None
-        if storage_for is None:
-            if executor is None:
-                executor = self._own_executor = make_executor()
-            self._provider = LocalStorageProvider(config, executor)
+        self.dispatcher = Dispatcher((SessionLog(),) if observers is None else observers)
+        self.users = users or open_users(config)
+        self._provider = None if storage_for else open_storage(config)
         self.storage_for: StorageFactory = storage_for or self._provider  # type: ignore[assignment]
         self._self_signed: SelfSigned | None = None
         self.tls: TLSManager | None = None
-        if config.tls_self_signed:
+        if config.tls.self_signed:
             self._self_signed = make_self_signed([config.host])
             self.tls = TLSManager(self._self_signed.cert, self._self_signed.key)
-        elif config.tls_cert and config.tls_key:
-            self.tls = TLSManager(config.tls_cert, config.tls_key)
-        site = (("EXEC", "EXEC [name [args]]: run a command the operator allowed"),)
-        always = (
-            ("QUOTA", "QUOTA: show your quota and what you use of it"),
-            ("CHMOD", "CHMOD <mode> <path>: change a file's permission bits"),
-        )
+        elif config.tls.cert and config.tls.key:
+            self.tls = TLSManager(config.tls.cert, config.tls.key)
         self.accounts = AccountRegistry(config, shared=shared)
-        self.core_config = CoreConfig(
-            extra_features=("AVBL",),
-            max_line=config.max_line,
-            site_commands=always + (site if config.site_exec else ()),
-            tls_available=self.tls is not None,
-            tls_required=config.tls_required,
-        )
+        self.core_config = self._core_config()
         self.sessions: set[asyncio.Task[None]] = set()
-        bans = (config.ban_threshold, config.ban_window, config.ban_time, config.ban_max_time)
+        bans = (
+            config.limits.bans.threshold,
+            config.limits.bans.window,
+            config.limits.bans.time,
+            config.limits.bans.max_time,
+        )
         self.counter: SessionCounter | SharedSessionCounter
         self.defender: Defender | SharedDefender
         if shared is None:  # one worker: plain dictionaries, the fastest
-            self.counter = SessionCounter(config.max_sessions, config.max_sessions_per_ip)
+            self.counter = SessionCounter(config.limits.sessions.max, config.limits.sessions.per_ip)
             self.defender = Defender(*bans)
         else:
             self.counter = SharedSessionCounter(
-                config.max_sessions, config.max_sessions_per_ip, shared
+                config.limits.sessions.max, config.limits.sessions.per_ip, shared
             )
             self.defender = SharedDefender(*bans, shared=shared)
 
+    def _core_config(self) -> CoreConfig:
+        """The protocol core's view of this server: what FEAT, HELP and SITE offer.
+
+        FEAT is answered before login, when the user's storage is not known
+        yet: it describes the storage the server's factory declares
+        (``storage_for.capabilities``: local disk by default; a factory
+        without the attribute is taken to have the base ``Capabilities``).
+        A user whose storage turns out to lack one (a mount of another
+        backend) is answered by that storage's own refusal.
+        """
+        config = self.config
+        caps: Capabilities = getattr(self.storage_for, "capabilities", Capabilities())
+        capabilities = frozenset(
+            {"available_space"}
+            | ({"set_mtime"} if caps.set_mtime else set())
+            | ({"set_mode"} if caps.set_mode else set())
+        )
+        return CoreConfig(
+            max_line=config.limits.sessions.max_line,
+            site_commands=site_commands(
+                capabilities, frozenset({"EXEC"}) if config.site_exec else frozenset()
+            ),
+            tls_available=self.tls is not None,
+            tls_required=config.tls.required,
+            capabilities=capabilities,
+        )
+
     async def close(self) -> None:
         """Release what the composition root created (not what was passed in)."""
+        self.dispatcher.flush()
         await self.users.close()
         if self._provider is not None:
             await self._provider.close()
-        if self._own_executor is not None:
-            await asyncio.to_thread(self._own_executor.shutdown, wait=True)
         if self._own_pumps:
             self.pumps.close()
         if self._self_signed is not None:
@@ -254,16 +205,16 @@ class FTPServer:
         users: UserStore | None = None,
         storage_for: StorageFactory | None = None,
         shared: SharedLimits | None = None,
+        observers: Iterable[Observer] | None = None,
         pumps: PumpPool | None = None,
-        executor: Executor | None = None,
     ) -> None:
         self.app = App(
             config,
             users=users,
             storage_for=storage_for,
             shared=shared,
+            observers=observers,
             pumps=pumps,
-            executor=executor,
         )
         self._server: asyncio.Server | None = None
         self._implicit: ImplicitListener | None = None
@@ -300,9 +251,9 @@ class FTPServer:
             limit=2**16,
             backlog=LISTEN_BACKLOG,
         )
-        if self.config.tls_implicit_port is not None:
+        if self.config.tls.implicit_port is not None:
             try:
-                isock = _bind_or_explain(self.config.host, self.config.tls_implicit_port, workers)
+                isock = _bind_or_explain(self.config.host, self.config.tls.implicit_port, workers)
             except OSError:
                 self._server.close()
                 raise
@@ -312,7 +263,7 @@ class FTPServer:
                 admit=self._admit_implicit,
                 release=self.app.counter.release,
                 context=self._tls_context,
-                handshake_timeout=self.config.accept_timeout,
+                handshake_timeout=self.config.data.accept_timeout,
                 run=self._session,
             )
 
@@ -363,7 +314,15 @@ class FTPServer:
         assert task is not None
         self.app.sessions.add(task)
         try:
-            conn = ControlConnection(self.app, reader, writer, tls_context=tls_context)
+            app = self.app
+            conn = ControlConnection(
+                app,
+                reader,
+                writer,
+                core=app.core_config,
+                dispatcher=app.dispatcher,
+                tls_context=tls_context,
+            )
             await conn.run()
         except asyncio.CancelledError:
             pass

@@ -2,9 +2,15 @@
 
 The loop is deliberately small: wait for bytes from the client (or for a
 running transfer to finish), hand them to the sans-I/O session, and dispatch
-each event it produces through the handler table. Transfers run as a task of
-their own so that ABOR, STAT and QUIT are heard while data flows; every
-other event is handled in line, which keeps replies in order.
+each event it produces through the handler table. Handlers see the
+connection only as a :class:`~fileferry.server.context.SessionContext` and
+return their reply (or a transfer job); this shell sends it. Transfers run
+as a task of their own so that ABOR, STAT and QUIT are heard while data
+flows; every other event is handled in line, which keeps replies in order.
+
+Nothing in ``server/`` imports this module but the composition root
+(``app.py``), and this module imports no ``app``: what it needs of the
+server comes in as constructor arguments.
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ import time
 from typing import TYPE_CHECKING
 
 from fileferry.errors import PermissionDenied, StorageError
+from fileferry.observability import events as seen
+from fileferry.observability.dispatch import Dispatcher
+from fileferry.observability.events import Origin
 from fileferry.protocol import events
 from fileferry.protocol.replies import Reply
 from fileferry.protocol.session import Session
@@ -27,16 +36,18 @@ from fileferry.server.handlers import HANDLERS, transfers
 from fileferry.server.limits import CommandRate, client_key
 
 if TYPE_CHECKING:
+    from fileferry.protocol.commands import CoreConfig
+    from fileferry.protocol.state import SessionState
     from fileferry.server.accounts import Lease
-    from fileferry.server.app import App
+    from fileferry.server.context import Services
     from fileferry.storage.base import Storage
     from fileferry.users.base import Account
 
 log = logging.getLogger("fileferry.session")
 
 _READ_SIZE = 16384
-_EVENT = "session=%d peer=%s user=%s %s %s"
 _ids = itertools.count(1)
+_NO_OBSERVERS = Dispatcher()
 
 
 class ControlConnection:
@@ -44,29 +55,33 @@ class ControlConnection:
 
     def __init__(
         self,
-        app: App,
+        services: Services,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         *,
+        core: CoreConfig,
+        dispatcher: Dispatcher = _NO_OBSERVERS,
         tls_context: ssl.SSLContext | None = None,
     ) -> None:
-        self.app = app
-        self._loop = asyncio.get_running_loop()
+        self.services = services
+        self.config = config = services.config
+        self._dispatcher = dispatcher
         self.id = next(_ids)
         self.reader = reader
         self.writer = writer
         #: The TLS context of this session's control connection; its data
         #: connections use the same one so that they can resume its session.
         self.tls_context = tls_context
-        self.session = Session(app.core_config, implicit_tls=tls_context is not None)
-        self.rate = CommandRate(app.config.max_commands_per_second)
-        self.login_deadline = time.monotonic() + app.config.login_timeout
+        self.session = Session(core, implicit_tls=tls_context is not None)
+        self.rate = CommandRate(config.limits.sessions.commands_per_second)
+        self.login_deadline = time.monotonic() + config.limits.sessions.login_timeout
         self.client_key = client_key(writer.get_extra_info("peername")[0])
         sock: socket.socket = writer.get_extra_info("socket")
         peer = writer.get_extra_info("peername")
         local = writer.get_extra_info("sockname")
         self.peer_host: str = peer[0]
         self.local_host: str = local[0]
+        self._origin = Origin(self.id, self.peer_host)
         self.account: Account | None = None
         self.storage: Storage | None = None
         #: The logged-in account's share of limits (throttles, quota, session slot).
@@ -75,15 +90,38 @@ class ControlConnection:
             peer_host=self.peer_host,
             local_host=self.local_host,
             family=sock.family,
-            passive_ports=app.config.passive_ports,
-            accept_timeout=app.config.accept_timeout,
-            data_timeout=app.config.data_timeout,
+            passive_ports=config.data.passive_ports,
+            accept_timeout=config.data.accept_timeout,
+            data_timeout=config.data.timeout,
         )
         self.transfer_task: asyncio.Task[None] | None = None
         self.transfer_job: transfers.Job | None = None
         #: Set by ABOR so the transfer task answers 426 instead of re-raising.
         self.aborting = False
         self.closing = False
+
+    # --- the session context (server/context.py) --------------------------------
+
+    @property
+    def state(self) -> SessionState:
+        return self.session.state
+
+    @property
+    def origin(self) -> Origin:
+        origin = self._origin
+        user = self.account.name if self.account is not None else None
+        if origin.user != user:  # logged in or out since the last event
+            origin = self._origin = Origin(self.id, self.peer_host, user)
+        return origin
+
+    @property
+    def observed(self) -> bool:
+        return self._dispatcher.active
+
+    @property
+    def transfer_running(self) -> bool:
+        task = self.transfer_task
+        return task is not None and not task.done()
 
     def require(self, letter: str, path: str) -> Storage:
         """The user's storage, if the account may do ``letter`` at ``path``."""
@@ -93,43 +131,54 @@ class ControlConnection:
             raise PermissionDenied("Permission denied.")
         return self.storage
 
-    # --- replies --------------------------------------------------------------
-
     def reply(self, reply: Reply, event: events.Event | None = None) -> None:
         """Send ``reply`` (answering ``event``, if given) on the control connection."""
         if self.writer.is_closing():
             return
         self.writer.write(self.session.send(reply, event))
 
-    def log_event(self, what: str, **fields: object) -> None:
-        """Log one session event, written after this turn of the event loop.
+    def emit(self, event: seen.SessionEvent) -> None:
+        """Hand ``event`` to the observers, after this turn of the event loop."""
+        self._dispatcher.emit(event)
 
-        The record (and so its timestamp, user and fields) is made now; only
-        formatting and writing it wait until the replies and closes that this
-        turn of the loop produces have gone out. When 300 clients QUIT at
-        once, the last one's connection would otherwise close only after 299
-        log lines: a fifth of the burst's time. Session events keep their
-        order; a warning logged directly in the same turn may print first.
-        """
-        if not log.isEnabledFor(logging.INFO):
-            return
-        extra = " ".join(f"{k}={v!r}" for k, v in fields.items())
-        user = self.account.name if self.account else "-"
-        args = (self.id, self.peer_host, user, what, extra)
-        record = log.makeRecord(log.name, logging.INFO, "(unknown file)", 0, _EVENT, args, None)
+    async def wait_transfer(self) -> None:
+        task = self.transfer_task
+        if task is not None and not task.done():
+            await asyncio.wait({task})
+
+    async def start_tls(self) -> bool:
+        """Upgrade the control connection after the 234; False if it must close."""
+        tls = self.services.tls
+        assert tls is not None  # the core refuses AUTH without TLS set up
         try:
-            self._loop.call_soon(log.handle, record)
-        except RuntimeError:  # the loop is closed: write it now rather than lose it
-            log.handle(record)
+            await self.writer.drain()
+        except (OSError, ConnectionError):
+            return False
+        if _take_buffered(self.reader):
+            # Clear text sent behind AUTH (command injection): never let it pass as protected.
+            self.emit(seen.TLSRefused(self.origin, "clear text after AUTH"))
+            return False
+        context = tls.context
+        try:
+            await self.writer.start_tls(
+                context, ssl_handshake_timeout=self.config.data.accept_timeout
+            )
+        except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
+            self.emit(seen.TLSFailed(self.origin, type(exc).__name__))
+            return False
+        self.tls_context = context
+        version = self.writer.get_extra_info("ssl_object").version()
+        self.emit(seen.TLSEstablished(self.origin, version))
+        return True
 
     # --- the loop ---------------------------------------------------------------
 
     async def run(self) -> None:
-        cfg = self.app.config
+        cfg = self.config
         self.reply(Reply(220, cfg.banner))
-        self.log_event("connect")
+        self.emit(seen.SessionOpened(self.origin))
         read: asyncio.Task[bytes] | None = None
-        self.login_deadline = time.monotonic() + cfg.login_timeout
+        self.login_deadline = time.monotonic() + cfg.limits.sessions.login_timeout
         try:
             while not self.closing:
                 event = self.session.next_event()
@@ -144,7 +193,7 @@ class ControlConnection:
                     # The common case, no transfer running: await the read
                     # directly under the deadline, without a Task and a wait
                     # set per command (a tenth of a login's CPU).
-                    data = await self._read_idle(cfg.idle_timeout)
+                    data = await self._read_idle(cfg.limits.sessions.idle_timeout)
                     if data is None:
                         break
                     self.session.receive_data(data)
@@ -154,19 +203,17 @@ class ControlConnection:
                 waits: set[asyncio.Future[object]] = {read}  # type: ignore[arg-type]
                 if self.transfer_task is not None:
                     waits.add(self.transfer_task)  # type: ignore[arg-type]
-                timeout = None if self.transfer_task else cfg.idle_timeout
+                timeout = None if self.transfer_task else cfg.limits.sessions.idle_timeout
                 if self.account is None:
                     # An absolute deadline: trickling bytes cannot keep a
                     # connection that never logs in alive.
                     left = self.login_deadline - time.monotonic()
-                    timeout = max(0.0, min(cfg.idle_timeout, left))
+                    timeout = max(0.0, min(cfg.limits.sessions.idle_timeout, left))
                 done, _ = await asyncio.wait(
                     waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                 )
                 if not done:
-                    what = "Idle" if self.account else "Login"
-                    self.reply(Reply(421, f"{what} timeout, closing control connection."))
-                    self.log_event(f"{what.lower()}-timeout")
+                    self._timed_out()
                     break
                 if self.transfer_task is not None and self.transfer_task.done():
                     self.transfer_task = None
@@ -196,35 +243,56 @@ class ControlConnection:
             async with asyncio.timeout(timeout):
                 return await self.reader.read(_READ_SIZE)
         except TimeoutError:
-            what = "Idle" if self.account else "Login"
-            self.reply(Reply(421, f"{what} timeout, closing control connection."))
-            self.log_event(f"{what.lower()}-timeout")
+            self._timed_out()
             return None
         except (ConnectionError, OSError):
             return b""
+
+    def _timed_out(self) -> None:
+        if self.account is not None:
+            self.reply(Reply(421, "Idle timeout, closing control connection."))
+            self.emit(seen.IdleTimeout(self.origin))
+        else:
+            self.reply(Reply(421, "Login timeout, closing control connection."))
+            self.emit(seen.LoginTimeout(self.origin))
 
     async def _drain(self) -> None:
         transport = self.writer.transport
         if not transport.is_closing() and transport.get_write_buffer_size() == 0:
             return  # the reply is already in the kernel: nothing to wait for
         try:
-            async with asyncio.timeout(self.app.config.idle_timeout):
+            async with asyncio.timeout(self.config.limits.sessions.idle_timeout):
                 await self.writer.drain()
         except (TimeoutError, ConnectionError, OSError):
             self.closing = True
 
     async def dispatch(self, event: events.Event) -> None:
+        if type(event) is events.Answer:  # the core answered by itself
+            self.reply(event.reply)
+            if event.reply.code == 421:
+                self.closing = True
+            return
         handler = HANDLERS.get(type(event))
         if handler is None:  # pragma: no cover - every event type has a handler
             self.reply(Reply(502, "Command not implemented."), event)
             return
         try:
-            await handler(self, event)
+            outcome = await handler(self, event)
         except StorageError as exc:
             self.reply(Reply(exc.reply_code, exc.message), event)
+            return
         except Exception:
             log.exception("session=%d handler for %r failed", self.id, event)
             self.reply(Reply(451, "Internal error; the action was not taken."), event)
+            return
+        if outcome is None:
+            return
+        if type(outcome) is Reply:
+            self.reply(outcome, event)
+            return
+        assert isinstance(outcome, transfers.Job) and isinstance(event, events.Transfer)
+        self.transfer_job = outcome
+        self.transfer_task = transfers.start(self, event, outcome)
 
     async def stop_transfer(self) -> None:
         """Abort a running transfer and wait until its task has cleaned up."""
@@ -254,4 +322,25 @@ class ControlConnection:
             self.lease.release()
         with contextlib.suppress(Exception):
             self.writer.close()
-        self.log_event("disconnect")
+        self.emit(seen.SessionClosed(self.origin))
+
+
+def _take_buffered(reader: asyncio.StreamReader) -> bytes:
+    """The bytes ``reader`` already holds, without waiting or yielding to the loop.
+
+    asyncio offers no public "how much is buffered?". This runs one step of
+    an ordinary ``read``: with bytes (or EOF) buffered it returns at once,
+    and that step finishes; otherwise it would wait, and closing it there
+    leaves the stream as it was. No loop turn happens in between, so bytes
+    the client sends later (a TLS ClientHello) are not mistaken for ones
+    that were already waiting.
+    """
+    step = reader.read(_READ_SIZE)
+    try:
+        step.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    except Exception:  # the stream failed: nothing waits in it
+        return b""
+    step.close()
+    return b""

@@ -224,7 +224,7 @@ def clear_column(table: Table, cell: int, counts: int = 0) -> None:
 
 def session_rows(config: ServerConfig) -> int:
     """Room for every key that can hold a session: one per admitted session at most."""
-    return int(getattr(config, "max_sessions", 2000)) + 16
+    return int(config.limits.sessions.max) + 16
 
 
 class SharedLimits:
@@ -246,7 +246,7 @@ class SharedLimits:
         from fileferry.server.quota import quota_table
 
         self.clients = client_table(rows, workers, self.lock)
-        self.bans = ban_table(config.ban_threshold, self.lock)
+        self.bans = ban_table(config.limits.bans.threshold, self.lock)
         self.accounts = session_table(rows, workers, self.lock)
         self.quotas = quota_table(rows, workers, self.lock)
 

@@ -52,7 +52,7 @@ class ServerThread:
     def start(self) -> ServerThread:
         count = max(1, self._config.workers)
         port = self._config.port
-        implicit = self._config.tls_implicit_port
+        implicit = self._config.tls.implicit_port
         limits = SharedLimits(self._config, count) if count > 1 else None
         for index in range(count):
             cfg = self._config

@@ -44,12 +44,12 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from types import FrameType
 
-from fileferry.config import ServerConfig
+from fileferry.config import ServerConfig, updated
 from fileferry.errors import ConfigError
 from fileferry.server import eventloop
+from fileferry.server.app import ListenError
 from fileferry.server.shared import LockLost, SharedLimits
 
 log = logging.getLogger("fileferry.workers")
@@ -75,11 +75,11 @@ def passive_slice(ports: tuple[int, int] | None, index: int, count: int) -> tupl
 
 def worker_config(cfg: ServerConfig, index: int, port: int, implicit: int | None) -> ServerConfig:
     """The configuration worker ``index`` serves with: resolved ports, its passive slice."""
-    return replace(
+    return updated(
         cfg,
         port=port,
         tls_implicit_port=implicit,
-        passive_ports=passive_slice(cfg.passive_ports, index, cfg.workers),
+        passive_ports=passive_slice(cfg.data.passive_ports, index, cfg.workers),
     )
 
 
@@ -248,36 +248,43 @@ class Supervisor:
         return code
 
 
-def serve_workers(cfg: ServerConfig, ready_line: Callable[[str], str]) -> int:
+#: What the parent reports once every worker listens: the address, the implicit
+#: FTPS address (if any) and the self-signed certificate made at start (if any).
+Announce = Callable[[tuple[str, int], tuple[str, int] | None, str | None], None]
+
+
+class WorkerStartError(Exception):
+    """A worker could not start (its message says why); the server did not start."""
+
+
+def serve_workers(cfg: ServerConfig, announce: Announce) -> int:
     """Run ``cfg.workers`` worker processes; returns the exit status for the CLI.
 
-    ``ready_line(url)`` is the line printed once every worker listens.
+    ``announce`` is called once every worker listens. A server that cannot
+    start raises, for the CLI to report as it reports a single process's
+    failures: ``ListenError`` (a port), ``ConfigError`` (e.g. a certificate a
+    worker could not load) or :class:`WorkerStartError`.
     """
     try:
         main = reserve_port(cfg.host, cfg.port)
     except OSError as exc:
-        print(f"fileferry: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}", file=sys.stderr)
-        return 1
+        raise ListenError(exc.errno, exc.strerror, cfg.port) from exc
     implicit_sock = None
-    try:
-        if cfg.tls_implicit_port is not None:
-            implicit_sock = reserve_port(cfg.host, cfg.tls_implicit_port)
-    except OSError as exc:
-        main.close()
-        print(
-            f"fileferry: cannot listen on {cfg.host}:{cfg.tls_implicit_port}: {exc.strerror}",
-            file=sys.stderr,
-        )
-        return 1
+    if cfg.tls.implicit_port is not None:
+        try:
+            implicit_sock = reserve_port(cfg.host, cfg.tls.implicit_port)
+        except OSError as exc:
+            main.close()
+            raise ListenError(exc.errno, exc.strerror, cfg.tls.implicit_port) from exc
     port = main.getsockname()[1]
     implicit = implicit_sock.getsockname()[1] if implicit_sock is not None else None
     self_signed = None
-    if cfg.tls_self_signed:
+    if cfg.tls.self_signed:
         # One certificate for all workers, made before forking: clients pin one fingerprint.
-        from fileferry.server.tls import fingerprint, make_self_signed
+        from fileferry.server.tls import make_self_signed
 
         self_signed = make_self_signed([cfg.host])
-        cfg = replace(
+        cfg = updated(
             cfg, tls_self_signed=False, tls_cert=self_signed.cert, tls_key=self_signed.key
         )
     supervisor = Supervisor(cfg, SharedLimits(cfg, cfg.workers))
@@ -290,22 +297,17 @@ def serve_workers(cfg: ServerConfig, ready_line: Callable[[str], str]) -> int:
         read = supervisor.spawn(configs)
         failed = supervisor.wait_ready(read)
         if failed is not None:
-            print(f"fileferry: {failed[0]}", file=sys.stderr)
             supervisor.stopping = True
             supervisor._send(signal.SIGTERM)
             supervisor.wait()
-            return failed[1]
+            message, status = failed
+            raise ConfigError(message) if status == 2 else WorkerStartError(message)
         host = main.getsockname()[0]
-        url = f"ftp://[{host}]:{port}" if ":" in host else f"ftp://{host}:{port}"
-        line = ready_line(url)
-        if implicit is not None:
-            line += f", implicit FTPS on port {implicit}"
-        print(f"{line}, {cfg.workers} workers", flush=True)
-        if self_signed is not None:
-            print(
-                f"self-signed TLS certificate, SHA-256 fingerprint {fingerprint(self_signed.cert)}",
-                flush=True,
-            )
+        announce(
+            (host, port),
+            (host, implicit) if implicit is not None else None,
+            self_signed.cert if self_signed is not None else None,
+        )
         return supervisor.wait()
     finally:
         if self_signed is not None:

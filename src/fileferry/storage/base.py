@@ -112,8 +112,9 @@ class Capabilities:
     blocking_writes: bool = False
     #: ``set_mtime`` is supported (MFMT).
     set_mtime: bool = True
-    #: ``set_mode`` is supported (SITE CHMOD); without it the call refuses.
-    set_mode: bool = False
+    #: ``set_mode`` is supported (SITE CHMOD). A backend that keeps the base
+    #: method (which refuses) must say ``False``; the contract suite checks.
+    set_mode: bool = True
 
     # Guarantees: "everywhere".
 

@@ -1,9 +1,14 @@
-"""Event handlers: one small async function per event type, found by table lookup."""
+"""Event handlers: one small async function per event type, found by table lookup.
+
+Each takes the session context (``server.context.SessionContext``) and the
+event, and returns what to answer: a ``Reply``, a transfer ``Job`` for the
+shell to run, or ``None``. ``Answer`` events (the core answered by itself)
+never reach a handler: the shell sends their reply directly.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fileferry.server.handlers import (
     access,
@@ -18,9 +23,7 @@ from fileferry.server.handlers import (
 
 if TYPE_CHECKING:
     from fileferry.protocol.events import Event
-    from fileferry.server.control import ControlConnection
-
-Handler = Callable[["ControlConnection", Any], Awaitable[None]]
+    from fileferry.server.context import Handler
 
 HANDLERS: dict[type[Event], Handler] = {
     **access.HANDLERS,

@@ -11,34 +11,32 @@ import re
 from typing import TYPE_CHECKING
 
 from fileferry import paths
+from fileferry.observability import events as seen
 from fileferry.protocol import events
+from fileferry.protocol.commands import permission
 from fileferry.protocol.replies import Reply
 
 if TYPE_CHECKING:
-    from fileferry.server.control import ControlConnection
+    from fileferry.server.context import SessionContext
 
-#: The permission letter for SITE CHMOD (pyftpdlib's).
-CHMOD_PERMISSION = "M"
+#: The permission letter for SITE CHMOD (pyftpdlib's ``M``), from the command table.
+CHMOD_PERMISSION = permission("CHMOD")
 _MODE = re.compile(r"[0-7]{3,4}")
 
 
-async def site_chmod(conn: ControlConnection, ev: events.SiteCommand) -> None:
+async def site_chmod(ctx: SessionContext, ev: events.SiteCommand) -> Reply:
     mode_text, _, name = ev.arg.partition(" ")
     if not _MODE.fullmatch(mode_text) or not name.strip():
-        conn.reply(Reply(501, "Syntax: SITE CHMOD <octal mode> <path>"), ev)
-        return
+        return Reply(501, "Syntax: SITE CHMOD <octal mode> <path>")
     mode = int(mode_text, 8)
     if mode & ~0o777:
-        conn.reply(Reply(501, "Only the rwx bits (0-777) can be set."), ev)
-        return
+        return Reply(501, "Only the rwx bits (0-777) can be set.")
     try:
         path = paths.resolve(ev.cwd, name)
     except paths.PathError as exc:
-        conn.reply(Reply(550, str(exc)), ev)
-        return
+        return Reply(550, str(exc))
     if path == "/":
-        conn.reply(Reply(550, "Cannot change the root folder."), ev)
-        return
-    await conn.require(CHMOD_PERMISSION, path).set_mode(path, mode)
-    conn.log_event("chmod", path=path, mode=f"{mode:o}")
-    conn.reply(Reply(200, "SITE CHMOD command successful."), ev)
+        return Reply(550, "Cannot change the root folder.")
+    await ctx.require(CHMOD_PERMISSION, path).set_mode(path, mode)
+    ctx.emit(seen.ModeChanged(ctx.origin, path, mode))
+    return Reply(200, "SITE CHMOD command successful.")

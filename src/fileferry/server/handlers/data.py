@@ -12,13 +12,14 @@ import ipaddress
 import socket
 from typing import TYPE_CHECKING
 
+from fileferry.observability import events as seen
 from fileferry.protocol import events
 from fileferry.protocol.addresses import format_epsv, format_pasv, same_host, unmap
 from fileferry.protocol.replies import Reply
 from fileferry.server.ports import NoFreePort
 
 if TYPE_CHECKING:
-    from fileferry.server.control import ControlConnection
+    from fileferry.server.context import Handler, SessionContext
 
 
 @functools.lru_cache(maxsize=256)
@@ -30,54 +31,46 @@ def _is_ipv4(host: str) -> bool:
         return False
 
 
-async def enter_passive(conn: ControlConnection, ev: events.EnterPassive) -> None:
-    control_v4 = _is_ipv4(conn.local_host)
+async def enter_passive(ctx: SessionContext, ev: events.EnterPassive) -> Reply:
+    control_v4 = _is_ipv4(ctx.local_host)
     own = 1 if control_v4 else 2
     if ev.protocol is not None and ev.protocol != own:
-        conn.reply(Reply(522, f"Network protocol not supported, use ({own})"), ev)
-        return
-    masquerade = conn.app.config.masquerade_address
+        return Reply(522, f"Network protocol not supported, use ({own})")
+    masquerade = ctx.config.data.masquerade_address
     if not ev.extended and not control_v4 and masquerade is None:
-        conn.reply(Reply(425, "PASV is IPv4 only; use EPSV on an IPv6 connection."), ev)
-        return
+        return Reply(425, "PASV is IPv4 only; use EPSV on an IPv6 connection.")
     try:
-        port = conn.data.listen()
+        port = ctx.data.listen()
     except NoFreePort:
-        conn.log_event("passive-ports-exhausted")
-        conn.reply(Reply(425, "No free passive port; try again later."), ev)
-        return
+        ctx.emit(seen.PassivePortsExhausted(ctx.origin))
+        return Reply(425, "No free passive port; try again later.")
     except OSError:
-        conn.reply(Reply(425, "Cannot open a passive listener."), ev)
-        return
+        return Reply(425, "Cannot open a passive listener.")
     if ev.extended:
-        conn.reply(Reply(229, format_epsv(port)), ev)
-    else:
-        host = masquerade or unmap(conn.local_host)
-        conn.reply(Reply(227, format_pasv(host, port)), ev)
+        return Reply(229, format_epsv(port))
+    host = masquerade or unmap(ctx.local_host)
+    return Reply(227, format_pasv(host, port))
 
 
-async def enter_active(conn: ControlConnection, ev: events.EnterActive) -> None:
+async def enter_active(ctx: SessionContext, ev: events.EnterActive) -> Reply:
     host = ev.host
     if ipaddress.ip_address(host).is_unspecified:
         # lftp sends "EPRT |2|::|port|" on loopback: "my own address", which
         # can only mean the control peer, so it opens no bounce.
-        host = unmap(conn.peer_host)
-    if not same_host(host, conn.peer_host):
-        conn.log_event("port-refused", host=ev.host, reason="foreign address")
-        conn.reply(Reply(501, "Rejected: data connections go only to your own address."), ev)
-        return
+        host = unmap(ctx.peer_host)
+    if not same_host(host, ctx.peer_host):
+        ctx.emit(seen.PortRefused(ctx.origin, ev.host, None, "foreign address"))
+        return Reply(501, "Rejected: data connections go only to your own address.")
     if ev.port < 1024:
-        conn.log_event("port-refused", host=ev.host, port=ev.port, reason="privileged port")
-        conn.reply(Reply(501, "Rejected: privileged port."), ev)
-        return
-    if conn.data.family == socket.AF_INET and ":" in host:
-        conn.reply(Reply(522, "Network protocol not supported, use (1)"), ev)
-        return
-    conn.data.set_active(unmap(host), ev.port)
-    conn.reply(Reply(200, f"{'EPRT' if ev.extended else 'PORT'} command successful."), ev)
+        ctx.emit(seen.PortRefused(ctx.origin, ev.host, ev.port, "privileged port"))
+        return Reply(501, "Rejected: privileged port.")
+    if ctx.data.family == socket.AF_INET and ":" in host:
+        return Reply(522, "Network protocol not supported, use (1)")
+    ctx.data.set_active(unmap(host), ev.port)
+    return Reply(200, f"{'EPRT' if ev.extended else 'PORT'} command successful.")
 
 
-HANDLERS = {
+HANDLERS: dict[type[events.Event], Handler] = {
     events.EnterPassive: enter_passive,
     events.EnterActive: enter_active,
 }

@@ -6,113 +6,114 @@ import time
 from typing import TYPE_CHECKING
 
 from fileferry.errors import IsADirectory, NotADirectory
+from fileferry.observability import events as seen
 from fileferry.protocol import events, listing
+from fileferry.protocol.commands import permission
 from fileferry.protocol.replies import Reply, quote_path
 from fileferry.protocol.state import DataMode
 
 if TYPE_CHECKING:
-    from fileferry.server.control import ControlConnection
+    from fileferry.server.context import Handler, SessionContext
+
+# The permission letters, from the command table.
+_CWD, _MKD, _RMD, _DELE = (permission(v) for v in ("CWD", "MKD", "RMD", "DELE"))
+_RNFR, _RNTO, _SIZE, _MDTM = (permission(v) for v in ("RNFR", "RNTO", "SIZE", "MDTM"))
+_MFMT, _MLST, _STAT = (permission(v) for v in ("MFMT", "MLST", "STAT"))
 
 
-async def change_directory(conn: ControlConnection, ev: events.ChangeDirectory) -> None:
-    info = await conn.require("e", ev.path).stat(ev.path)
+async def change_directory(ctx: SessionContext, ev: events.ChangeDirectory) -> Reply:
+    info = await ctx.require(_CWD, ev.path).stat(ev.path)
     if not info.is_dir:
         raise NotADirectory
-    conn.reply(Reply(250, "Directory successfully changed."), ev)
+    return Reply(250, "Directory successfully changed.")
 
 
-async def make_directory(conn: ControlConnection, ev: events.MakeDirectory) -> None:
-    await conn.require("m", ev.path).mkdir(ev.path)
-    conn.log_event("mkdir", path=ev.path)
-    conn.reply(Reply(257, f"{quote_path(ev.path)} created."), ev)
+async def make_directory(ctx: SessionContext, ev: events.MakeDirectory) -> Reply:
+    await ctx.require(_MKD, ev.path).mkdir(ev.path)
+    ctx.emit(seen.DirectoryMade(ctx.origin, ev.path))
+    return Reply(257, f"{quote_path(ev.path)} created.")
 
 
-async def remove_directory(conn: ControlConnection, ev: events.RemoveDirectory) -> None:
+async def remove_directory(ctx: SessionContext, ev: events.RemoveDirectory) -> Reply:
     if ev.path == "/":
-        conn.reply(Reply(550, "Cannot remove the root directory."), ev)
-        return
-    await conn.require("d", ev.path).rmdir(ev.path)
-    conn.log_event("rmdir", path=ev.path)
-    conn.reply(Reply(250, "Directory removed."), ev)
+        return Reply(550, "Cannot remove the root directory.")
+    await ctx.require(_RMD, ev.path).rmdir(ev.path)
+    ctx.emit(seen.DirectoryRemoved(ctx.origin, ev.path))
+    return Reply(250, "Directory removed.")
 
 
-async def delete_file(conn: ControlConnection, ev: events.DeleteFile) -> None:
-    await conn.require("d", ev.path).remove(ev.path)
-    conn.log_event("delete", path=ev.path)
-    conn.reply(Reply(250, "File deleted."), ev)
+async def delete_file(ctx: SessionContext, ev: events.DeleteFile) -> Reply:
+    await ctx.require(_DELE, ev.path).remove(ev.path)
+    ctx.emit(seen.FileDeleted(ctx.origin, ev.path))
+    return Reply(250, "File deleted.")
 
 
-async def rename_from(conn: ControlConnection, ev: events.RenameFrom) -> None:
+async def rename_from(ctx: SessionContext, ev: events.RenameFrom) -> Reply:
     if ev.path == "/":
-        conn.reply(Reply(550, "Cannot rename the root directory."), ev)
-        return
-    await conn.require("f", ev.path).stat(ev.path)
-    conn.reply(Reply(350, "Ready for RNTO."), ev)
+        return Reply(550, "Cannot rename the root directory.")
+    await ctx.require(_RNFR, ev.path).stat(ev.path)
+    return Reply(350, "Ready for RNTO.")
 
 
-async def rename_to(conn: ControlConnection, ev: events.RenameTo) -> None:
-    storage = conn.require("f", ev.src)
-    conn.require("f", ev.dst)
+async def rename_to(ctx: SessionContext, ev: events.RenameTo) -> Reply:
+    storage = ctx.require(_RNTO, ev.src)
+    ctx.require(_RNTO, ev.dst)
     if ev.dst == "/":
-        conn.reply(Reply(553, "Cannot replace the root directory."), ev)
-        return
+        return Reply(553, "Cannot replace the root directory.")
     await storage.rename(ev.src, ev.dst)
-    conn.log_event("rename", src=ev.src, dst=ev.dst)
-    conn.reply(Reply(250, "Rename successful."), ev)
+    ctx.emit(seen.Renamed(ctx.origin, ev.src, ev.dst))
+    return Reply(250, "Rename successful.")
 
 
-async def file_size(conn: ControlConnection, ev: events.FileSize) -> None:
-    info = await conn.require("l", ev.path).stat(ev.path)
+async def file_size(ctx: SessionContext, ev: events.FileSize) -> Reply:
+    info = await ctx.require(_SIZE, ev.path).stat(ev.path)
     if info.is_dir:
         raise IsADirectory("Not a regular file.")
-    conn.reply(Reply(213, str(info.size)), ev)
+    return Reply(213, str(info.size))
 
 
-async def modification_time(conn: ControlConnection, ev: events.ModificationTime) -> None:
-    info = await conn.require("l", ev.path).stat(ev.path)
+async def modification_time(ctx: SessionContext, ev: events.ModificationTime) -> Reply:
+    info = await ctx.require(_MDTM, ev.path).stat(ev.path)
     if info.is_dir:
         raise IsADirectory("Not a regular file.")
-    conn.reply(Reply(213, listing.format_mdtm(info.mtime)), ev)
+    return Reply(213, listing.format_mdtm(info.mtime))
 
 
-async def set_modification_time(conn: ControlConnection, ev: events.SetModificationTime) -> None:
-    info = await conn.require("T", ev.path).set_mtime(ev.path, ev.mtime)
-    conn.reply(Reply(213, f"Modify={listing.format_mdtm(info.mtime)}; {ev.path}"), ev)
+async def set_modification_time(ctx: SessionContext, ev: events.SetModificationTime) -> Reply:
+    info = await ctx.require(_MFMT, ev.path).set_mtime(ev.path, ev.mtime)
+    return Reply(213, f"Modify={listing.format_mdtm(info.mtime)}; {ev.path}")
 
 
-async def machine_list_file(conn: ControlConnection, ev: events.MachineListFile) -> None:
-    info = await conn.require("l", ev.path).stat(ev.path)
-    letters = conn.account.permissions_at(ev.path) if conn.account else ""
+async def machine_list_file(ctx: SessionContext, ev: events.MachineListFile) -> Reply:
+    info = await ctx.require(_MLST, ev.path).stat(ev.path)
+    letters = ctx.account.permissions_at(ev.path) if ctx.account else ""
     facts = listing.mlsx_facts(info, ev.facts, letters)
-    conn.reply(Reply(250, f"Listing {ev.path}", (f"{facts} {ev.path}",)), ev)
+    return Reply(250, f"Listing {ev.path}", (f"{facts} {ev.path}",))
 
 
-async def status(conn: ControlConnection, ev: events.Status) -> None:
-    task = conn.transfer_task
-    if task is not None and not task.done() and ev.path is None:
-        sent = conn.data.connection.bytes if conn.data.connection else 0
-        conn.reply(Reply(213, f"Status: transfer in progress, {sent} bytes so far."), ev)
-        return
+async def status(ctx: SessionContext, ev: events.Status) -> Reply:
+    if ctx.transfer_running and ev.path is None:
+        sent = ctx.data.connection.bytes if ctx.data.connection else 0
+        return Reply(213, f"Status: transfer in progress, {sent} bytes so far.")
     if ev.path is None:
-        conn.reply(Reply(211, "fileferry status:", _server_status(conn), "End of status."), ev)
-        return
-    storage = conn.require("l", ev.path)
+        return Reply(211, "fileferry status:", _server_status(ctx), "End of status.")
+    storage = ctx.require(_STAT, ev.path)
     info = await storage.stat(ev.path)
     now = time.time()
     if info.is_dir:
-        entries = await storage.list(ev.path, limit=conn.app.config.max_list_entries)
+        entries = await storage.list(ev.path, limit=ctx.config.limits.sessions.max_list_entries)
         entries.sort(key=lambda e: e.name)
         lines = tuple(listing.list_line(e, now) for e in entries)
     else:
         lines = (listing.list_line(info, now),)
-    conn.reply(Reply(213, f"Status of {ev.path}:", lines, "End of status."), ev)
+    return Reply(213, f"Status of {ev.path}:", lines, "End of status.")
 
 
-def _server_status(conn: ControlConnection) -> tuple[str, ...]:
-    st = conn.session.state
+def _server_status(ctx: SessionContext) -> tuple[str, ...]:
+    st = ctx.state
     mode = {DataMode.NONE: "none", DataMode.PASSIVE: "passive", DataMode.ACTIVE: "active"}
     return (
-        f"Connected from {conn.peer_host}",
+        f"Connected from {ctx.peer_host}",
         f"Logged in as {st.username}" if st.logged_in else "Not logged in",
         f"TYPE: {'ASCII' if st.ascii else 'BINARY'}; STRUcture: File; MODE: Stream",
         f"Data connection: {mode[st.data_mode]}",
@@ -120,7 +121,7 @@ def _server_status(conn: ControlConnection) -> tuple[str, ...]:
     )
 
 
-HANDLERS = {
+HANDLERS: dict[type[events.Event], Handler] = {
     events.ChangeDirectory: change_directory,
     events.MakeDirectory: make_directory,
     events.RemoveDirectory: remove_directory,

@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING
 
 from fileferry.digests import Digest, new_digest
 from fileferry.errors import InvalidOffset, StorageUnavailable
+from fileferry.observability import events as seen
 from fileferry.protocol import events
+from fileferry.protocol.commands import permission
 from fileferry.protocol.replies import Reply
 from fileferry.storage.fastpaths import FileBacked
 
 if TYPE_CHECKING:
-    from fileferry.server.control import ControlConnection
+    from fileferry.server.context import Handler, SessionContext
     from fileferry.storage.base import Reader
 
 #: Bytes read per step; large enough that a thread hop per chunk costs nothing.
@@ -66,21 +68,19 @@ async def _digest_reader(reader: Reader, start: int, count: int, digest: Digest)
     return done
 
 
-async def file_hash(conn: ControlConnection, ev: events.FileHash) -> None:
-    storage = conn.require("r", ev.path)
+async def file_hash(ctx: SessionContext, ev: events.FileHash) -> Reply:
+    storage = ctx.require(permission(ev.command), ev.path)
     info = await storage.stat(ev.path)
     draft = ev.command == "HASH"
     if info.is_dir:
         # The draft's code for "the hash of a directory is not defined".
-        conn.reply(Reply(553 if draft else 550, "Not a regular file."), ev)
-        return
+        return Reply(553 if draft else 550, "Not a regular file.")
     end = info.size if ev.end is None else min(ev.end, info.size)
     if ev.start > end or (ev.start == end and ev.start > 0):
         raise InvalidOffset("Range starts past the end of the file.")
     loop = asyncio.get_running_loop()
     if _running.get(loop, 0) >= MAX_CONCURRENT:
-        conn.reply(Reply(450, "Busy computing other hashes; try again later."), ev)
-        return
+        return Reply(450, "Busy computing other hashes; try again later.")
     _running[loop] = _running.get(loop, 0) + 1
     try:
         digest = new_digest(ev.algorithm)
@@ -91,13 +91,12 @@ async def file_hash(conn: ControlConnection, ev: events.FileHash) -> None:
             await reader.close()
     finally:
         _running[loop] -= 1
-    conn.log_event("hash", path=ev.path, algorithm=ev.algorithm, bytes=hashed)
+    ctx.emit(seen.FileHashed(ctx.origin, ev.path, ev.algorithm, hashed))
     hexdigest = digest.hexdigest()
     if draft:
         last = ev.start + hashed - 1 if hashed else ev.start
-        conn.reply(Reply(213, f"{ev.algorithm} {ev.start}-{last} {hexdigest} {ev.path}"), ev)
-    else:
-        conn.reply(Reply(250, hexdigest.upper()), ev)
+        return Reply(213, f"{ev.algorithm} {ev.start}-{last} {hexdigest} {ev.path}")
+    return Reply(250, hexdigest.upper())
 
 
-HANDLERS = {events.FileHash: file_hash}
+HANDLERS: dict[type[events.Event], Handler] = {events.FileHash: file_hash}

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING
 
 from fileferry.errors import NotADirectory
 from fileferry.protocol import events, listing
-from fileferry.server.handlers.transfers import Job, start
+from fileferry.protocol.commands import permission
+from fileferry.server.handlers.transfers import Job
 
 if TYPE_CHECKING:
-    from fileferry.server.control import ControlConnection
+    from fileferry.server.context import Handler, SessionContext
     from fileferry.server.datachannel import DataConnection
 
 
@@ -45,11 +46,15 @@ class SendListing(Job):
         self.payload = b""
 
 
-async def list_directory(conn: ControlConnection, ev: events.ListDirectory) -> None:
-    storage = conn.require("l", ev.path)
+#: LIST, NLST and MLSD each have their own letter in the command table.
+_LETTERS = {fmt: permission(fmt.value) for fmt in events.ListFormat}
+
+
+async def list_directory(ctx: SessionContext, ev: events.ListDirectory) -> Job:
+    storage = ctx.require(_LETTERS[ev.format], ev.path)
     info = await storage.stat(ev.path)
-    letters = conn.account.permissions_at(ev.path) if conn.account else ""
-    cap = conn.app.config.max_list_entries
+    letters = ctx.account.permissions_at(ev.path) if ctx.account else ""
+    cap = ctx.config.limits.sessions.max_list_entries
     render = listing.ListingRenderer(
         ev.format.value, time.time(), tuple(ev.facts), letters, cap if info.is_dir else None
     )
@@ -61,9 +66,10 @@ async def list_directory(conn: ControlConnection, ev: events.ListDirectory) -> N
     else:
         rendered = render([info.row()])
     job = SendListing(rendered.payload, rendered.count, rendered.truncated)
-    start(conn, ev, job, ev.format.value)
+    job.command = ev.format.value
+    return job
 
 
-HANDLERS = {
+HANDLERS: dict[type[events.Event], Handler] = {
     events.ListDirectory: list_directory,
 }

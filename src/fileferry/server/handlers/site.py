@@ -24,16 +24,19 @@ import signal
 from typing import TYPE_CHECKING
 
 from fileferry.config import SiteExecCommand
+from fileferry.observability import events as seen
 from fileferry.protocol import events
+from fileferry.protocol.commands import SITE_COMMANDS, permission
 from fileferry.protocol.replies import Reply
 from fileferry.server.handlers.chmod import site_chmod
 from fileferry.server.handlers.space import site_quota
 
 if TYPE_CHECKING:
-    from fileferry.server.control import ControlConnection
+    from fileferry.server.context import Handler, Outcome, SessionContext
 
-#: The permission letter for SITE EXEC (a fileferry extension to pyftpdlib's set).
-EXEC_PERMISSION = "X"
+#: The permission letter for SITE EXEC (``X``, a fileferry extension to pyftpdlib's
+#: set), from the command table.
+EXEC_PERMISSION = permission("EXEC")
 _MAX_ARGS = 16
 _MAX_LINE_CHARS = 400
 _ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
@@ -104,37 +107,32 @@ def _render(output: bytes) -> list[str]:
     return lines
 
 
-async def site_exec(conn: ControlConnection, ev: events.SiteCommand) -> None:
-    account = conn.account
+async def site_exec(ctx: SessionContext, ev: events.SiteCommand) -> Reply:
+    account = ctx.account
     if account is None or not account.permits(EXEC_PERMISSION, ev.cwd):
-        conn.reply(Reply(550, "Permission denied."), ev)
-        return
-    commands = {c.name: c for c in conn.app.config.site_exec}
+        return Reply(550, "Permission denied.")
+    commands = {c.name: c for c in ctx.config.site_exec}
     words = ev.arg.split()
     if not words:
         names = sorted(commands)
-        conn.reply(Reply(214, "SITE EXEC commands:", tuple(names), "End."), ev)
-        return
+        return Reply(214, "SITE EXEC commands:", tuple(names), "End.")
     command = commands.get(words[0].lower())
     if command is None:
-        conn.reply(Reply(550, "Unknown SITE EXEC command."), ev)
-        return
+        return Reply(550, "Unknown SITE EXEC command.")
     args = words[1:]
     try:
         check_arguments(command, args)
     except ExecRefused as exc:
-        conn.log_event("site-exec-refused", name=command.name, reason=str(exc))
-        conn.reply(Reply(501, f"Refused: {exc}"), ev)
-        return
-    home = account.home if os.path.isdir(account.home) else conn.app.config.root
-    conn.log_event("site-exec", name=command.name, args=args)
+        ctx.emit(seen.SiteExecRefused(ctx.origin, command.name, str(exc)))
+        return Reply(501, f"Refused: {exc}")
+    home = account.home if os.path.isdir(account.home) else ctx.config.storage.root
+    ctx.emit(seen.SiteExecStarted(ctx.origin, command.name, tuple(args)))
     try:
         status, output, truncated = await run_command(
             [*command.argv, *args], home, command.timeout, command.max_output
         )
     except OSError:
-        conn.reply(Reply(451, f"Cannot start {command.name}."), ev)
-        return
+        return Reply(451, f"Cannot start {command.name}.")
     lines = _render(output)
     if truncated:
         lines.append(f"[output truncated at {command.max_output} bytes]")
@@ -142,20 +140,20 @@ async def site_exec(conn: ControlConnection, ev: events.SiteCommand) -> None:
         lines.append("(no output)")  # keeps the reply multi-line, footer included
     if status is None:
         footer = f"{command.name} timed out after {command.timeout:g} s and was killed."
-        conn.reply(Reply(451, f"Output of {command.name}:", tuple(lines), footer), ev)
-        return
-    conn.reply(Reply(200, f"Output of {command.name}:", tuple(lines), f"Exit status {status}."), ev)
+        return Reply(451, f"Output of {command.name}:", tuple(lines), footer)
+    return Reply(200, f"Output of {command.name}:", tuple(lines), f"Exit status {status}.")
 
 
-SITE_HANDLERS = {"EXEC": site_exec, "QUOTA": site_quota, "CHMOD": site_chmod}
+SITE_HANDLERS: dict[str, Handler] = {"EXEC": site_exec, "QUOTA": site_quota, "CHMOD": site_chmod}
+# Every row of the SITE table has a handler here, and nothing else does.
+assert SITE_HANDLERS.keys() == SITE_COMMANDS.keys()
 
 
-async def site_command(conn: ControlConnection, ev: events.SiteCommand) -> None:
+async def site_command(ctx: SessionContext, ev: events.SiteCommand) -> Outcome:
     handler = SITE_HANDLERS.get(ev.command)
     if handler is None:  # pragma: no cover - the core only emits registered names
-        conn.reply(Reply(501, "Unknown SITE command."), ev)
-        return
-    await handler(conn, ev)
+        return Reply(501, "Unknown SITE command.")
+    return await handler(ctx, ev)
 
 
-HANDLERS = {events.SiteCommand: site_command}
+HANDLERS: dict[type[events.Event], Handler] = {events.SiteCommand: site_command}

@@ -18,28 +18,29 @@ from typing import TYPE_CHECKING
 
 from fileferry.errors import NotADirectory
 from fileferry.protocol import events
+from fileferry.protocol.commands import permission
 from fileferry.protocol.replies import Reply
 
 if TYPE_CHECKING:
-    from fileferry.server.control import ControlConnection
+    from fileferry.server.context import Handler, SessionContext
+
+_AVBL, _STOR = permission("AVBL"), permission("STOR")
 
 
-async def available_space(conn: ControlConnection, ev: events.AvailableSpace) -> None:
-    info = await conn.require("l", ev.path).stat(ev.path)
+async def available_space(ctx: SessionContext, ev: events.AvailableSpace) -> Reply:
+    info = await ctx.require(_AVBL, ev.path).stat(ev.path)
     if not info.is_dir:
         raise NotADirectory("AVBL needs a directory.")
-    assert conn.account is not None
-    if not conn.account.permits("w", ev.path):
-        conn.reply(Reply(550, "You may not store files there."), ev)
-        return
-    tracker = conn.lease.quota if conn.lease is not None else None
+    assert ctx.account is not None
+    if not ctx.account.permits(_STOR, ev.path):
+        return Reply(550, "You may not store files there.")
+    tracker = ctx.lease.quota if ctx.lease is not None else None
     available = tracker.available_bytes() if tracker is not None else None
     if available is None:
-        conn.reply(Reply(550, "Available space unknown: no byte quota."), ev)
-        return
+        return Reply(550, "Available space unknown: no byte quota.")
     if tracker is not None and tracker.available_files() == 0:
         available = 0  # no new file fits, whatever the bytes say
-    conn.reply(Reply(213, str(available)), ev)
+    return Reply(213, str(available))
 
 
 def _line(kind: str, used: int, limit: int, available: int | None) -> str:
@@ -48,17 +49,16 @@ def _line(kind: str, used: int, limit: int, available: int | None) -> str:
     return f"{kind}: {used} used of {limit} ({available} available)"
 
 
-async def site_quota(conn: ControlConnection, ev: events.SiteCommand) -> None:
-    account = conn.account
-    tracker = conn.lease.quota if conn.lease is not None else None
+async def site_quota(ctx: SessionContext, ev: events.SiteCommand) -> Reply:
+    account = ctx.account
+    tracker = ctx.lease.quota if ctx.lease is not None else None
     if account is None or tracker is None:
-        conn.reply(Reply(200, "No quota: uploads are limited only by the server's disk."), ev)
-        return
+        return Reply(200, "No quota: uploads are limited only by the server's disk.")
     lines = (
         _line("Bytes", tracker.usage.bytes, tracker.quota_bytes, tracker.available_bytes()),
         _line("Files", tracker.usage.files, tracker.quota_files, tracker.available_files()),
     )
-    conn.reply(Reply(200, f"Quota of {account.name}:", lines, "End of quota."), ev)
+    return Reply(200, f"Quota of {account.name}:", lines, "End of quota.")
 
 
-HANDLERS = {events.AvailableSpace: available_space}
+HANDLERS: dict[type[events.Event], Handler] = {events.AvailableSpace: available_space}

@@ -24,12 +24,14 @@ from fileferry.errors import (
     NotFound,
     StorageError,
 )
+from fileferry.observability import events as seen
 from fileferry.protocol import events
+from fileferry.protocol.commands import permission
 from fileferry.protocol.replies import Reply
-from fileferry.server.datachannel import DataConnection, DataConnectionError
+from fileferry.server.dataconn import DataConnection, DataConnectionError
 
 if TYPE_CHECKING:
-    from fileferry.server.control import ControlConnection
+    from fileferry.server.context import Handler, SessionContext
     from fileferry.server.datapath import DataPaths
     from fileferry.server.throttle import Throttle
     from fileferry.storage.base import Capabilities, Reader, Storage, Upload
@@ -46,6 +48,10 @@ class Job(abc.ABC):
     event: events.Transfer | None = None
     #: Whether the task began running (a task cancelled first never does).
     started: bool = False
+    #: The verb, for the TransferFinished event; set by the handler.
+    command: str = ""
+    #: ``"download"`` (server to client) or ``"upload"``.
+    direction: str = "download"
 
     @abc.abstractmethod
     async def run(self, dc: DataConnection) -> None:
@@ -96,6 +102,8 @@ class SendFile(Job):
 
 
 class ReceiveFile(Job):
+    direction = "upload"
+
     def __init__(
         self,
         upload: Upload,
@@ -140,14 +148,13 @@ class ReceiveFile(Job):
             log.warning("could not discard a failed upload to %s", self.path)
 
 
-def start(conn: ControlConnection, ev: events.Transfer, job: Job, what: str) -> None:
-    """Run ``job``'s data phase as the session's transfer task."""
+def start(ctx: SessionContext, ev: events.Transfer, job: Job) -> asyncio.Task[None]:
+    """Run ``job``'s data phase as a task of its own; the shell keeps the task."""
     job.event = ev
-    conn.transfer_job = job
-    conn.transfer_task = asyncio.get_running_loop().create_task(_run(conn, ev, job, what))
+    return asyncio.get_running_loop().create_task(_run(ctx, ev, job))
 
 
-async def abandon(conn: ControlConnection, job: Job, *, answer: bool) -> None:
+async def abandon(ctx: SessionContext, job: Job, *, answer: bool) -> None:
     """Clean up a transfer whose task was cancelled before it ever ran.
 
     (An ABOR in the same packet as the RETR can do that.) The job's open
@@ -158,87 +165,94 @@ async def abandon(conn: ControlConnection, job: Job, *, answer: bool) -> None:
         return
     job.started = True
     await job.discard()
-    conn.data.close()
+    ctx.data.close()
     if answer and job.event is not None:
-        conn.reply(Reply(426, "Transfer aborted."), job.event)
+        ctx.reply(Reply(426, "Transfer aborted."), job.event)
 
 
-async def _run(conn: ControlConnection, ev: events.Transfer, job: Job, what: str) -> None:
+async def _run(ctx: SessionContext, ev: events.Transfer, job: Job) -> None:
     job.started = True
     started = time.monotonic()
     dc: DataConnection | None = None
     result = 451
     try:
-        conn.reply(Reply(150, job.opening), ev)
+        ctx.reply(Reply(150, job.opening), ev)
         try:
-            dc = await conn.data.connect(
-                conn.tls_context if conn.session.state.prot_private else None,
-                require_reuse=conn.app.config.tls_session_reuse,
+            dc = await ctx.data.connect(
+                ctx.tls_context if ctx.state.prot_private else None,
+                require_reuse=ctx.config.tls.session_reuse,
             )
         except DataConnectionError as exc:
             await job.discard()
             result = 425
-            conn.log_event("data-connection-failed", reason=str(exc))
-            conn.reply(Reply(425, f"Cannot open data connection: {exc}."), ev)
+            ctx.emit(seen.DataConnectionFailed(ctx.origin, str(exc)))
+            ctx.reply(Reply(425, f"Cannot open data connection: {exc}."), ev)
             return
         await job.run(dc)
         await job.end_stream(dc)
-        conn.data.connection = None
+        ctx.data.connection = None
         dc.close()
         text = await job.finish()
         result = 226
-        conn.reply(Reply(226, text), ev)
+        ctx.reply(Reply(226, text), ev)
     except asyncio.CancelledError:
         await job.discard()
-        conn.data.close()
-        if not conn.aborting:
+        ctx.data.close()
+        if not ctx.aborting:
             raise
         result = 426
-        conn.reply(Reply(426, "Transfer aborted."), ev)
+        ctx.reply(Reply(426, "Transfer aborted."), ev)
     except DataConnectionError as exc:
         await job.discard()
-        conn.data.close()
+        ctx.data.close()
         result = 426
-        conn.reply(Reply(426, f"Connection closed; transfer aborted ({exc})."), ev)
+        ctx.reply(Reply(426, f"Connection closed; transfer aborted ({exc})."), ev)
     except StorageError as exc:
         await job.discard()
-        conn.data.close()
+        ctx.data.close()
         result = exc.reply_code
-        conn.reply(Reply(exc.reply_code, exc.message), ev)
+        ctx.reply(Reply(exc.reply_code, exc.message), ev)
     except Exception:
-        log.exception("session=%d transfer failed", conn.id)
+        log.exception("session=%d transfer failed", ctx.id)
         await job.discard()
-        conn.data.close()
-        conn.reply(Reply(451, "Internal error; transfer aborted."), ev)
+        ctx.data.close()
+        ctx.reply(Reply(451, "Internal error; transfer aborted."), ev)
     finally:
-        conn.log_event(
-            "transfer",
-            cmd=what,
-            path=getattr(ev, "path", ""),
-            bytes=dc.bytes if dc else 0,
-            secs=round(time.monotonic() - started, 3),
-            result=result,
+        ctx.emit(
+            seen.TransferFinished(
+                ctx.origin,
+                job.command,
+                getattr(ev, "path", ""),
+                job.direction,
+                dc.bytes if dc else 0,
+                time.monotonic() - started,
+                result,
+            )
         )
 
 
 # --- the handlers ------------------------------------------------------------------
 
 
-async def retrieve(conn: ControlConnection, ev: events.RetrieveFile) -> None:
-    storage = conn.require("r", ev.path)
+_RETR = permission("RETR")
+#: STOR, APPE and STOU each have their own letter in the command table.
+_STORE = {mode: permission(mode.value) for mode in events.StoreMode}
+
+
+async def retrieve(ctx: SessionContext, ev: events.RetrieveFile) -> Job:
+    storage = ctx.require(_RETR, ev.path)
     reader = await storage.open_read(ev.path, ev.offset)
-    throttle = conn.lease.download if conn.lease is not None else None
-    job = SendFile(reader, ev.ascii, throttle, conn.app.data_paths, storage.capabilities)
-    start(conn, ev, job, "RETR")
+    throttle = ctx.lease.download if ctx.lease is not None else None
+    job = SendFile(reader, ev.ascii, throttle, ctx.services.data_paths, storage.capabilities)
+    job.command = "RETR"
+    return job
 
 
-async def store(conn: ControlConnection, ev: events.StoreFile) -> None:
+async def store(ctx: SessionContext, ev: events.StoreFile) -> Job:
+    storage = ctx.require(_STORE[ev.mode], ev.path)
     if ev.mode is events.StoreMode.UNIQUE:
-        storage = conn.require("w", ev.path)
         target = await _unique_target(storage, ev.path)
     else:
-        letter = "a" if ev.mode is events.StoreMode.APPEND else "w"
-        storage = conn.require(letter, ev.path)
         target = ev.path
     upload = await storage.open_write(
         target,
@@ -246,11 +260,12 @@ async def store(conn: ControlConnection, ev: events.StoreFile) -> None:
         append=ev.mode is events.StoreMode.APPEND,
         exclusive=ev.mode is events.StoreMode.UNIQUE,
     )
-    throttle = conn.lease.upload if conn.lease is not None else None
+    throttle = ctx.lease.upload if ctx.lease is not None else None
     unique = ev.mode is events.StoreMode.UNIQUE
-    datapaths, caps = conn.app.data_paths, storage.capabilities
+    datapaths, caps = ctx.services.data_paths, storage.capabilities
     job = ReceiveFile(upload, ev.ascii, target, unique, throttle, datapaths, caps)
-    start(conn, ev, job, ev.mode.value)
+    job.command = ev.mode.value
+    return job
 
 
 async def _unique_target(storage: Storage, path: str) -> str:
@@ -271,7 +286,7 @@ async def _unique_target(storage: Storage, path: str) -> str:
     raise AlreadyExists("Could not find a unique name.")
 
 
-HANDLERS = {
+HANDLERS: dict[type[events.Event], Handler] = {
     events.RetrieveFile: retrieve,
     events.StoreFile: store,
 }

@@ -1,9 +1,14 @@
-"""``fileferry config example``: a complete, commented configuration file.
+"""``fileferry config example`` and ``fileferry config keys``: the settings, for operators.
 
 The example is the reference for every setting: a test checks that each
-field of ``ServerConfig`` and each account key appears in it and that it
-loads, so a new setting cannot be added without being documented here.
-Settings whose default is "none" are shown commented out, with a value.
+setting and each account key appears in it and that it loads, so a new
+setting cannot be added without being documented here. Settings whose
+default is "none" are shown commented out, with a value.
+
+``keys`` prints, for every setting, its spellings: the flat TOML key, the
+key in its section's table, the environment variable and the flag. It is
+generated from the description (:mod:`fileferry.config.schema`), so it is
+always complete.
 """
 
 from __future__ import annotations
@@ -105,6 +110,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     actions = parser.add_subparsers(dest="config_command", metavar="ACTION")
     example = actions.add_parser("example", help="print a complete, commented config file")
     example.set_defaults(run=_print_example)
+    keys = actions.add_parser("keys", help="list every setting: TOML keys, variable, flag")
+    keys.set_defaults(run=_print_keys)
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
@@ -114,4 +121,20 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 def _print_example(args: argparse.Namespace) -> int:
     print(EXAMPLE, end="")
+    return 0
+
+
+def _print_keys(args: argparse.Namespace) -> int:
+    from fileferry.config.schema import SETTINGS
+
+    rows = [("KEY", "IN ITS TABLE", "ENVIRONMENT", "FLAG", "DEFAULT")]
+    for key, leaf in SETTINGS.items():
+        table = f"[{'.'.join(leaf.path[:-1])}] {leaf.path[-1]}" if len(leaf.path) > 1 else "-"
+        flag = leaf.meta.flag if leaf.meta.help is not None else "-"
+        if leaf.meta.toggle:
+            flag = flag.replace("--", "--[no-]", 1)
+        rows.append((key, table, leaf.meta.env, flag, repr(leaf.default)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1])
     return 0

@@ -1,4 +1,4 @@
-"""``fileferry user``: manage the accounts in the SQLite user database.
+"""``fileferry user``: manage the accounts in the user database.
 
 Operators script this (camera provisioning, partner onboarding), so it is
 plain: one subcommand per action, every account field an option with the
@@ -9,7 +9,9 @@ argument, where ``ps`` and shell history would keep them: they come from a
 prompt, from standard input, or are generated and printed once.
 
 A running server reads an account at each login, so changes apply from
-the next login on; sessions already logged in keep what they had.
+the next login on; sessions already logged in keep what they had. The
+database is opened, and ``show`` measures usage, through the same backends
+as the server's (:mod:`fileferry.backends`), chosen by the scheme of ``--db``.
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from fileferry import backends
 from fileferry.errors import ConfigError
 from fileferry.users import fields
 from fileferry.users.base import KNOWN_LETTERS, Account, StoredUser, UnknownUser, UserStoreError
 from fileferry.users.passwords import hash_password
-from fileferry.users.sqlite import SQLiteUserStore, default_db_path
 
 
 class UsageError(Exception):
@@ -42,9 +44,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     user = subparsers.add_parser(
         "user",
         help="manage accounts in the user database",
-        description="Manage FTP accounts in the SQLite user database.",
+        description="Manage FTP accounts in the user database.",
     )
-    user.add_argument("--db", metavar="PATH", help=f"user database (default {default_db_path()})")
+    user.add_argument(
+        "--db", metavar="PATH", help=f"user database (default {backends.default_user_store()})"
+    )
     user.set_defaults(run=lambda args: _usage(user))
     commands = user.add_subparsers(dest="user_command", metavar="ACTION")
     common = argparse.ArgumentParser(add_help=False)
@@ -171,17 +175,18 @@ def _run(action: Callable[[argparse.Namespace], Coroutine[Any, Any, int]]) -> Ca
     return run
 
 
-def _db_path(args: argparse.Namespace) -> Path:
-    return Path(args.db).expanduser().absolute() if args.db else default_db_path()
+def _db(args: argparse.Namespace) -> str:
+    return str(args.db) if args.db else backends.default_user_store()
 
 
-def _open(args: argparse.Namespace, *, create: bool = False) -> SQLiteUserStore:
-    path = _db_path(args)
-    if not create and not path.exists():
+def _open(args: argparse.Namespace, *, create: bool = False) -> backends.AdminStore:
+    db = _db(args)
+    backend = backends.user_store_backend(db)
+    if not create and not backend.exists(db):
         raise UserStoreError(
-            f"user database {path} does not exist; add a user first (fileferry user add)"
+            f"user database {db} does not exist; add a user first (fileferry user add)"
         )
-    return SQLiteUserStore(path, create=create)
+    return backend.open(db, create=create)
 
 
 def _read_password(args: argparse.Namespace) -> tuple[str, bool]:
@@ -248,7 +253,7 @@ def _apply_options(account: Account, args: argparse.Namespace) -> Account:
     return fields.check_account(replace(account, **changes))  # type: ignore[arg-type]
 
 
-def _check_folders(account: Account, db: Path, *, may_make_home: bool) -> None:
+def _check_folders(account: Account, db: str, *, may_make_home: bool) -> None:
     """Homes and sources must be usable and must not hold the database."""
     home = Path(account.home)
     if not home.is_dir() and (home.exists() or not may_make_home):
@@ -256,13 +261,13 @@ def _check_folders(account: Account, db: Path, *, may_make_home: bool) -> None:
     for folder in account.virtual_folders:
         if not Path(folder.source).is_dir():
             raise UsageError(f"virtual folder {folder.path}: {folder.source} is not a directory")
-    real_db = db.resolve()
-    for served in [home, *(Path(f.source) for f in account.virtual_folders)]:
-        if real_db.is_relative_to(served.resolve()):
-            raise UsageError(
-                f"{served} holds the user database {db}: a client could download it;"
-                " keep the database outside every served folder"
-            )
+    served = [account.home, *(f.source for f in account.virtual_folders)]
+    holder = backends.user_store_backend(db).held_by(db, served)
+    if holder is not None:
+        raise UsageError(
+            f"{holder} holds the user database {db}: a client could download it;"
+            " keep the database outside every served folder"
+        )
 
 
 async def _add(args: argparse.Namespace) -> int:
@@ -270,8 +275,8 @@ async def _add(args: argparse.Namespace) -> int:
     if name.lower() in fields.RESERVED_NAMES:
         raise UsageError(f"{name!r} is reserved for anonymous FTP (serve --anonymous)")
     account = _apply_options(Account(name=name, home=args.home), args)
-    db = _db_path(args)
-    if db.exists():
+    db = _db(args)
+    if backends.user_store_backend(db).exists(db):
         store = _open(args)
         try:
             await store.get(name)
@@ -355,27 +360,24 @@ def _json(user: StoredUser, now: float) -> dict[str, object]:
 
 
 async def _usage_of(account: Account) -> tuple[int, int] | None:
-    """Bytes and files counted against the quota, walked now; ``None`` if unreadable."""
-    from fileferry.storage.base import Storage
-    from fileferry.storage.local import LocalStorage, make_executor
-    from fileferry.storage.mounts import Mount, MountedStorage
+    """Bytes and files counted against the quota, walked now; ``None`` if unreadable.
+
+    The tree is the one the server would give the account (the same storage
+    backend), less virtual folders whose source is gone.
+    """
+    from fileferry.config import ServerConfig
     from fileferry.storage.usage import measure
 
-    executor = make_executor(4)
+    present = tuple(f for f in account.virtual_folders if os.path.isdir(f.source))
+    provider = backends.open_storage(ServerConfig())
     try:
-        home: Storage = LocalStorage(account.home, executor=executor)
-        mounts = [
-            Mount(f.path, LocalStorage(f.source, executor=executor), f.read_only)
-            for f in account.virtual_folders
-            if os.path.isdir(f.source)
-        ]
-        tree = MountedStorage(home, mounts) if mounts else home
-        exclude = [f.path for f in account.virtual_folders if f.read_only]
+        tree = provider(replace(account, virtual_folders=present))
+        exclude = [f.path for f in present if f.read_only]
         usage = await measure(tree, "/", exclude)
     except ConfigError:
         return None
     finally:
-        await asyncio.to_thread(executor.shutdown, wait=True)
+        await provider.close()
     return usage.bytes, usage.files
 
 
@@ -437,7 +439,7 @@ async def _update(args: argparse.Namespace) -> int:
     try:
         user = await store.get(args.name)
         account = _apply_options(user.account, args)
-        _check_folders(account, _db_path(args), may_make_home=False)
+        _check_folders(account, _db(args), may_make_home=False)
         await store.update(account)
     finally:
         await store.close()

@@ -1,0 +1,72 @@
+"""Local disk storage: ``root`` (and every home) is a folder of this machine."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fileferry.errors import ConfigError
+from fileferry.storage.mounts import Mount, MountedStorage
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fileferry.config.model import ServerConfig
+    from fileferry.storage.base import Storage
+    from fileferry.users.base import Account
+
+
+def check(location: str) -> str:
+    """The folder's absolute, resolved path; it must exist."""
+    if location.startswith("file://"):
+        location = location[len("file://") :]
+    root = Path(location).expanduser()
+    if not root.is_dir():
+        raise ConfigError(f"root: {location!r} is not a directory")
+    return str(root.resolve())
+
+
+class LocalStorageProvider:
+    """One ``LocalStorage`` per folder, all sharing one thread pool."""
+
+    def __init__(self, config: ServerConfig, executor: ThreadPoolExecutor | None = None) -> None:
+        from fileferry.storage.local import make_executor
+
+        self._fsync = config.storage.fsync_uploads
+        self._fs_calls = config.storage.fs_calls
+        self._executor = executor or make_executor()
+        self._storages: dict[str, Storage] = {}
+
+    def _local(self, directory: str) -> Storage:
+        from fileferry.storage.local import LocalStorage
+
+        storage = self._storages.get(directory)
+        if storage is None:
+            storage = LocalStorage(
+                directory,
+                fsync_uploads=self._fsync,
+                executor=self._executor,
+                fs_calls=self._fs_calls,
+            )
+            self._storages[directory] = storage
+        return storage
+
+    def __call__(self, account: Account) -> Storage:
+        """The home, with the account's virtual folders mounted into it."""
+        home = self._local(account.home)
+        if not account.virtual_folders:
+            return home
+        mounts = [
+            Mount(f.path, self._local(f.source), f.read_only) for f in account.virtual_folders
+        ]
+        return MountedStorage(home, mounts)
+
+    async def close(self) -> None:
+        for storage in self._storages.values():
+            await storage.close()
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
+
+
+def provider(config: ServerConfig) -> LocalStorageProvider:
+    return LocalStorageProvider(config)

@@ -1,0 +1,249 @@
+"""The configuration tree: nested, typed, frozen, and the one description of every setting.
+
+Each leaf is a :func:`~fileferry.config.describe.setting` whose flat key is
+the contract with operators (``idle_timeout`` in a file, ``FILEFERRY_IDLE_TIMEOUT``,
+``--idle-timeout``); the nesting is for the code that reads it
+(``config.limits.sessions.idle_timeout``) and for the nested TOML form
+(``[limits.sessions] idle_timeout = 60``). The TOML keys, the environment
+variables and the ``serve`` flags are all generated from these classes
+(:mod:`fileferry.config.schema`, :mod:`fileferry.config.flags`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from fileferry.config.describe import setting
+from fileferry.users import fields as account_fields
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+FsCalls = Literal["auto", "inline", "thread"]
+LOG_LEVELS: tuple[str, ...] = LogLevel.__args__  # type: ignore[attr-defined]
+FS_CALLS: tuple[str, ...] = FsCalls.__args__  # type: ignore[attr-defined]
+
+_TLS = "FTPS (RFC 4217)"
+_LIMITS = "limits"
+_DAY = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class UserConfig:
+    name: str
+    password_hash: str
+    #: Host directory; ``None`` means the served directory.
+    home: str | None = None
+    write: bool = True
+    #: May run the operator's SITE EXEC commands (never implied by ``write``).
+    site_exec: bool = False
+    #: Further ``Account`` fields from the ``[[user]]`` table (quotas, rates...),
+    #: already checked by :mod:`fileferry.users.fields`.
+    account_fields: tuple[tuple[str, object], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SiteExecCommand:
+    """One operator-defined command for SITE EXEC; never run through a shell."""
+
+    name: str
+    argv: tuple[str, ...]
+    #: A regular expression per client argument position; no pattern, no argument.
+    arg_patterns: tuple[str, ...] = ()
+    timeout: float = 10.0
+    max_output: int = 64 * 1024
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    """Where files live. ``root`` selects the backend by its scheme (a plain
+    path is local disk; see :mod:`fileferry.backends`)."""
+
+    root: str = setting(".", "root")
+    fsync_uploads: bool = setting(False, "fsync_uploads", "fsync before answering 226")
+    #: Where local-disk metadata calls (open, stat, rename) run: "inline" on the
+    #: event loop, "thread" in the pool, "auto" inline on local file systems
+    #: and in the pool on network ones (see storage/local.py).
+    fs_calls: FsCalls = setting(
+        "auto",
+        "fs_calls",
+        "where local-disk metadata calls run: auto (inline on local file systems, "
+        "a thread on network ones), inline, thread (auto)",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class UserStoreConfig:
+    """The account database ``fileferry user`` manages; ``db`` selects the backend
+    by its scheme (a plain path is SQLite). ``None``: only static users."""
+
+    db: str | None = setting(
+        None,
+        "db",
+        "user database made by `fileferry user` (default: used if it exists,"
+        " ~/.local/share/fileferry/users.db)",
+        metavar="PATH",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TLSConfig:
+    cert: str | None = setting(
+        None, "tls_cert", "PEM certificate (chain) for FTPS", metavar="FILE", group=_TLS
+    )
+    key: str | None = setting(
+        None, "tls_key", "PEM private key for FTPS", metavar="FILE", group=_TLS
+    )
+    #: Make a throwaway self-signed certificate at start (quick tests, not production).
+    self_signed: bool = setting(
+        False,
+        "tls_self_signed",
+        "make a throwaway self-signed certificate and print its fingerprint",
+        group=_TLS,
+    )
+    #: No login and no transfer without TLS.
+    required: bool = setting(
+        False, "tls_required", "refuse logins and transfers without TLS", group=_TLS
+    )
+    #: A second listener speaking TLS from the first byte (implicit FTPS).
+    implicit_port: int | None = setting(
+        None,
+        "tls_implicit_port",
+        "also listen for implicit FTPS",
+        metavar="PORT",
+        group=_TLS,
+        low=0,
+        high=65535,
+    )
+    #: PROT P data connections must resume the control connection's TLS session.
+    session_reuse: bool = setting(
+        True,
+        "tls_session_reuse",
+        "PROT P data connections must resume the control TLS session (default: on)",
+        group=_TLS,
+        toggle=True,
+    )
+
+    @property
+    def enabled(self) -> bool:
+        """Whether there is (or will be) a certificate to speak TLS with."""
+        return self.cert is not None or self.self_signed
+
+
+@dataclass(frozen=True, slots=True)
+class DataConfig:
+    """Data connections (passive listeners and transfers)."""
+
+    passive_ports: tuple[int, int] | None = setting(
+        None, "passive_ports", "port range for passive mode", metavar="LO-HI"
+    )
+    masquerade_address: str | None = setting(
+        None, "masquerade_address", "IPv4 address to announce in PASV replies", metavar="ADDR"
+    )
+    timeout: float = setting(
+        300.0,
+        "data_timeout",
+        "data connection stall timeout (300)",
+        metavar="SECONDS",
+        low=0,
+        high=_DAY,
+        open_low=True,
+        unit="seconds",
+    )
+    #: How long a PASV listener waits for the client's connection.
+    accept_timeout: float = setting(
+        60.0, "accept_timeout", low=0, high=_DAY, open_low=True, unit="seconds"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    """What one control connection may hold or take."""
+
+    max: int = setting(
+        2000, "max_sessions", "sessions in total (2000)", metavar="N", group=_LIMITS,
+        low=1, high=1_000_000,
+    )  # fmt: skip
+    per_ip: int = setting(
+        200, "max_sessions_per_ip", "sessions per client address (200)", metavar="N",
+        group=_LIMITS, low=1, high=1_000_000,
+    )  # fmt: skip
+    #: Sustained commands per second per session; bursts up to twice this.
+    commands_per_second: float = setting(5000.0, "max_commands_per_second", low=1, high=1_000_000)
+    idle_timeout: float = setting(
+        300.0, "idle_timeout", "control idle timeout (300)", metavar="SECONDS",
+        low=0, high=_DAY, open_low=True, unit="seconds",
+    )  # fmt: skip
+    #: An unauthenticated connection is closed after this long.
+    login_timeout: float = setting(
+        60.0, "login_timeout", "time to log in (60)", metavar="SECONDS", group=_LIMITS,
+        low=0, high=30 * _DAY, open_low=True, unit="seconds",
+    )  # fmt: skip
+    max_line: int = setting(4200, "max_line", low=512, high=65536)
+    max_list_entries: int = setting(200_000, "max_list_entries", low=1, high=100_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class BanLimits:
+    """The brute-force defender: failed logins ban an address for a while."""
+
+    #: Failed logins from one address within ``window`` that trigger a ban.
+    threshold: int = setting(5, "ban_threshold", low=1, high=1_000_000)
+    window: float = setting(600.0, "ban_window", low=0, high=30 * _DAY, open_low=True)
+    #: First ban length; each further ban of the same address doubles it.
+    time: float = setting(900.0, "ban_time", low=0, high=30 * _DAY, open_low=True)
+    max_time: float = setting(86400.0, "ban_max_time", low=0, high=30 * _DAY, open_low=True)
+    #: Seconds before answering a failed login.
+    failure_delay: float = setting(1.0, "login_failure_delay", low=0, high=60, unit="seconds")
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """Bytes per second for all sessions together, each direction; 0 = unlimited."""
+
+    upload: int = setting(0, "upload_rate", parse=account_fields.parse_size)
+    download: int = setting(0, "download_rate", parse=account_fields.parse_size)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    sessions: SessionLimits = field(default_factory=SessionLimits)
+    bans: BanLimits = field(default_factory=BanLimits)
+    rates: RateLimits = field(default_factory=RateLimits)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    level: LogLevel = setting("info", "log_level", "log verbosity (info)")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = setting(
+        "127.0.0.1", "host", "address to listen on (default 127.0.0.1; :: = dual stack)"
+    )
+    port: int = setting(
+        2121, "port", "port to listen on (default 2121; 0 = any free)", low=0, high=65535
+    )
+    banner: str = setting("fileferry FTP server ready.", "banner")
+    anonymous: bool = setting(True, "anonymous", "allow anonymous login (default: on)", toggle=True)
+    write: bool = setting(False, "write", "let anonymous users write too")
+    #: Processes sharing the listening port (SO_REUSEPORT), each with its own
+    #: event loop and its own slice of ``data.passive_ports``.
+    workers: int = setting(
+        1,
+        "workers",
+        "processes sharing the port, one event loop each (default 1)",
+        metavar="N",
+        low=1,
+        high=64,
+    )
+    #: ``--user`` and ``[[user]]`` accounts, besides the user store.
+    users: tuple[UserConfig, ...] = ()
+    site_exec: tuple[SiteExecCommand, ...] = ()
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    user_store: UserStoreConfig = field(default_factory=UserStoreConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)

@@ -1,0 +1,108 @@
+"""Hand session events to observers, off the path that produced them.
+
+A handler's ``emit`` only appends the event to a queue; the observers run in
+a callback scheduled for after the current turn of the event loop, so the
+replies and closes that turn produced go out first (when 300 clients QUIT at
+once, the last would otherwise wait for 299 log lines). The queue is
+bounded: past ``max_pending`` events are dropped and counted, so an observer
+that cannot keep up costs events, never memory. Each callback delivers at
+most ``batch`` events and schedules another for the rest, so a burst is
+spread over several turns instead of holding the loop. An observer that
+raises is logged and skipped; the others still get the event.
+
+Observers are plain callables run on the event loop: they must be quick
+(format a line, bump a counter). One that needs to block (a socket, a
+database) should queue the event and do its work elsewhere. With several
+workers every worker's server calls the same observer objects from its own
+thread: an observer shared between workers must be thread-safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Iterable
+from typing import Protocol
+
+from fileferry.observability.events import SessionEvent
+
+log = logging.getLogger("fileferry.observability")
+
+#: Events waiting for delivery, at most; more are dropped (and counted).
+MAX_PENDING = 100_000
+#: Events delivered per loop callback.
+BATCH = 512
+
+
+class Observer(Protocol):
+    """Anything called with each session event."""
+
+    def __call__(self, event: SessionEvent, /) -> None: ...
+
+
+class Dispatcher:
+    """The observers of one server (one event loop), and their pending events."""
+
+    def __init__(
+        self,
+        observers: Iterable[Observer] = (),
+        *,
+        max_pending: int = MAX_PENDING,
+        batch: int = BATCH,
+    ) -> None:
+        self.observers: tuple[Observer, ...] = tuple(observers)
+        #: Whether anyone listens: callers may skip building events when not.
+        self.active = bool(self.observers)
+        self._max_pending = max_pending
+        self._batch = batch
+        self._pending: deque[SessionEvent] = deque()
+        self._scheduled = False
+        #: Events dropped because the queue was full.
+        self.dropped = 0
+
+    def emit(self, event: SessionEvent) -> None:
+        """Queue ``event`` for every observer; never blocks, never raises."""
+        if not self.active:
+            return
+        if len(self._pending) >= self._max_pending:
+            if not self.dropped:
+                log.warning("observers are behind: dropping session events")
+            self.dropped += 1
+            return
+        self._pending.append(event)
+        if self._scheduled:
+            return
+        try:
+            asyncio.get_running_loop().call_soon(self._deliver)
+        except RuntimeError:  # no running loop (shutting down): deliver now, lose nothing
+            self._deliver()
+            return
+        self._scheduled = True
+
+    def flush(self) -> None:
+        """Deliver everything pending now (at shutdown, or for a test)."""
+        while self._pending:
+            self._deliver_some(len(self._pending))
+
+    def _deliver(self) -> None:
+        self._scheduled = False
+        self._deliver_some(self._batch)
+        if self._pending:
+            try:
+                asyncio.get_running_loop().call_soon(self._deliver)
+            except RuntimeError:
+                self.flush()
+                return
+            self._scheduled = True
+
+    def _deliver_some(self, count: int) -> None:
+        pending = self._pending
+        observers = self.observers
+        for _ in range(min(count, len(pending))):
+            event = pending.popleft()
+            for observer in observers:
+                try:
+                    observer(event)
+                except Exception:
+                    log.exception("observer %r failed on %s; skipped", observer, event.name)
