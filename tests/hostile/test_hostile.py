@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from fileferry import config
-from fileferry.protocol.lines import ENDLESS_FACTOR, MAX_LINE
+from fileferry.protocol.lines import MAX_LINE, endless_bound
 from fileferry.server.thread import ServerThread
 from fileferry.storage.local import TEMP_PREFIX
 
@@ -163,10 +163,10 @@ def test_one_mebibyte_line(server) -> None:
     # A line past the cap gets 500 and the session goes on...
     s = raw(server)
     read_reply(s)
-    s.sendall(b"NOOP " + b"A" * (MAX_LINE * ENDLESS_FACTOR - 100) + b"\r\nNOOP\r\n")
+    s.sendall(b"NOOP " + b"A" * (endless_bound(MAX_LINE) - 100) + b"\r\nNOOP\r\n")
     assert read_reply(s).startswith(b"500")
     assert read_reply(s).startswith(b"200")
-    # ...but one still not over after ENDLESS_FACTOR times the cap is cut off.
+    # ...but one still not over after the bound (1 MiB) is cut off.
     with contextlib.suppress(ConnectionError):  # the server stops reading, then resets
         s.sendall(b"NOOP " + b"A" * (1024 * 1024) + b"\r\nNOOP\r\n")
     assert read_reply(s).startswith(b"500")

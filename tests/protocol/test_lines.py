@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fileferry.protocol.lines import ENDLESS, ENDLESS_FACTOR, IAC, MAX_LINE, TOO_LONG, LineReader
+from fileferry.protocol.lines import (
+    ENDLESS,
+    IAC,
+    MAX_LINE,
+    TOO_LONG,
+    LineReader,
+    endless_bound,
+)
 
 IP, DM, NOP, AYT = 0xF4, 0xF2, 0xF1, 0xF6
 WILL, WONT, DO, DONT = 0xFB, 0xFC, 0xFD, 0xFE
@@ -166,7 +173,7 @@ def test_two_too_long_lines_give_two_markers():
 def test_a_long_line_below_the_endless_bound_keeps_memory_capped():
     reader = LineReader()
     chunk = b"A" * 4096
-    bound = reader.max_line * ENDLESS_FACTOR
+    bound = endless_bound(reader.max_line)
     markers: list[object] = []
     for _ in range(bound // len(chunk) - 1):  # just under the bound, without a line end
         reader.feed(chunk)
@@ -201,7 +208,7 @@ def test_too_long_line_in_a_single_feed_is_not_buffered():
 
 def test_a_line_that_never_ends_is_endless_past_the_bound():
     reader = LineReader(max_line=100)
-    bound = 100 * ENDLESS_FACTOR
+    bound = endless_bound(100)
     reader.feed(b"NOOP\r\n" + b"C" * bound)
     assert drain(reader) == ["NOOP", TOO_LONG]
     reader.feed(b"C")
@@ -220,8 +227,13 @@ def test_a_ten_megabyte_line_in_one_feed_is_endless():
 
 def test_lines_before_an_endless_one_are_kept_in_order():
     reader = LineReader(max_line=10)
-    reader.feed(b"USER a\r\nPASS b\r\n" + b"x" * 1000)
+    reader.feed(b"USER a\r\nPASS b\r\n" + b"x" * (endless_bound(10) + 1))
     assert drain(reader) == ["USER a", "PASS b", TOO_LONG, ENDLESS]
+
+
+def test_the_endless_bound_is_a_mebibyte_or_sixteen_times_the_cap():
+    assert endless_bound(MAX_LINE) == 1024 * 1024
+    assert endless_bound(65536) == 16 * 65536
 
 
 def test_marker_reprs():

@@ -7,8 +7,9 @@ line arrives. Four hostile or quirky inputs are handled here, once:
   :data:`TOO_LONG` marker is produced as soon as the cap is passed (so the
   client hears 500 at once, not when a line end that may never come
   arrives), and the rest of the line is dropped as it arrives;
-* a line still not over after :data:`ENDLESS_FACTOR` times the cap is a
-  client that will never send a line end (or a stream that is not FTP):
+* a line still not over after :func:`endless_bound` bytes (1 MiB, or 16
+  times the cap if that is more) is a client that will never send a line
+  end (or a stream that is not FTP):
   an :data:`ENDLESS` marker is produced and everything after it ignored, so
   the session can say 421 and close instead of reading junk forever;
 * Telnet commands (``IAC IP``, ``IAC DM`` that clients send before ABOR,
@@ -29,9 +30,20 @@ _WILL_WONT_DO_DONT: Final = frozenset({0xFB, 0xFC, 0xFD, 0xFE})
 
 #: Default cap on one command line, in bytes (paths up to 4096 plus a verb).
 MAX_LINE: Final = 4200
-#: A line longer than this many times the cap is :data:`ENDLESS`: no client
-#: sends one by mistake (the default cap makes it 67,200 bytes).
+#: A line still not over after this many bytes is :data:`ENDLESS`...
+ENDLESS_AFTER: Final = 1024 * 1024
+#: ...or after this many times the cap, if the cap was raised that far.
 ENDLESS_FACTOR: Final = 16
+
+
+def endless_bound(max_line: int) -> int:
+    """Bytes of one line after which it is :data:`ENDLESS`.
+
+    No client sends such a line by mistake: anything past the cap is already
+    refused. The bound only stops the server reading junk forever, so it is
+    generous: a long line below it gets its 500 and the session goes on.
+    """
+    return max(ENDLESS_AFTER, max_line * ENDLESS_FACTOR)
 
 
 class _Marker:
@@ -48,7 +60,7 @@ class _Marker:
 
 #: The current line passed the cap (produced once per line, when it does).
 TOO_LONG: Final = _Marker("TOO_LONG")
-#: The current line passed ``ENDLESS_FACTOR`` times the cap; nothing follows.
+#: The current line passed :func:`endless_bound`; nothing follows.
 ENDLESS: Final = _Marker("ENDLESS")
 
 
@@ -60,6 +72,7 @@ class LineReader:
         "_discarded",
         "_discarding",
         "_ended",
+        "_endless",
         "_eof",
         "_lines",
         "_pending_iac",
@@ -73,6 +86,7 @@ class LineReader:
         self._discarding = False
         #: Bytes of the current too-long line seen so far (while discarding).
         self._discarded = 0
+        self._endless = endless_bound(max_line)
         #: An ENDLESS line was reported: every later byte is ignored.
         self._ended = False
         self._pending_iac = b""
@@ -114,7 +128,7 @@ class LineReader:
     def _append(self, chunk: bytes) -> None:
         if self._discarding:
             self._discarded += len(chunk)
-            if self._discarded > self.max_line * ENDLESS_FACTOR and not self._ended:
+            if self._discarded > self._endless and not self._ended:
                 self._ended = True
                 self._lines.append(ENDLESS)
             return
