@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from fileferry.client import integrity
-from fileferry.client.connection import DATA_LIMIT
+from fileferry.client.datastream import DATA_LIMIT
 from fileferry.client.errors import (
     ConnectionFailed,
     LocalError,
