@@ -42,12 +42,16 @@ async def remote_stat(conn: Connection, path: str) -> RemoteEntry:
         probe = await conn.command(f"MDTM {path}")
         if probe.code != 213:
             raise RemoteError(f"{path}: {probe}", probe.code)
-    mtime = None
+    return RemoteEntry(basename(path), path, Kind.FILE, length, await remote_mtime(conn, path))
+
+
+async def remote_mtime(conn: Connection, path: str) -> float | None:
+    """MDTM (RFC 3659): a file's time to the second, in UTC; None if the server will not say."""
     reply = await conn.command(f"MDTM {path}")
     if reply.code == 213:
         with contextlib.suppress(ValueError):
-            mtime = parse_mdtm(reply.text.strip())
-    return RemoteEntry(basename(path), path, Kind.FILE, length, mtime)
+            return parse_mdtm(reply.text.strip())
+    return None
 
 
 async def _is_remote_dir(conn: Connection, path: str) -> bool:
