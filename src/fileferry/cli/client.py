@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 _EPILOG = (
     "URLs are ftp://[user[:password]@]host[:port]/path or ftps://... (explicit TLS). "
     "Passwords come from the URL, $FILEFERRY_PASSWORD, ~/.netrc, or a prompt. "
-    "Exit status: 0 ok, 1 other failure, 2 usage, 3 connection/TLS, 4 login, "
-    "5 remote file missing or refused, 6 local file or disk error, 7 verification failed."
+    "Exit status: 0 ok, 1 other failure, 2 usage, 3 connection/TLS/timeout, 4 login, "
+    "5 the server refused (missing file, permission, quota, full disk), "
+    "6 local file or disk error, 7 verification failed, 130 interrupted."
 )
 
 
@@ -90,6 +91,14 @@ def register(subparsers: Any) -> None:
     )
     put.add_argument("--no-verify", dest="verify", action="store_false", help="skip the check")
     put.add_argument("-p", "--preserve", action="store_true", help="keep the local mtime")
+    put.add_argument(
+        "--create-dirs",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="make missing remote folders on the way, as mirror does (default: on; the URL"
+        " says where the file goes, and a folder made by a typo is visible and harmless,"
+        " where a refusal after connecting is not what anyone asked for)",
+    )
 
     ls = add("ls", "list a remote folder", run_ls)
     ls.add_argument("url", metavar="URL")
@@ -232,6 +241,7 @@ def run_put(args: argparse.Namespace) -> int:
     async def body() -> int:
         import asyncio
         import os
+        import posixpath
 
         from fileferry.client.errors import ClientError, LocalError, RemoteError
         from fileferry.client.listing import join
@@ -255,6 +265,9 @@ def run_put(args: argparse.Namespace) -> int:
                 (name, join(url.path, os.path.basename(name)) if into_folder else url.path)
                 for name in args.files
             ]
+            if args.create_dirs:
+                folder = url.path if into_folder else posixpath.dirname(url.path)
+                await ftp.mkdir(folder, parents=True)
             limit = asyncio.Semaphore(args.parallel)
             failures: list[ClientError] = []
             overall = sum(sizes) if len(jobs) > 1 else None

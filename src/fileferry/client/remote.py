@@ -13,7 +13,7 @@ import contextlib
 from fileferry.client import integrity
 from fileferry.client.connection import Connection, raise_for
 from fileferry.client.errors import RemoteError
-from fileferry.client.listing import Kind, RemoteEntry, basename
+from fileferry.client.listing import Kind, RemoteEntry, basename, join
 from fileferry.protocol.listing import format_mdtm, parse_mdtm
 from fileferry.protocol.listparse import parse_facts, parse_size
 from fileferry.protocol.replies import unquote_path
@@ -75,3 +75,39 @@ async def set_remote_mtime(conn: Connection, path: str, mtime: float) -> bool:
         return False
     reply = await conn.command(f"MFMT {format_mdtm(int(mtime))} {path}")
     return reply.code == 213
+
+
+async def make_dirs(conn: Connection, path: str) -> None:
+    """MKD each missing folder of ``path`` from the top; folders already there are fine.
+
+    RFC 959 has no "make parents", and servers word "exists" differently, so a
+    refused MKD is judged by looking at what is there.
+    """
+    done = "/" if path.startswith("/") else ""
+    for part in [p for p in path.split("/") if p]:
+        done = join(done, part)
+        reply = await conn.command(f"MKD {done}")
+        if reply.is_positive:
+            continue
+        try:
+            there = (await remote_stat(conn, done)).is_dir
+        except RemoteError:
+            there = False
+        if not there:
+            raise_for(reply, f"mkdir {done}")
+
+
+async def ensure_dir(conn: Connection, path: str) -> bool:
+    """Make folder ``path`` (and its parents) unless it is there; True if it was made.
+
+    One look first: a put into a folder that exists, the usual case, should
+    not cost a MKD per level of its path."""
+    if path in ("", "/"):
+        return False
+    try:
+        if (await remote_stat(conn, path)).is_dir:
+            return False
+    except RemoteError:
+        pass
+    await make_dirs(conn, path)
+    return True
