@@ -156,3 +156,37 @@ def test_a_refusal_while_sending_stops_the_upload(tmp_path: Path, keep_data_open
     assert error.code == 552
     assert "Quota exceeded" in str(error)
     assert received and received[0] >= 1
+
+
+def test_a_download_the_server_breaks_off_reports_its_reply_at_once(tmp_path: Path) -> None:
+    """The same trap on the way in: 451 after half a file must not be followed by a
+    wait for a second reply that never comes."""
+
+    async def pasv(ctl: Control, arg: str) -> None:
+        port = await ctl.listen()
+        await ctl.send(f"227 Entering Passive Mode (127,0,0,1,{port >> 8},{port & 255}).\r\n")
+
+    async def retr(ctl: Control, arg: str) -> None:
+        _, writer = await ctl.data_connection()
+        await ctl.send("150 here it comes\r\n")
+        writer.write(b"x" * 50_000)
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+        await ctl.send("451 Local error: read failed.\r\n")
+
+    handlers = {"PASV": pasv, "RETR": retr, "SIZE": reply("213 100000")}
+
+    async def scenario() -> RemoteError:
+        async with (
+            ScriptedServer(handlers) as server,
+            fileferry.connect(server.url, password="pw", timeout=LONG_TIMEOUT) as ftp,
+        ):
+            with pytest.raises(RemoteError) as refused:
+                await ftp.download("f.bin", tmp_path / "f.bin")
+            assert (await ftp.exists("f.bin")) is True  # in step: SIZE answers
+            return refused.value
+
+    error = asyncio.run(asyncio.wait_for(scenario(), BOUND))
+    assert error.code == 451
+    assert not (tmp_path / "f.bin").exists()
