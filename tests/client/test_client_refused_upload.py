@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clientkit import Server, run_cli, sha256
+from clientkit import Server, make_ca, run_cli, sha256
 from scripted import Control, Handler, ScriptedServer, reply
 
 import fileferry
@@ -31,11 +31,7 @@ BOUND = 60
 QUOTA = 1_000_000
 
 
-@pytest.fixture
-def quota_server(tmp_path: Path) -> Iterator[Server]:
-    """fileferry with alice:secret limited to QUOTA bytes."""
-    root = tmp_path / "qroot"
-    root.mkdir()
+def _serve_with_quota(root: Path, **settings: object) -> ServerThread:
     alice = UserConfig(
         name="alice",
         password_hash=hash_password("secret"),
@@ -49,11 +45,46 @@ def quota_server(tmp_path: Path) -> Iterator[Server]:
             "idle_timeout": 60,
             "data_timeout": 60,
             "users": (alice,),
+            **settings,
         }
     )
-    with ServerThread(cfg) as server:
+    return ServerThread(cfg)
+
+
+@pytest.fixture
+def quota_server(tmp_path: Path) -> Iterator[Server]:
+    """fileferry with alice:secret limited to QUOTA bytes."""
+    root = tmp_path / "qroot"
+    root.mkdir()
+    with _serve_with_quota(root) as server:
         host, port = server.address
         yield Server(f"ftp://alice@{host}:{port}", root, "alice", "secret")
+
+
+def test_put_over_quota_over_tls_exits_5_at_once(tmp_path: Path) -> None:
+    ca, cert, key = make_ca(tmp_path)
+    root = tmp_path / "qroot"
+    root.mkdir()
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(5 * QUOTA))
+    tls = {"tls_cert": str(cert), "tls_key": str(key), "tls_required": True}
+    with _serve_with_quota(root, **tls) as server:
+        host, port = server.address
+        done = run_cli(
+            "put",
+            "-q",
+            "--ca-file",
+            str(ca),
+            "--timeout",
+            str(LONG_TIMEOUT),
+            str(big),
+            f"ftps://alice@{host}:{port}/big.bin",
+            env={"FILEFERRY_PASSWORD": "secret"},
+            timeout=BOUND,
+        )
+    assert done.returncode == 5, done.stderr
+    assert "552" in done.stderr
+    assert not (root / "big.bin").exists()
 
 
 def test_put_over_quota_exits_5_at_once(quota_server: Server, tmp_path: Path) -> None:
