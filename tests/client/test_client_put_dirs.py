@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
 import pytest
 from clientkit import Server, run_cli, sha256
+from scripted import Control, Handler, ScriptedServer, reply
+
+from fileferry.cli import main
 
 
 @pytest.fixture
@@ -68,3 +72,50 @@ def test_put_help_says_what_it_does() -> None:
     done = run_cli("put", "--help")
     assert done.returncode == 0
     assert "--no-create-dirs" in done.stdout
+
+
+def test_a_drop_box_that_cannot_be_looked_at_still_takes_the_upload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upload-only folder (no listing, no CWD, no MKD) as anonymous drop boxes are:
+    making folders is a help, never a reason to refuse what the server would take."""
+    payload = os.urandom(20_000)
+    source = tmp_path / "f.bin"
+    source.write_bytes(payload)
+    stored: dict[str, bytes] = {}
+
+    async def pasv(ctl: Control, arg: str) -> None:
+        port = await ctl.listen()
+        await ctl.send(f"227 Entering Passive Mode (127,0,0,1,{port >> 8},{port & 255}).\r\n")
+
+    async def stor(ctl: Control, arg: str) -> None:
+        reader, writer = await ctl.data_connection()
+        await ctl.send("150 go ahead\r\n")
+        data = await reader.read()
+        writer.close()
+        stored[arg] = data
+        await ctl.send("226 stored\r\n")
+
+    async def size(ctl: Control, arg: str) -> None:
+        if arg in stored:
+            await ctl.send(f"213 {len(stored[arg])}\r\n")
+        else:
+            await ctl.send("550 Permission denied.\r\n")
+
+    handlers: dict[str, Handler] = {
+        "PASV": pasv,
+        "STOR": stor,
+        "SIZE": size,
+        "PWD": reply('257 "/"'),
+        "CWD": reply("550 Permission denied."),
+        "MKD": reply("550 Permission denied."),
+        "MDTM": reply("550 Permission denied."),
+    }
+    monkeypatch.setenv("FILEFERRY_PASSWORD", "pw")
+
+    async def scenario() -> int:
+        async with ScriptedServer(handlers) as server:
+            return await asyncio.to_thread(main, ["put", "-q", str(source), server.url + "drop/"])
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 60)) == 0
+    assert stored == {"drop/f.bin": payload}

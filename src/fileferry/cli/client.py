@@ -265,9 +265,15 @@ def run_put(args: argparse.Namespace) -> int:
                 (name, join(url.path, os.path.basename(name)) if into_folder else url.path)
                 for name in args.files
             ]
+            folder = url.path if into_folder else posixpath.dirname(url.path)
+            unmade: RemoteError | None = None
             if args.create_dirs:
-                folder = url.path if into_folder else posixpath.dirname(url.path)
-                await ftp.mkdir(folder, parents=True)
+                # A help, not a condition: an upload-only drop box can be neither
+                # looked at nor made, and still takes the file.
+                try:
+                    await ftp.mkdir(folder, parents=True)
+                except RemoteError as exc:
+                    unmade = exc
             limit = asyncio.Semaphore(args.parallel)
             failures: list[ClientError] = []
             overall = sum(sizes) if len(jobs) > 1 else None
@@ -287,7 +293,12 @@ def run_put(args: argparse.Namespace) -> int:
                             )
                         except ClientError as exc:
                             failures.append(exc)
-                            print(f"fileferry: {exc}", file=sys.stderr)
+                            why = (
+                                f" (after {unmade})"
+                                if unmade and isinstance(exc, RemoteError)
+                                else ""
+                            )
+                            print(f"fileferry: {exc}{why}", file=sys.stderr)
                             return
                         finally:
                             bar.close()
