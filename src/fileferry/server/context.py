@@ -22,14 +22,15 @@ if TYPE_CHECKING:
     import ssl
 
     from fileferry.config import ServerConfig
+    from fileferry.limits.interfaces import BanList
     from fileferry.observability.events import Origin, SessionEvent
     from fileferry.protocol.events import Event
     from fileferry.protocol.replies import Reply
     from fileferry.protocol.state import SessionState
     from fileferry.server.accounts import AccountRegistry, Lease
     from fileferry.server.datachannel import DataChannel
+    from fileferry.server.datapath import DataPaths
     from fileferry.server.handlers.transfers import Job
-    from fileferry.server.limits import Defender, SharedDefender
     from fileferry.server.tls import TLSManager
     from fileferry.storage.base import Storage
     from fileferry.users.base import Account, UserStore
@@ -48,12 +49,17 @@ class Services(Protocol):
     def accounts(self) -> AccountRegistry: ...
 
     @property
-    def defender(self) -> Defender | SharedDefender: ...
+    def defender(self) -> BanList: ...
 
     @property
     def tls(self) -> TLSManager | None: ...
 
     def storage_for(self, account: Account, /) -> Storage: ...
+
+    @property
+    def data_paths(self) -> DataPaths:
+        """Runs each transfer's bytes on the route ``server/datapath`` picks."""
+        ...
 
 
 class SessionContext(Protocol):

@@ -8,11 +8,12 @@ and loop, sharing the port with SO_REUSEPORT and splitting the passive range
 as ``--workers`` processes do (see ``server/workers.py``); ``server`` is the
 first of them. Each has its own sessions and loop; the limits they enforce
 together (session caps, bans, account sessions, quotas) are in one
-:class:`~fileferry.server.shared.SharedLimits`, with a process lock, as
+:class:`~fileferry.limits.shared.SharedLimits`, with a process lock, as
 between worker processes. So a test suite run this way exercises what
 changes when connections land on different workers. Stores passed in
 (``users=``, ``storage_for=``) are shared, as a disk is shared between
-worker processes.
+worker processes; so are thread pools passed in (``pumps=``, ``executor=``),
+which lets a test give the server a small pump pool and read its counters.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from fileferry.config import ServerConfig
+from fileferry.limits.shared import SharedLimits
 from fileferry.server import eventloop
 from fileferry.server.app import FTPServer
-from fileferry.server.shared import SharedLimits
 from fileferry.server.workers import worker_config
 
 T = TypeVar("T")

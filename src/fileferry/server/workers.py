@@ -19,7 +19,7 @@ shares the imported code copy-on-write, so a worker costs little memory.
   exits non-zero, for the service manager to restart the whole server.
   Workers die with the parent (``PR_SET_PDEATHSIG``) even if it is killed.
 * **What the workers share**: before forking, the parent maps the limit
-  tables (:class:`~fileferry.server.shared.SharedLimits`: anonymous shared
+  tables (:class:`~fileferry.limits.shared.SharedLimits`: anonymous shared
   memory and a process lock, inherited by every worker). So ``max_sessions``,
   ``max_sessions_per_ip``, a user's ``max_sessions``, the brute-force bans
   (failures seen by any worker add up; a ban holds on all of them) and
@@ -48,9 +48,10 @@ from types import FrameType
 
 from fileferry.config import ServerConfig, updated
 from fileferry.errors import ConfigError
+from fileferry.limits.shared import SharedLimits
+from fileferry.limits.table import LockLost
 from fileferry.server import eventloop
 from fileferry.server.app import ListenError
-from fileferry.server.shared import LockLost, SharedLimits
 
 log = logging.getLogger("fileferry.workers")
 
