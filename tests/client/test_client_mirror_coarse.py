@@ -133,3 +133,15 @@ def test_download_mirror_of_old_files_copies_nothing_the_second_time(
     (srv.root / "recent.bin").write_bytes(os.urandom(1000))
     assert _copied(_mirror(srv, srv.at(""), str(back))) == ["recent.bin"]
     assert sha256(back / "recent.bin") == sha256(srv.root / "recent.bin")
+
+
+def test_put_preserve_says_when_the_server_cannot_keep_the_time(
+    srv: Server, tmp_path: Path
+) -> None:
+    source = tmp_path / "f.txt"
+    source.write_bytes(b"f" * 10)
+    os.utime(source, (1_600_000_000, 1_600_000_000))
+    done = run_cli("put", "-p", str(source), srv.at("f.txt"), env=srv.env)
+    assert done.returncode == 0, done.stderr
+    assert "MFMT" in done.stderr and "time" in done.stderr
+    assert (srv.root / "f.txt").read_bytes() == b"f" * 10

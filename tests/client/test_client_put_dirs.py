@@ -119,3 +119,29 @@ def test_a_drop_box_that_cannot_be_looked_at_still_takes_the_upload(
 
     assert asyncio.run(asyncio.wait_for(scenario(), 60)) == 0
     assert stored == {"drop/f.bin": payload}
+
+
+def test_put_preserve_keeps_the_time(ffserver: Server, files: list[Path]) -> None:
+    os.utime(files[0], (1_600_000_000.5, 1_600_000_000.5))
+    done = run_cli("put", "-p", str(files[0]), ffserver.at("kept.bin"), env=ffserver.env)
+    assert done.returncode == 0, done.stderr
+    assert "MFMT" not in done.stderr
+    assert (ffserver.root / "kept.bin").stat().st_mtime == 1_600_000_000
+
+
+def test_get_makes_missing_local_folders(ffserver: Server, tmp_path: Path) -> None:
+    (ffserver.root / "r.bin").write_bytes(b"r" * 1000)
+    into = tmp_path / "new" / "deeper"
+    done = run_cli("get", "-q", ffserver.at("r.bin"), f"{into}/", env=ffserver.env)
+    assert done.returncode == 0, done.stderr
+    assert (into / "r.bin").read_bytes() == b"r" * 1000
+    named = tmp_path / "other" / "named.bin"
+    done = run_cli("get", "-q", ffserver.at("r.bin"), str(named), env=ffserver.env)
+    assert done.returncode == 0, done.stderr
+    assert named.read_bytes() == b"r" * 1000
+    refused = tmp_path / "none" / "x.bin"
+    done = run_cli(
+        "get", "-q", "--no-create-dirs", ffserver.at("r.bin"), str(refused), env=ffserver.env
+    )
+    assert done.returncode == 6, done.stderr
+    assert not refused.parent.exists()

@@ -78,6 +78,12 @@ def register(subparsers: Any) -> None:
     get.add_argument("--no-resume", dest="resume", action="store_false", help="start over")
     get.add_argument("--no-verify", dest="verify", action="store_false", help="skip the check")
     get.add_argument("-p", "--preserve", action="store_true", help="keep the server's mtime")
+    get.add_argument(
+        "--create-dirs",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="make missing local folders of DEST (default: on, as put does remotely)",
+    )
 
     put = add("put", "upload files", run_put)
     put.add_argument("files", nargs="+", metavar="FILE")
@@ -192,7 +198,10 @@ def _same_server(a: FTPURL, b: FTPURL) -> bool:
 
 
 def _verified(result: Any) -> str:
-    return f", {result.verified_by} verified" if result.verified_by else ""
+    shown = f", {result.verified_by} verified" if result.verified_by else ""
+    if result.mtime_kept is False:
+        shown += ", time not kept (the server lacks or refused MFMT)"
+    return shown
 
 
 # --- the commands -----------------------------------------------------------------
@@ -207,6 +216,8 @@ def run_get(args: argparse.Namespace) -> int:
         if not basename(url.path):
             raise _usage(f"{url} names a folder; use mirror to copy folders")
         dest = sys.stdout.buffer if args.dest == "-" else args.dest
+        if args.dest != "-" and args.create_dirs:
+            _make_local_folders(args.dest)
         async with _client(args, url) as ftp:
             with _bars(args) as bars:
                 bar = bars.file(basename(url.path))
@@ -229,6 +240,22 @@ def run_get(args: argparse.Namespace) -> int:
         return 0
 
     return _execute(args, body)
+
+
+def _make_local_folders(dest: str) -> None:
+    """DEST ending in a separator is a folder to put the file in; otherwise its
+    parent is. Either is made when missing."""
+    import os
+
+    from fileferry.client.errors import local_error
+
+    folder = dest if dest.endswith(("/", os.sep)) else os.path.dirname(dest)
+    if not folder:
+        return
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise local_error("create", folder, exc) from None
 
 
 def _usage(message: str) -> Exception:
