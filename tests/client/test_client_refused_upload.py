@@ -19,7 +19,7 @@ from scripted import Control, Handler, ScriptedServer, reply
 
 import fileferry
 from fileferry import config
-from fileferry.client.errors import RemoteError
+from fileferry.client.errors import ConnectionFailed, RemoteError
 from fileferry.config.model import UserConfig
 from fileferry.server.thread import ServerThread
 from fileferry.users.passwords import hash_password
@@ -221,3 +221,36 @@ def test_a_download_the_server_breaks_off_reports_its_reply_at_once(tmp_path: Pa
     error = asyncio.run(asyncio.wait_for(scenario(), BOUND))
     assert error.code == 451
     assert not (tmp_path / "f.bin").exists()
+
+
+def test_a_server_that_hangs_up_while_the_client_sends_ends_the_upload(tmp_path: Path) -> None:
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(64 << 20))
+    left_open: list[asyncio.StreamWriter] = []
+
+    async def pasv(ctl: Control, arg: str) -> None:
+        port = await ctl.listen()
+        await ctl.send(f"227 Entering Passive Mode (127,0,0,1,{port >> 8},{port & 255}).\r\n")
+
+    async def stor(ctl: Control, arg: str) -> None:
+        reader, writer = await ctl.data_connection()
+        await ctl.send("150 send it\r\n")
+        await reader.read(65536)
+        left_open.append(writer)  # never read again, never closed by the server
+        ctl.writer.transport.abort()
+
+    handlers = {"PASV": pasv, "STOR": stor, "SIZE": reply("550 no such file")}
+
+    async def scenario() -> ConnectionFailed:
+        async with (
+            ScriptedServer(handlers) as server,
+            fileferry.connect(server.url, password="pw", timeout=LONG_TIMEOUT) as ftp,
+        ):
+            with pytest.raises(ConnectionFailed) as lost:
+                await ftp.upload(source, "big.bin")
+            for writer in left_open:
+                writer.transport.abort()
+            return lost.value
+
+    error = asyncio.run(asyncio.wait_for(scenario(), BOUND))
+    assert "closed the connection" in str(error) or "lost the connection" in str(error)

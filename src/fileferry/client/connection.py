@@ -88,6 +88,16 @@ def _raise_ended_early(final: Reply, command: str) -> None:
     raise ConnectionFailed(f"{command}: the server ended the transfer before the end ({final})")
 
 
+def _failure(ending: asyncio.Task[Reply]) -> BaseException | None:
+    """How the watcher of an upload failed, if it is over and did (asking marks
+    its error as seen, so none is reported as lost when the task is dropped)."""
+    if not ending.done():
+        return None
+    if ending.cancelled():
+        return asyncio.CancelledError()
+    return ending.exception()
+
+
 class Connection:
     """A logged-in control connection; ``broken`` once it cannot be trusted any more."""
 
@@ -364,15 +374,19 @@ class Connection:
             final = await self._final_reply(ending)
         except ClientError as exc:
             final = await self._settle(stream, listener, started, ending)
-            if ending is not None and final is not None and isinstance(exc, ConnectionFailed):
+            if ending is not None and isinstance(exc, ConnectionFailed):
                 # The server's reason beats the broken pipe it caused.
-                _raise_ended_early(final, command)
+                if final is not None:
+                    _raise_ended_early(final, command)
+                if isinstance(lost := _failure(ending), ClientError):
+                    raise lost from None
             raise
         except BaseException:
             # Cancelled or a local failure: the server's final reply may never be
             # read in order, so the connection is no longer trusted.
             if ending is not None:
                 ending.cancel()
+                _failure(ending)
             if stream is not None:
                 stream.writer.transport.abort()
             if listener is not None:
@@ -408,9 +422,7 @@ class Connection:
         if stream is not None:
             stream.writer.transport.abort()
         if ending is not None and ending.done():
-            if ending.cancelled() or ending.exception() is not None:
-                return None
-            return ending.result()
+            return None if _failure(ending) is not None else ending.result()
         if not started or self.broken:
             if ending is not None:
                 ending.cancel()
