@@ -102,7 +102,7 @@ def test_put_over_quota_exits_5_at_once(quota_server: Server, tmp_path: Path) ->
     )
     assert done.returncode == 5, done.stderr
     assert "552" in done.stderr
-    assert "time" not in done.stderr and "stalled" not in done.stderr
+    assert "in time" not in done.stderr and "stalled" not in done.stderr
     assert not (quota_server.root / "big.bin").exists()
 
 
