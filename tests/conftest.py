@@ -6,7 +6,7 @@ the port with SO_REUSEPORT and splitting the passive range, exactly as
 ``--workers 2`` processes do; and it exports ``FILEFERRY_WORKERS=2`` so that
 every ``fileferry serve`` the CLI tests start forks two worker processes.
 Unset (the default, and CI), nothing changes. Every test must pass both ways:
-the limits the workers enforce together are shared (``server/shared.py``).
+the limits the workers enforce together are shared (``fileferry/limits/shared.py``).
 """
 
 from __future__ import annotations

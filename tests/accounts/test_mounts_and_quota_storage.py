@@ -13,10 +13,12 @@ from fileferry.errors import (
     PermissionDenied,
     QuotaExceeded,
 )
-from fileferry.server.quota import QuotaStorage, QuotaTracker
+from fileferry.limits.interfaces import Figure
+from fileferry.limits.ledger import LocalLedger
 from fileferry.storage.base import Storage
 from fileferry.storage.memory import MemoryStorage
 from fileferry.storage.mounts import Mount, MountedStorage
+from fileferry.storage.quota import QuotaStorage
 from fileferry.storage.usage import Usage, measure
 
 
@@ -102,7 +104,11 @@ def test_usage_skips_read_only_mounts_and_loops() -> None:
 
 def test_quota_storage_counts_exactly_and_re_checks_at_commit() -> None:
     async def body() -> None:
-        tracker = QuotaTracker(Usage(), quota_bytes=100, quota_files=3)
+        async def nothing() -> Figure:
+            return Figure(0, 0)
+
+        tracker = await LocalLedger().open("t", nothing)
+        tracker.quota_bytes, tracker.quota_files = 100, 3
         s = QuotaStorage(MemoryStorage(), tracker)
         first = await s.open_write("/a")
         second = await s.open_write("/b")
@@ -113,9 +119,9 @@ def test_quota_storage_counts_exactly_and_re_checks_at_commit() -> None:
         assert tracker.available_bytes() == 0 and tracker.available_files() == 1
         await first.commit()
         await second.commit()
-        assert tracker.usage == Usage(100, 2)
+        assert tracker.usage == (100, 2)
         await s.rename("/a", "/b")  # /b (40) replaced by /a (60)
-        assert tracker.usage == Usage(60, 1)
+        assert tracker.usage == (60, 1)
         late = await s.open_write("/b")  # an overwrite: only its growth counts
         await late.write(b"z" * 90)  # 60 -> 90: fits
         await s.inner.remove("/b")  # ...until the old file vanishes behind its back
@@ -124,6 +130,7 @@ def test_quota_storage_counts_exactly_and_re_checks_at_commit() -> None:
         await late.abort()
         with pytest.raises(NotFound):
             await s.stat("/b")
-        assert tracker.pending_bytes() == 0 and tracker.usage == Usage(60, 1)
+        # Nothing is held any more by the aborted upload: 40 bytes are free again.
+        assert tracker.available_bytes() == 40 and tracker.usage == (60, 1)
 
     asyncio.run(body())

@@ -10,8 +10,8 @@ import pytest
 from accountkit import Serve, get, home_of, put
 
 from fileferry import config
-from fileferry.server.accounts import AccountRegistry
-from fileferry.server.throttle import (
+from fileferry.limits.factory import make_limits
+from fileferry.limits.throttle import (
     MAX_CHUNK,
     MIN_CHUNK,
     Throttle,
@@ -19,6 +19,7 @@ from fileferry.server.throttle import (
     chunk_for,
     throttle,
 )
+from fileferry.server.accounts import AccountRegistry
 from fileferry.users.base import ALL_PERMISSIONS, Account
 
 
@@ -95,7 +96,7 @@ def test_the_slowest_bucket_decides() -> None:
 def test_throttle_helper_and_registry_share_buckets_per_user() -> None:
     assert throttle(None, None) is None
     cfg = config.build({"root": ".", "download_rate": 5_000_000})
-    registry = AccountRegistry(cfg)
+    registry = AccountRegistry(cfg, make_limits(cfg))
     alice = Account("alice", "/h", upload_rate=1000, download_rate=0)
     one, two = registry.acquire(alice), registry.acquire(alice)
     assert one is not None and two is not None

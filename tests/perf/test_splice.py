@@ -14,11 +14,14 @@ from pathlib import Path
 import pytest
 
 from fileferry import config
-from fileferry.server import quota
+from fileferry.errors import QuotaExceeded
+from fileferry.limits.interfaces import Figure
+from fileferry.limits.ledger import LocalLedger
 from fileferry.server.thread import ServerThread
 from fileferry.storage.base import Upload
 from fileferry.storage.local import LocalStorage
 from fileferry.storage.memory import MemoryStorage
+from fileferry.storage.quota import QuotaStorage
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "splice"), reason="needs os.splice (Linux)")
 
@@ -96,9 +99,28 @@ def test_other_backends_fall_back_to_write() -> None:
     assert asyncio.run(main()) == b"through the fallback"
 
 
-def test_quota_tracked_uploads_never_splice() -> None:
-    # Their accounting must see every byte, so they keep the write() path.
-    assert quota._QuotaUpload.splices is False
+def test_quota_tracked_uploads_splice_and_their_accounting_sees_every_byte(
+    tmp_path: Path,
+) -> None:
+    # The quota wrapper reserves the n bytes before the kernel moves them.
+    async def main() -> tuple[bytes, tuple[int, int]]:
+        async def nothing() -> Figure:
+            return Figure(0, 0)
+
+        account = await LocalLedger().open("q", nothing)
+        account.quota_bytes = 30
+        storage = QuotaStorage(LocalStorage(str(tmp_path)), account)
+        upload = await storage.open_write("/q.bin")
+        assert upload.splices
+        await _splice(upload, b"x" * 20)
+        with pytest.raises(QuotaExceeded):
+            await _splice(upload, b"y" * 11)  # 20 + 11 > 30: refused before moving
+        await upload.commit()
+        await storage.inner.close()
+        return (tmp_path / "q.bin").read_bytes(), account.usage
+
+    data, usage = asyncio.run(main())
+    assert data == b"x" * 20 and usage == (20, 1)
 
 
 def test_a_large_binary_upload_arrives_byte_for_byte(tmp_path: Path) -> None:

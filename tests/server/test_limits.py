@@ -6,9 +6,11 @@ import ftplib
 import socket
 
 import pytest
-from serverkit import connect
+from serverkit import connect, quit_and_wait_for_close
 
-from fileferry.server.limits import CommandRate, Defender, SessionCounter, client_key
+from fileferry.limits.keys import client_key
+from fileferry.limits.local import Defender, SessionCounter
+from fileferry.limits.throttle import CommandRate
 
 
 class Clock:
@@ -95,7 +97,7 @@ def test_total_session_limit_answers_421(make_server) -> None:
     extra = ftplib.FTP(timeout=20)
     with pytest.raises(ftplib.error_temp, match=r"^421 Too many connections to this server"):
         extra.connect(*srv.address)
-    held[0].quit()
+    quit_and_wait_for_close(held[0])  # its slot is free once the server closed it
     held[0] = connect(srv)  # a freed slot is usable again
     for f in held:
         f.close()

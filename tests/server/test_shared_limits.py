@@ -1,6 +1,6 @@
 """Limits that hold for the whole server, whatever worker a connection lands on.
 
-The tables of ``server/shared.py`` on their own (probing, deletion, a full
+The tables of ``fileferry/limits`` on their own (probing, deletion, a full
 table, a dead worker's column, a forked process writing into them), then
 real servers with two workers: the caps, the bans, a user's ``max_sessions``
 and a quota, each exercised with sessions on both workers.
@@ -8,6 +8,7 @@ and a quota, each exercised with sessions on both workers.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ftplib
 import io
@@ -20,19 +21,22 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from serverkit import quit_and_wait_for_close
 
 from fileferry import config
+from fileferry.limits.factory import make_limits
+from fileferry.limits.interfaces import Figure
+from fileferry.limits.ledger import LocalLedger
+from fileferry.limits.shared import SharedLimits, SharedSessionCounter
+from fileferry.limits.sharedbans import SharedDefender, ban_table
+from fileferry.limits.sharedquota import QuotaTableFull, SharedLedger, quota_table
+from fileferry.limits.stripes import SectionLocks
+from fileferry.limits.table import Table
 from fileferry.server.accounts import AccountRegistry
-from fileferry.server.limits import SharedDefender, SharedSessionCounter, ban_table
-from fileferry.server.quota import QuotaTableFull, QuotaTracker, attach, quota_table
-from fileferry.server.shared import SharedLimits, Table
 from fileferry.server.thread import ServerThread
-from fileferry.storage.usage import Usage
 from fileferry.users.base import Account
 
 # --- the table ------------------------------------------------------------------------
@@ -107,7 +111,7 @@ def test_failures_seen_by_different_workers_add_up_to_one_ban(tmp_path: Path) ->
 
     def defender(slot: int) -> SharedDefender:
         return SharedDefender(
-            3, 60, 100, 1000, clock=lambda: now[0], shared=limits.for_worker(slot)
+            3, 60, 100, 1000, clock=lambda: now[0], table=limits.for_worker(slot).bans
         )
 
     first, second = defender(0), defender(1)
@@ -123,8 +127,7 @@ def test_failures_seen_by_different_workers_add_up_to_one_ban(tmp_path: Path) ->
 def test_a_full_ban_table_drops_idle_addresses_but_never_a_ban() -> None:
     now = [1000.0]
     small = Table(rows=8, width=ban_table(2).width)
-    shared: Any = SimpleNamespace(bans=small)
-    d = SharedDefender(2, 60, 100, 1000, clock=lambda: now[0], shared=shared)
+    d = SharedDefender(2, 60, 100, 1000, clock=lambda: now[0], table=small)
     for i in range(6):  # six banned addresses
         d.record_failure(f"banned{i}")
         assert d.record_failure(f"banned{i}")
@@ -147,7 +150,7 @@ def test_large_thresholds_count_failures_in_groups(tmp_path: Path) -> None:
     now = [1000.0]
     limits = SharedLimits(_config(tmp_path, ban_threshold=200), 1, shared=False)
     # A ring of 64 groups of 4 failures.
-    d = SharedDefender(200, 60, 100, 1000, clock=lambda: now[0], shared=limits)
+    d = SharedDefender(200, 60, 100, 1000, clock=lambda: now[0], table=limits.bans)
     assert not any(d.record_failure("x") for _ in range(199))
     assert d.record_failure("x")
     now[0] += 101
@@ -160,8 +163,8 @@ def test_large_thresholds_count_failures_in_groups(tmp_path: Path) -> None:
 def test_user_sessions_count_on_every_worker(tmp_path: Path) -> None:
     cfg = _config(tmp_path)
     limits = SharedLimits(cfg, 2)
-    one = AccountRegistry(cfg, shared=limits.for_worker(0))
-    two = AccountRegistry(cfg, shared=limits.for_worker(1))
+    one = AccountRegistry(cfg, make_limits(cfg, limits.for_worker(0)))
+    two = AccountRegistry(cfg, make_limits(cfg, limits.for_worker(1)))
     cam = Account("cam", str(tmp_path), max_sessions=2)
     first, second = one.acquire(cam), two.acquire(cam)
     assert first is not None and second is not None
@@ -177,36 +180,45 @@ def test_user_sessions_count_on_every_worker(tmp_path: Path) -> None:
     assert one.sessions("cam") == 0 and limits.accounts.live == 0
 
 
+def _ledgers(rows: int, workers: int) -> list[SharedLedger]:
+    table, locks = quota_table(rows, workers), SectionLocks()
+    return [SharedLedger(table, locks, slot, workers) for slot in range(workers)]
+
+
 def test_quota_rows_are_one_figure_for_every_worker() -> None:
-    table = quota_table(4, 2)
-    one = attach(table, 0, "alice", Usage(100, 1))
+    first, second = _ledgers(4, 2)
+    one = first.attach("alice", Figure(100, 1))
     assert one is not None
     # Worker 1's own measurement came later: the published figure wins.
-    two = attach(table, 1, "alice", Usage(999, 9))
-    assert two is not None and two.usage == Usage(100, 1)
+    two = second.attach("alice", Figure(999, 9))
+    assert two is not None and two.usage == (100, 1)
     for tracker in (one, two):
         tracker.quota_bytes, tracker.quota_files = 1000, 3
-    one.add(Usage(50, 1))
-    assert two.usage == Usage(150, 2) and two.available_files() == 1
-    assert attach(table, 1, "bob") is None  # not measured yet anywhere
+    asyncio.run(one.apply(50, 1))
+    assert two.usage == (150, 2) and two.available_files() == 1
+    assert second.attach("bob") is None  # not measured yet anywhere
 
 
 def test_a_full_quota_table_sweeps_only_unused_rows() -> None:
-    table = quota_table(2, 2)
-    held = attach(table, 0, "a", Usage())
-    idle = attach(table, 1, "b", Usage())
+    first, second = _ledgers(2, 2)
+    held = first.attach("a", Figure(0, 0))
+    idle = second.attach("b", Figure(0, 0))
     assert held is not None and idle is not None
     idle.drop()  # b logged out everywhere: its row may go
-    assert attach(table, 0, "c", Usage()) is not None  # made room by sweeping b
+    assert first.attach("c", Figure(0, 0)) is not None  # made room by sweeping b
     assert not idle.hold()  # b's tracker knows its row is gone: measure again
     with pytest.raises(QuotaTableFull):
-        attach(table, 0, "d", Usage())  # a and c are in use
-    assert held.usage == Usage()
+        first.attach("d", Figure(0, 0))  # a and c are in use
+    assert held.usage == (0, 0)
 
 
-def test_a_standalone_tracker_keeps_its_own_row() -> None:
-    tracker = QuotaTracker(Usage(10, 1), quota_bytes=100)
-    assert tracker.usage == Usage(10, 1) and tracker.available_bytes() == 90
+def test_a_single_worker_ledger_keeps_its_own_figure() -> None:
+    async def ten() -> Figure:
+        return Figure(10, 1)
+
+    tracker = asyncio.run(LocalLedger().open("t", ten))
+    tracker.quota_bytes = 100
+    assert tracker.usage == (10, 1) and tracker.available_bytes() == 90
 
 
 def test_tables_are_shared_with_a_forked_worker(tmp_path: Path) -> None:
@@ -216,7 +228,7 @@ def test_tables_are_shared_with_a_forked_worker(tmp_path: Path) -> None:
         code = 1
         try:
             counter = SharedSessionCounter(3, 3, limits.for_worker(1))
-            defender = SharedDefender(2, 60, 100, 1000, shared=limits.for_worker(1))
+            defender = SharedDefender(2, 60, 100, 1000, table=limits.for_worker(1).bans)
             defender.record_failure("attacker")
             banned = defender.record_failure("attacker")
             code = 0 if counter.admit("a") is None and counter.admit("b") is None and banned else 3
@@ -225,7 +237,7 @@ def test_tables_are_shared_with_a_forked_worker(tmp_path: Path) -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     counter = SharedSessionCounter(3, 3, limits.for_worker(0))
-    defender = SharedDefender(2, 60, 100, 1000, shared=limits.for_worker(0))
+    defender = SharedDefender(2, 60, 100, 1000, table=limits.for_worker(0).bans)
     assert defender.banned_for("attacker") > 0
     assert counter.admit("c") is None
     assert "this server" in (counter.admit("d") or "")

@@ -15,21 +15,16 @@ import socket
 import ssl
 from collections.abc import Callable, Iterable
 
-from fileferry.backends import open_storage, open_users
+from fileferry.backends import open_storage, open_users, scheme_of
 from fileferry.config import ServerConfig
+from fileferry.limits.factory import make_limits
+from fileferry.limits.keys import client_key
+from fileferry.limits.shared import SharedLimits
 from fileferry.observability import Dispatcher, Observer, SessionLog
 from fileferry.protocol.commands import CoreConfig, site_commands
 from fileferry.server.accounts import AccountRegistry
 from fileferry.server.control import ControlConnection
 from fileferry.server.implicit import ImplicitListener
-from fileferry.server.limits import (
-    Defender,
-    SessionCounter,
-    SharedDefender,
-    SharedSessionCounter,
-    client_key,
-)
-from fileferry.server.shared import SharedLimits
 from fileferry.server.tls import SelfSigned, TLSManager, make_self_signed
 from fileferry.storage.base import Capabilities, Storage
 from fileferry.users.base import Account, UserStore
@@ -39,12 +34,26 @@ log = logging.getLogger("fileferry.server")
 StorageFactory = Callable[[Account], Storage]
 
 
+def _usage_file(config: ServerConfig) -> str | None:
+    """Where quota figures outlive a run: beside an SQLite user database.
+
+    Another user store (a database server) would keep them itself; without
+    one, figures are walked at each account's first login of a run.
+    """
+    db = config.user_store.db
+    if db is None or scheme_of(db) != "file":
+        return None
+    return f"{db}.usage"
+
+
 class App:
     """Shared state of one server: config, stores, and the live sessions.
 
     ``shared``: the limit tables of a server with several workers, seen by
     this worker (:meth:`SharedLimits.for_worker`); without it the session
-    caps, bans, account sessions and quotas are this process's alone.
+    caps, bans, account sessions and quotas are this process's alone. The
+    choice is made here, once (:func:`make_limits`); with an SQLite ``db``,
+    quota figures survive restarts in ``<db>.usage``.
 
     ``observers``: callables given every session event
     (:mod:`fileferry.observability.events`); by default the session log
@@ -73,25 +82,12 @@ class App:
             self.tls = TLSManager(self._self_signed.cert, self._self_signed.key)
         elif config.tls.cert and config.tls.key:
             self.tls = TLSManager(config.tls.cert, config.tls.key)
-        self.accounts = AccountRegistry(config, shared=shared)
+        self.limits = make_limits(config, shared, _usage_file(config))
+        self.accounts = AccountRegistry(config, self.limits)
         self.core_config = self._core_config()
         self.sessions: set[asyncio.Task[None]] = set()
-        bans = (
-            config.limits.bans.threshold,
-            config.limits.bans.window,
-            config.limits.bans.time,
-            config.limits.bans.max_time,
-        )
-        self.counter: SessionCounter | SharedSessionCounter
-        self.defender: Defender | SharedDefender
-        if shared is None:  # one worker: plain dictionaries, the fastest
-            self.counter = SessionCounter(config.limits.sessions.max, config.limits.sessions.per_ip)
-            self.defender = Defender(*bans)
-        else:
-            self.counter = SharedSessionCounter(
-                config.limits.sessions.max, config.limits.sessions.per_ip, shared
-            )
-            self.defender = SharedDefender(*bans, shared=shared)
+        self.counter = self.limits.sessions
+        self.defender = self.limits.bans
 
     def _core_config(self) -> CoreConfig:
         """The protocol core's view of this server: what FEAT, HELP and SITE offer.
@@ -124,6 +120,7 @@ class App:
         """Release what the composition root created (not what was passed in)."""
         self.dispatcher.flush()
         await self.users.close()
+        await self.limits.quotas.close()
         if self._provider is not None:
             await self._provider.close()
         if self._self_signed is not None:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import ssl
 
     from fileferry.config import ServerConfig
+    from fileferry.limits.interfaces import BanList
     from fileferry.observability.events import Origin, SessionEvent
     from fileferry.protocol.events import Event
     from fileferry.protocol.replies import Reply
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     from fileferry.server.accounts import AccountRegistry, Lease
     from fileferry.server.datachannel import DataChannel
     from fileferry.server.handlers.transfers import Job
-    from fileferry.server.limits import Defender, SharedDefender
     from fileferry.server.tls import TLSManager
     from fileferry.storage.base import Storage
     from fileferry.users.base import Account, UserStore
@@ -48,7 +48,7 @@ class Services(Protocol):
     def accounts(self) -> AccountRegistry: ...
 
     @property
-    def defender(self) -> Defender | SharedDefender: ...
+    def defender(self) -> BanList: ...
 
     @property
     def tls(self) -> TLSManager | None: ...

@@ -25,6 +25,8 @@ import time
 from typing import TYPE_CHECKING
 
 from fileferry.errors import PermissionDenied, StorageError
+from fileferry.limits.keys import client_key
+from fileferry.limits.throttle import CommandRate
 from fileferry.observability import events as seen
 from fileferry.observability.dispatch import Dispatcher
 from fileferry.observability.events import Origin
@@ -33,7 +35,6 @@ from fileferry.protocol.replies import Reply
 from fileferry.protocol.session import Session
 from fileferry.server.datachannel import DataChannel
 from fileferry.server.handlers import HANDLERS, transfers
-from fileferry.server.limits import CommandRate, client_key
 
 if TYPE_CHECKING:
     from fileferry.protocol.commands import CoreConfig

@@ -13,7 +13,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from fileferry.server.quota import QuotaStorage
+from fileferry.storage.quota import QuotaStorage
 
 if TYPE_CHECKING:
     from fileferry.server.context import SessionContext

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from fileferry.config import ServerConfig
-from fileferry.server.shared import LockLost, SharedLimits
+from fileferry.limits.shared import SharedLimits
+from fileferry.limits.table import LockLost
 from fileferry.server.signals import STOP_NOW
 
 log = logging.getLogger("fileferry.workers")

@@ -9,7 +9,7 @@ of it) and splitting the passive range as ``--workers`` processes do (see
 ``server/workers.py``); ``server`` is the first of them. Each has its own
 sessions and loop; the limits they enforce together (session caps, bans,
 account sessions, quotas) are in one
-:class:`~fileferry.server.shared.SharedLimits`, with a process lock, as
+:class:`~fileferry.limits.shared.SharedLimits`, with a process lock, as
 between worker processes. So a test suite run this way exercises what
 changes when connections land on different workers. Stores passed in
 (``users=``, ``storage_for=``) are shared, as a disk is shared between
@@ -26,9 +26,9 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from fileferry.config import ServerConfig
+from fileferry.limits.shared import SharedLimits
 from fileferry.server import eventloop
 from fileferry.server.app import FTPServer, bind_or_explain
-from fileferry.server.shared import SharedLimits
 from fileferry.server.workers import worker_config
 
 T = TypeVar("T")

@@ -25,7 +25,7 @@ imported code copy-on-write, so a worker costs little memory.
   others serve on meanwhile. Workers die with the parent
   (``PR_SET_PDEATHSIG``) even if it is killed.
 * **What the workers share**: before forking, the parent maps the limit
-  tables (:class:`~fileferry.server.shared.SharedLimits`: anonymous shared
+  tables (:class:`~fileferry.limits.shared.SharedLimits`: anonymous shared
   memory and a process lock, inherited by every worker). So ``max_sessions``,
   ``max_sessions_per_ip``, a user's ``max_sessions``, the brute-force bans
   (failures seen by any worker add up; a ban holds on all of them) and
@@ -50,9 +50,9 @@ from collections.abc import Callable
 
 from fileferry.config import ServerConfig, updated
 from fileferry.errors import ConfigError
+from fileferry.limits.shared import SharedLimits
 from fileferry.server import eventloop
 from fileferry.server.app import bind_or_explain
-from fileferry.server.shared import SharedLimits
 from fileferry.server.supervisor import Supervisor, WorkerStartError
 
 log = logging.getLogger("fileferry.workers")

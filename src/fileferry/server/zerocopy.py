@@ -17,8 +17,8 @@ single STOR stream and 300 concurrent ones.
 
 Uploads are spliced only when it cannot change behaviour: binary mode, no
 TLS (the TLS layer must see the bytes), no throttle, and a storage upload
-that says it splices (quota-tracked uploads do not, so their accounting
-sees every byte). Any other case, and any platform without ``os.splice``,
+that says it splices (quota-tracked ones do: they reserve the bytes
+before each splice). Any other case, and any platform without ``os.splice``,
 keeps the ``recv_into`` path. Every wait is under the data connection's
 timeout, which applies to each stall, not to the whole transfer.
 """

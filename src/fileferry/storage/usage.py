@@ -9,7 +9,8 @@ carries every size). It is careful where a naive walk is not:
   once, by its ``unique`` identity, so a loop cannot hang it;
 * folders under ``exclude`` (read-only virtual folders) are skipped;
 * a directory that vanishes or cannot be read mid-walk is skipped, not fatal:
-  a figure is still wanted, and it is recomputed on the next start.
+  a figure is still wanted, and it is walked again whenever the server does
+  not trust the figure it kept (see ``fileferry/limits/usagefile.py``).
 """
 
 from __future__ import annotations

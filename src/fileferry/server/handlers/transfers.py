@@ -34,8 +34,8 @@ from fileferry.server import tlspump, zerocopy
 from fileferry.server.datachannel import DataConnection, DataConnectionError
 
 if TYPE_CHECKING:
+    from fileferry.limits.throttle import Throttle
     from fileferry.server.context import Handler, SessionContext
-    from fileferry.server.throttle import Throttle
     from fileferry.storage.base import Reader, Storage, Upload
 
 log = logging.getLogger("fileferry.transfer")
@@ -151,14 +151,14 @@ class ReceiveFile(Job):
         )
 
     async def run(self, dc: DataConnection) -> None:
-        if zerocopy.usable(dc, self.upload, ascii=self.ascii, throttled=self.throttle is not None):
-            # Cleartext binary upload to local disk: the kernel moves the bytes.
-            await zerocopy.receive(dc, self.upload)
-            return
         codec = FromNetwork() if self.ascii else None
         upload = self.upload
         throttle = self.throttle
         try:
+            if zerocopy.usable(dc, upload, ascii=self.ascii, throttled=throttle is not None):
+                # Cleartext binary upload to local disk: the kernel moves the bytes.
+                await zerocopy.receive(dc, upload)
+                return
             if codec is None and throttle is None and await tlspump.receive(dc, upload):
                 return  # PROT P: received and decrypted by a pump thread, beside the loop
             view = memoryview(bytearray(_RECV_BUFFER))

@@ -1,4 +1,4 @@
-"""Bandwidth limits: token buckets shared by sessions, applied per chunk.
+"""Rate limits: bandwidth token buckets shared by sessions, and the command rate.
 
 A :class:`TokenBucket` refills at ``rate`` bytes per second up to a small
 burst. Taking bytes may drive it into debt; the taker then sleeps until the
@@ -14,6 +14,10 @@ seconds lands within a few percent of the rate (``bench/throttle_accuracy.py``
 measures it) while the loop wakes at most about ten times a second per
 throttled transfer. Sessions without a limit get no throttle at all: the
 transfer loops keep their unthrottled path and pay nothing.
+
+These stay per worker on purpose (rates of N workers add up): a bucket is
+consulted per chunk, and sharing it across processes would put a lock on
+the data path for a limit that is approximate anyway.
 """
 
 from __future__ import annotations
@@ -86,3 +90,22 @@ def throttle(*buckets: TokenBucket | None) -> Throttle | None:
     """A throttle over the buckets that exist, or ``None`` when none does."""
     present = tuple(b for b in buckets if b is not None)
     return Throttle(*present) if present else None
+
+
+class CommandRate:
+    """A token bucket for one session's commands: bursts allowed, floods slowed."""
+
+    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = per_second
+        self.burst = per_second * 2
+        self._tokens = self.burst
+        self._clock = clock
+        self._last = clock()
+
+    def delay(self) -> float:
+        """Take a token; return how long to wait first (0 when within the rate)."""
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        self._tokens -= 1
+        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate

@@ -1,0 +1,202 @@
+"""Quotas at the storage boundary: every change a client makes passes one place.
+
+The account's storage is wrapped in :class:`QuotaStorage`, so the handlers
+for DELE, RNTO and STOR stay unaware of quotas:
+
+* an upload holds a reservation, grown before each chunk is accepted; the
+  chunk that would push usage over the byte quota raises ``QuotaExceeded``
+  (552), and the transfer loop then aborts the upload, so nothing partial
+  is kept. A new file over the file quota is refused before the 150;
+* concurrent uploads of one account count against each other while in
+  flight, so two sessions cannot both squeeze into the last megabyte;
+* commit, delete and rename run in the account's section, look at what is
+  there (the old size of an overwritten file, the size of a deleted one),
+  act, and apply the exact difference; so APPE, REST+STOR, overwrites, DELE
+  and RNTO onto an existing file all keep the figure exact.
+* the data fast paths stay open: a spliced upload reserves the ``n`` bytes
+  before the kernel moves them, and the TLS pump threads reserve in their
+  own thread before each blocking write (the ledger's check is thread-safe).
+
+What is counted: regular files and their bytes, as the account's storage
+shows them (read-only virtual folders are left out by whoever measures).
+Directories are free. The figures themselves are kept by a ledger
+(:mod:`fileferry.limits`), which this module knows only as the small
+:class:`QuotaAccount` protocol below: storage does not depend on limits.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol, TypeVar
+
+from fileferry.errors import StorageError
+from fileferry.storage.base import FileInfo, Reader, RowRenderer, Storage, Upload
+
+_T = TypeVar("_T")
+
+
+class Reservation(Protocol):
+    """Room one upload holds against the quota (see ``fileferry.limits.interfaces``)."""
+
+    decides_now: bool
+
+    def take(self, growth: int) -> bool: ...
+
+    async def extend(self, growth: int) -> None: ...
+
+    async def settle(self, bytes_change: int, files_change: int) -> None: ...
+
+    def release(self) -> None: ...
+
+
+class QuotaAccount(Protocol):
+    """What the wrapper needs of an account's quota figure."""
+
+    async def begin(self, new: bool, append: bool) -> Reservation: ...
+
+    def section(self) -> AbstractAsyncContextManager[None]: ...
+
+    async def apply(self, bytes_change: int, files_change: int) -> None: ...
+
+
+async def _file_at(storage: Storage, path: str) -> FileInfo | None:
+    """The regular file at ``path``, or ``None`` (absent, a directory, unreadable)."""
+    try:
+        info = await storage.stat(path)
+    except StorageError:
+        return None
+    return None if info.is_dir else info
+
+
+class _QuotaUpload(Upload):
+    """An upload that reserves room before each chunk is accepted."""
+
+    def __init__(
+        self,
+        inner: Upload,
+        storage: Storage,
+        account: QuotaAccount,
+        path: str,
+        old_size: int,
+        hold: Reservation,
+    ) -> None:
+        self.inner = inner
+        self._storage = storage
+        self._account = account
+        self._path = path
+        self._old_size = old_size
+        self._hold = hold
+        # The fast paths of the inner upload stay usable when the ledger can
+        # answer every reservation at once (no round trip to await).
+        self.splices = inner.splices
+        self.blocking_writes = inner.blocking_writes and hold.decides_now
+
+    @property
+    def size(self) -> int:  # type: ignore[override]
+        return self.inner.size
+
+    async def _reserve(self, growth: int) -> None:
+        if not self._hold.take(growth):
+            await self._hold.extend(growth)
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        growth = self.inner.size - self._old_size + len(data)
+        if not self._hold.take(growth):
+            await self._hold.extend(growth)
+        await self.inner.write(data)
+
+    def write_blocking(self, data: bytes | bytearray | memoryview) -> None:
+        # From a pump thread: decides_now promised take() answers here and now.
+        self._hold.take(self.inner.size - self._old_size + len(data))
+        self.inner.write_blocking(data)
+
+    async def splice_from(self, pipe: int, n: int) -> None:
+        await self._reserve(self.inner.size - self._old_size + n)
+        await self.inner.splice_from(pipe, n)
+
+    async def commit(self) -> FileInfo:
+        hold = self._hold
+        try:
+            async with self._account.section():
+                # The target may have changed since the upload began: look again.
+                old = await _file_at(self._storage, self._path)
+                old_size = old.size if old is not None else 0
+                await self._reserve(self.inner.size - old_size)
+                info = await self.inner.commit()
+                await hold.settle(info.size - old_size, 0 if old is not None else 1)
+        except BaseException:
+            hold.release()  # a no-op once settled
+            raise
+        return info
+
+    async def abort(self) -> None:
+        self._hold.release()
+        await self.inner.abort()
+
+
+class QuotaStorage(Storage):
+    """``inner`` with every change accounted in ``account``; reads pass straight through."""
+
+    def __init__(self, inner: Storage, account: QuotaAccount) -> None:
+        self.inner = inner
+        self.account = account
+        self.capabilities = inner.capabilities
+
+    async def stat(self, path: str) -> FileInfo:
+        return await self.inner.stat(path)
+
+    async def list(self, path: str, limit: int | None = None) -> list[FileInfo]:
+        return await self.inner.list(path, limit)
+
+    async def list_rendered(
+        self, path: str, render: RowRenderer[_T], limit: int | None = None
+    ) -> _T:
+        # Listing changes no usage: the inner storage's fast path, untouched.
+        return await self.inner.list_rendered(path, render, limit)
+
+    async def open_read(self, path: str, offset: int = 0) -> Reader:
+        return await self.inner.open_read(path, offset)
+
+    async def open_write(
+        self,
+        path: str,
+        offset: int = 0,
+        *,
+        append: bool = False,
+        exclusive: bool = False,
+    ) -> Upload:
+        old = await _file_at(self.inner, path)
+        hold = await self.account.begin(old is None, append)
+        try:
+            inner = await self.inner.open_write(path, offset, append=append, exclusive=exclusive)
+        except BaseException:
+            hold.release()
+            raise
+        old_size = old.size if old is not None else 0
+        return _QuotaUpload(inner, self.inner, self.account, path, old_size, hold)
+
+    async def mkdir(self, path: str) -> None:
+        await self.inner.mkdir(path)
+
+    async def rmdir(self, path: str) -> None:
+        await self.inner.rmdir(path)
+
+    async def remove(self, path: str) -> None:
+        async with self.account.section():
+            old = await _file_at(self.inner, path)
+            await self.inner.remove(path)
+            if old is not None:
+                await self.account.apply(-old.size, -1)
+
+    async def rename(self, src: str, dst: str) -> None:
+        async with self.account.section():
+            replaced = await _file_at(self.inner, dst) if src != dst else None
+            await self.inner.rename(src, dst)
+            if replaced is not None:
+                await self.account.apply(-replaced.size, -1)
+
+    async def set_mtime(self, path: str, mtime: float) -> FileInfo:
+        return await self.inner.set_mtime(path, mtime)
+
+    async def set_mode(self, path: str, mode: int) -> FileInfo:
+        return await self.inner.set_mode(path, mode)
