@@ -347,3 +347,46 @@ def test_shutdown_grace_is_a_setting_with_key_variable_and_flag() -> None:
     )  # fmt: skip
     (row,) = [line for line in r.stdout.splitlines() if line.startswith("shutdown_grace ")]
     assert "FILEFERRY_SHUTDOWN_GRACE" in row and "--shutdown-grace" in row and "30" in row
+
+
+# --- 3: a worker killed inside a critical section of the shared limits -------------------
+
+
+def test_a_worker_killed_holding_the_lock_does_not_block_the_others(tmp_path: Path) -> None:
+    """The supervisor frees the lock a dead worker held, at once: the other
+    workers' next admission or login does not wait for the lock timeout, and
+    never fails with LockLost (a traceback and a refused login)."""
+    from fileferry import config
+    from fileferry.limits.shared import SharedLimits
+    from fileferry.server.supervisor import Supervisor
+
+    cfg = config.build({"root": str(tmp_path), "workers": 2})
+    shared = SharedLimits(cfg, 2)
+    counter = shared.for_worker(1).session_slots()
+    assert counter.admit("192.0.2.1") is None
+    inside = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the dying worker
+        try:
+            worker = shared.for_worker(0).session_slots()
+            assert worker.admit("192.0.2.7") is None
+            shared.lock.__enter__()  # and killed before it leaves
+            os.write(inside[1], b"in")
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+            signal.sigwait({signal.SIGTERM})  # never comes
+        finally:
+            os._exit(0)
+    os.close(inside[1])
+    assert os.read(inside[0], 2) == b"in"
+    os.kill(pid, signal.SIGKILL)
+    supervisor = Supervisor([cfg, cfg], shared, (socket.socket(), None), lambda *a: None)
+    supervisor.stopping = True  # reap only; no restart
+    supervisor.slots[0].pid = pid
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # dead, not yet reaped
+    supervisor._reap()
+    assert supervisor.slots[0].pid == 0
+    started = time.monotonic()
+    assert counter.admit("192.0.2.2") is None  # the lock is free again
+    assert time.monotonic() - started < 1.0
+    assert counter.total == 2  # worker 0's session is forgotten, worker 1's kept
+    supervisor.listeners[0].close()

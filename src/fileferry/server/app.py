@@ -20,6 +20,7 @@ from fileferry.config import ServerConfig
 from fileferry.limits.factory import make_limits
 from fileferry.limits.keys import client_key
 from fileferry.limits.shared import SharedLimits
+from fileferry.limits.table import LockLost
 from fileferry.observability import Dispatcher, Observer, SessionLog
 from fileferry.protocol.commands import CoreConfig, site_commands
 from fileferry.server.accounts import AccountRegistry
@@ -346,10 +347,15 @@ class FTPServer:
 
     def _admission(self, key: str) -> str | None:
         """Why a new connection from ``key`` is turned away, or None to admit it."""
-        banned = self.app.defender.banned_for(key)
-        if banned:
-            return f"Too many failed logins from your address; try again in {int(banned) + 1} s."
-        return self.app.counter.admit(key)
+        try:
+            banned = self.app.defender.banned_for(key)
+            if banned:
+                wait = int(banned) + 1
+                return f"Too many failed logins from your address; try again in {wait} s."
+            return self.app.counter.admit(key)
+        except LockLost:  # a worker died inside the shared tables; the supervisor frees them
+            log.warning("refused %s: the shared limits are locked by a dead worker", key)
+            return "Server busy; try again later."
 
     async def serve_forever(self) -> None:
         await self._stopped.wait()
@@ -380,7 +386,8 @@ class FTPServer:
             conn.drain()
         await self._await_sessions()
         if self.app.sessions:
-            log.warning("shutdown: aborting %d session(s) still running", len(self.app.sessions))
+            if grace > 0:
+                log.warning("shutdown: grace over, aborting %d session(s)", len(self.app.sessions))
             for conn in list(self._connections.values()):
                 conn.abort_for_shutdown()
             await _wait_tasks(self.app.sessions, ABORT_WAIT)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from fileferry.errors import PermissionDenied, StorageError
 from fileferry.limits.keys import client_key
+from fileferry.limits.table import LockLost
 from fileferry.limits.throttle import CommandRate
 from fileferry.observability import events as seen
 from fileferry.observability.dispatch import Dispatcher
@@ -296,6 +297,10 @@ class ControlConnection:
             outcome = await handler(self, event)
         except StorageError as exc:
             self.reply(Reply(exc.reply_code, exc.message), event)
+            return
+        except LockLost:  # a worker died inside the shared limits: no traceback, retry later
+            log.warning("session=%d: the shared limits are locked by a dead worker", self.id)
+            self.reply(Reply(451, "Server busy; try again later."), event)
             return
         except Exception:
             log.exception("session=%d handler for %r failed", self.id, event)

@@ -267,6 +267,11 @@ class Supervisor:
         pid, slot.pid = slot.pid, 0
         self._close_ready(slot)
         if self.shared is not None:
+            free = getattr(self.shared.lock, "free_if_held_by", None)
+            if free is not None and free(pid):
+                log.error(
+                    "worker %d (pid %d) died holding the shared limits lock; freed", slot.index, pid
+                )
             # Its sessions and uploads are gone with it: they must not hold a cap.
             try:
                 self.shared.reset_worker(slot.index)
