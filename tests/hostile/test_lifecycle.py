@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from fileferry.server.thread import ServerThread
 from fileferry.storage.local import TEMP_PREFIX
 
 READY = re.compile(r"ftp://127\.0\.0\.1:(?P<port>\d+)")
@@ -390,3 +391,50 @@ def test_a_worker_killed_holding_the_lock_does_not_block_the_others(tmp_path: Pa
     assert time.monotonic() - started < 1.0
     assert counter.total == 2  # worker 0's session is forgotten, worker 1's kept
     supervisor.listeners[0].close()
+
+
+# --- 6, embedded: FTPServer.stop(grace=...) ------------------------------------------------
+
+
+def _embedded(root: Path) -> tuple[ServerThread, ftplib.FTP]:
+    from fileferry import config
+
+    cfg = config.build({"root": str(root), "port": 0, "login_failure_delay": 0})
+    srv = ServerThread(cfg).start()
+    f = ftplib.FTP(timeout=30)
+    f.connect(*srv.address)
+    f.login()
+    f.voidcmd("TYPE I")
+    return srv, f
+
+
+def test_embedded_stop_with_a_grace_lets_a_download_finish(root: Path) -> None:
+    srv, f = _embedded(root)
+    try:
+        conn = f.transfercmd("RETR big.bin")
+        received = [conn.recv(1 << 20)]
+        stopper = threading.Thread(target=srv.call, args=(lambda s: s.stop(grace=60),))
+        stopper.start()
+        while chunk := conn.recv(1 << 20):
+            received.append(chunk)
+        conn.close()
+        assert f.voidresp().startswith("226")
+        with pytest.raises(ftplib.error_temp, match=r"^421"):
+            f.getresp()
+        stopper.join(60)
+        assert not stopper.is_alive()
+        assert _sha(b"".join(received)) == _sha((root / "big.bin").read_bytes())
+    finally:
+        srv.stop()
+
+
+def test_embedded_stop_alone_aborts_a_transfer_with_426_then_421(root: Path) -> None:
+    srv, f = _embedded(root)
+    conn = f.transfercmd("RETR big.bin")
+    assert conn.recv(1 << 16)
+    srv.stop()
+    with pytest.raises(ftplib.error_temp, match=r"^426"):
+        f.getresp()
+    with pytest.raises(ftplib.error_temp, match=r"^421"):
+        f.getresp()
+    conn.close()
