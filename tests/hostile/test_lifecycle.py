@@ -32,12 +32,13 @@ BIG = 48 * 1024 * 1024
 class Serve:
     """One ``fileferry serve`` process; its stderr is collected line by line as it comes."""
 
-    def __init__(self, root: Path, *args: str) -> None:
+    def __init__(self, root: Path, *args: str, session: bool = False) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("FILEFERRY_WORKERS", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fileferry", "serve", str(root), *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            start_new_session=session,  # its own process group, as in a terminal
         )  # fmt: skip
         self.lines: list[str] = []
         self._seen = threading.Condition()
@@ -122,8 +123,10 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _serve(root: Path, *args: str) -> Serve:
-    return Serve(root, "--port", "0", "--user", "alice:secret", "--no-anonymous", *args)
+def _serve(root: Path, *args: str, session: bool = False) -> Serve:
+    return Serve(
+        root, "--port", "0", "--user", "alice:secret", "--no-anonymous", *args, session=session
+    )
 
 
 def _children(pid: int) -> list[int]:
@@ -334,6 +337,36 @@ def test_a_second_signal_stops_at_once(root: Path, workers: str, second: int) ->
         served.close()
     assert not (root / "up.bin").exists()
     assert _no_temp_files(root)
+    assert "Traceback" not in served.stderr()
+
+
+def test_one_ctrl_c_in_a_terminal_drains_every_worker_and_a_second_stops_them(root: Path) -> None:
+    """A terminal's Ctrl-C reaches the parent and every worker at once: that
+    one keypress must drain, not count as the "second signal" on a worker."""
+    served = _serve(root, "--workers", "2", "--shutdown-grace", "600", session=True)
+    try:
+        idle = served.ftp()
+        busy = served.ftp()
+        conn = busy.transfercmd("RETR big.bin")
+        assert conn.recv(1 << 16)
+        os.killpg(served.proc.pid, signal.SIGINT)
+        with pytest.raises(ftplib.error_temp, match=r"^421"):
+            idle.getresp()
+        received = 0
+        while chunk := conn.recv(1 << 20):  # the download goes on to its end
+            received += len(chunk)
+            if received > BIG // 2:
+                break
+        assert received > BIG // 2
+        os.killpg(served.proc.pid, signal.SIGINT)  # the second Ctrl-C
+        with pytest.raises(ftplib.error_temp, match=r"^426"):
+            busy.getresp()
+        with pytest.raises(ftplib.error_temp, match=r"^421"):
+            busy.getresp()
+        assert served.wait() == 0
+        conn.close()
+    finally:
+        served.close()
     assert "Traceback" not in served.stderr()
 
 
