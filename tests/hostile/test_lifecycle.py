@@ -108,6 +108,7 @@ class Serve:
         if self.proc.poll() is None:
             self.proc.kill()
         self.wait()
+        print(self.stderr())  # shown by pytest when the test failed
 
 
 @pytest.fixture

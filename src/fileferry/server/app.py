@@ -146,20 +146,23 @@ class App:
 LISTEN_BACKLOG = 4096
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
+def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     """The listening socket; ``::`` is dual stack (IPv4 clients too).
 
-    Never ``SO_REUSEPORT``: with it, a second server started on the same
-    port by the same user would join ours and the kernel would split the
-    clients between the two. Several workers share one socket instead
-    (bound by the parent, inherited; see ``server/workers.py``), so any
-    second server fails with "address already in use".
+    No ``SO_REUSEPORT`` for a server: with it, a second server started on
+    the same port by the same user would join ours and the kernel would
+    split the clients between the two. Worker processes share one socket
+    instead (bound by the parent, inherited; see ``server/workers.py``), so
+    any second server fails with "address already in use". ``reuse_port``
+    is for the worker threads of the test harness (``server/thread.py``).
     """
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, _, _, _, addr = infos[0]
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         sock.bind(addr)
@@ -198,10 +201,10 @@ def _tune(sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
 
 
-def bind_or_explain(host: str, port: int) -> socket.socket:
+def bind_or_explain(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     """:func:`bind_socket`, failing with a :class:`ListenError` that names the port."""
     try:
-        return bind_socket(host, port)
+        return bind_socket(host, port, reuse_port=reuse_port)
     except OSError as exc:
         raise ListenError(exc.errno, exc.strerror, port) from exc
 

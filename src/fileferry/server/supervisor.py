@@ -29,23 +29,27 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from fileferry.config import ServerConfig
-from fileferry.limits.shared import SharedLimits
 from fileferry.limits.table import LockLost
 from fileferry.server.signals import STOP_NOW
+
+if TYPE_CHECKING:  # made by the runner (workers.py); here only used
+    from fileferry.limits.shared import SharedLimits
 
 log = logging.getLogger("fileferry.workers")
 
 #: How long the parent waits for every worker to report that it listens.
 READY_TIMEOUT = 60.0
 
-#: Runs one worker in the forked child and never returns:
-#: (config, readiness pipe, its view of the shared limits, listening sockets, parent pid).
-WorkerMain = Callable[
-    [ServerConfig, int, SharedLimits | None, tuple[socket.socket, socket.socket | None], int],
-    None,
-]
+if TYPE_CHECKING:
+    #: Runs one worker in the forked child and never returns: (config, readiness
+    #: pipe, its view of the shared limits, listening sockets, parent pid).
+    WorkerMain = Callable[
+        [ServerConfig, int, SharedLimits | None, tuple[socket.socket, socket.socket | None], int],
+        None,
+    ]
 
 
 class WorkerStartError(Exception):

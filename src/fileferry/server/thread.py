@@ -4,9 +4,13 @@
 gives a real server on its own event loop, stopped cleanly on exit.
 
 With ``config.workers > 1`` it runs that many servers, each on its own thread
-and loop, accepting from one listening socket (each with its own descriptor
-of it) and splitting the passive range as ``--workers`` processes do (see
-``server/workers.py``); ``server`` is the first of them. Each has its own
+and loop, splitting the passive range as ``--workers`` processes do (see
+``server/workers.py``); ``server`` is the first of them. Unlike those
+processes, which share one inherited socket, each thread listens on a
+socket of its own, joined with ``SO_REUSEPORT``: the kernel then deals
+connections by a hash, whereas threads racing for one socket under the GIL
+let one of them win most accepts when the machine is loaded, and the tests
+that need a session on each worker would wait for luck. Each has its own
 sessions and loop; the limits they enforce together (session caps, bans,
 account sessions, quotas) are in one
 :class:`~fileferry.limits.shared.SharedLimits`, with a process lock, as
@@ -54,28 +58,23 @@ class ServerThread:
     def start(self) -> ServerThread:
         count = max(1, self._config.workers)
         limits = SharedLimits(self._config, count) if count > 1 else None
-        listeners: list[socket.socket | None] = [None, None]
-        if limits is not None:  # one listening socket for all, as the supervisor makes
+        port, implicit = self._config.port, self._config.tls.implicit_port
+        for index in range(count):
             cfg = self._config
-            listeners[0] = bind_or_explain(cfg.host, cfg.port)
-            if cfg.tls.implicit_port is not None:
-                listeners[1] = bind_or_explain(cfg.host, cfg.tls.implicit_port)
-        try:
-            for index in range(count):
-                cfg = self._config
-                shared = None
-                socks: tuple[socket.socket | None, ...] = (None, None)
-                if limits is not None:
-                    port, implicit = (s.getsockname()[1] if s else None for s in listeners)
-                    assert port is not None
-                    cfg = worker_config(self._config, index, port, implicit)
-                    shared = limits.for_worker(index)
-                    socks = tuple(s.dup() if s else None for s in listeners)
-                self._start_one(index, count, cfg, shared, socks)
-        finally:
-            for s in listeners:
-                if s is not None:
-                    s.close()
+            shared = None
+            socks: tuple[socket.socket | None, ...] = (None, None)
+            if limits is not None:
+                # Later workers join the port the first one got (port 0 resolved).
+                shared = limits.for_worker(index)
+                main = bind_or_explain(cfg.host, port, reuse_port=True)
+                port = main.getsockname()[1]
+                other = None
+                if implicit is not None:
+                    other = bind_or_explain(cfg.host, implicit, reuse_port=True)
+                    implicit = other.getsockname()[1]
+                cfg = worker_config(self._config, index, port, implicit)
+                socks = (main, other)
+            self._start_one(index, count, cfg, shared, socks)
         self.server = self.servers[0]
         return self
 
