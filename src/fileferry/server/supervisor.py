@@ -101,6 +101,12 @@ _ENDED = object()
 
 
 class Supervisor:
+    """The parent's whole job, between :meth:`start` and the end of :meth:`run`.
+
+    ``worker_main`` runs in each forked child (``workers.run_worker``); it is
+    passed in so that this module builds nothing itself.
+    """
+
     def __init__(
         self,
         configs: list[ServerConfig],
