@@ -1,8 +1,8 @@
 """Suite-wide switch: run every server the tests start with several workers.
 
 ``FILEFERRY_TEST_WORKERS=2 pytest`` makes each in-process server
-(``ServerThread``) run two workers on their own threads and loops, sharing
-the port with SO_REUSEPORT and splitting the passive range, exactly as
+(``ServerThread``) run two workers on their own threads and loops, accepting
+from one listening socket and splitting the passive range, exactly as
 ``--workers 2`` processes do; and it exports ``FILEFERRY_WORKERS=2`` so that
 every ``fileferry serve`` the CLI tests start forks two worker processes.
 Unset (the default, and CI), nothing changes. Every test must pass both ways:

@@ -20,6 +20,7 @@ CONTRACT: dict[str, tuple[str, object]] = {
     "root": ("/srv", "/srv"),
     "host": ("::", "::"),
     "port": ("2100", 2100),
+    "shutdown_grace": ("12.5", 12.5),
     "anonymous": ("false", False),
     "write": ("yes", True),
     "passive_ports": ("60000-60100", (60000, 60100)),

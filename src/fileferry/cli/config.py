@@ -47,7 +47,8 @@ data_timeout = 300.0              # seconds a data connection may stall
 accept_timeout = 60.0             # seconds a passive listener waits for the client
 fsync_uploads = false             # make 226 wait until an upload is on disk
 fs_calls = "auto"                 # open/stat/rename: "inline" on the loop, "thread", or "auto"
-workers = 1                       # processes sharing the port (SO_REUSEPORT), one loop each
+workers = 1                       # processes sharing one listening socket, one loop each
+shutdown_grace = 30.0             # on SIGTERM, seconds running transfers get to finish
 
 # --- FTPS (RFC 4217) -------------------------------------------------------------
 # tls_cert = "/etc/fileferry/cert.pem"   # PEM certificate chain

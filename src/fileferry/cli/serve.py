@@ -142,6 +142,7 @@ def failure(cfg: ServerConfig, exc: Exception) -> int:
 
 async def _serve(cfg: ServerConfig) -> int:
     from fileferry.server.app import FTPServer
+    from fileferry.server.signals import stop_on_signals
 
     try:
         server = FTPServer(cfg)
@@ -152,17 +153,12 @@ async def _serve(cfg: ServerConfig) -> int:
     except OSError as exc:
         await server.app.close()
         return failure(cfg, exc)
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, server.reload_tls)
+    stop = stop_on_signals(server, cfg.shutdown_grace)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, server.reload_tls)
     tls = server.app.tls
     cert = tls.cert if tls is not None and cfg.tls.self_signed else None
     announce(cfg, server.address, server.implicit_address, cert)
-    await stop.wait()
-    logging.getLogger("fileferry").info("stopping")
-    await server.stop()
+    await stop
     return 0
 
 

@@ -228,8 +228,8 @@ class ServerConfig:
     banner: str = setting("fileferry FTP server ready.", "banner")
     anonymous: bool = setting(True, "anonymous", "allow anonymous login (default: on)", toggle=True)
     write: bool = setting(False, "write", "let anonymous users write too")
-    #: Processes sharing the listening port (SO_REUSEPORT), each with its own
-    #: event loop and its own slice of ``data.passive_ports``.
+    #: Processes sharing one listening socket (inherited from the parent),
+    #: each with its own event loop and its own slice of ``data.passive_ports``.
     workers: int = setting(
         1,
         "workers",
@@ -237,6 +237,18 @@ class ServerConfig:
         metavar="N",
         low=1,
         high=64,
+    )
+    #: On SIGTERM (or ``FTPServer.stop(grace=...)``), how long running
+    #: transfers may go on after the listeners closed and idle sessions were
+    #: told 421; what still runs then is aborted (426, 421, uploads discarded).
+    shutdown_grace: float = setting(
+        30.0,
+        "shutdown_grace",
+        "on SIGTERM, seconds running transfers may take to finish (30)",
+        metavar="SECONDS",
+        low=0,
+        high=_DAY,
+        unit="seconds",
     )
     #: ``--user`` and ``[[user]]`` accounts, besides the user store.
     users: tuple[UserConfig, ...] = ()

@@ -41,6 +41,7 @@ import functools
 import hashlib
 import mmap
 import multiprocessing
+import os
 from array import array
 from collections.abc import Iterator
 from typing import Protocol
@@ -83,13 +84,37 @@ class ProcessLock:
 
     def __init__(self) -> None:
         self._lock = multiprocessing.Lock()
+        # The holder's pid, in memory every forked worker shares: a worker
+        # killed inside a section leaves it there for the supervisor to see
+        # (:meth:`free_if_held_by`), so nobody waits for the timeout.
+        self._mm = mmap.mmap(-1, 8)
+        self._holder = memoryview(self._mm).cast("q")
 
     def __enter__(self) -> None:
         if not self._lock.acquire(timeout=LOCK_TIMEOUT):
             raise LockLost("the shared limits lock is held by a worker that died")
+        self._holder[0] = _pid[0]
 
     def __exit__(self, *exc: object) -> None:
+        self._holder[0] = 0
         self._lock.release()
+
+    def free_if_held_by(self, pid: int) -> bool:
+        """Release the lock if process ``pid``, which is gone, died holding it.
+
+        For the supervisor, once it reaped ``pid``. The tables may hold a
+        half-made change of that worker's; the caller then clears its column.
+        """
+        if self._holder[0] != pid:
+            return False
+        self._holder[0] = 0
+        self._lock.release()
+        return True
+
+
+#: This process's pid, kept current across forks without a system call per lock.
+_pid = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
 
 
 @functools.lru_cache(maxsize=8192)

@@ -20,6 +20,7 @@ from fileferry.config import ServerConfig
 from fileferry.limits.factory import make_limits
 from fileferry.limits.keys import client_key
 from fileferry.limits.shared import SharedLimits
+from fileferry.limits.table import LockLost
 from fileferry.observability import Dispatcher, Observer, SessionLog
 from fileferry.protocol.commands import CoreConfig, site_commands
 from fileferry.server.accounts import AccountRegistry
@@ -148,8 +149,12 @@ LISTEN_BACKLOG = 4096
 def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     """The listening socket; ``::`` is dual stack (IPv4 clients too).
 
-    ``reuse_port``: several worker processes bind the same port and the kernel
-    spreads new connections over them (SO_REUSEPORT; see ``server/workers.py``).
+    No ``SO_REUSEPORT`` for a server: with it, a second server started on
+    the same port by the same user would join ours and the kernel would
+    split the clients between the two. Worker processes share one socket
+    instead (bound by the parent, inherited; see ``server/workers.py``), so
+    any second server fails with "address already in use". ``reuse_port``
+    is for the worker threads of the test harness (``server/thread.py``).
     """
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, _, _, _, addr = infos[0]
@@ -169,6 +174,17 @@ def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.soc
     return sock
 
 
+#: Seconds sessions get, after their transfers were aborted, to send the last
+#: replies and release what they hold before they are cancelled.
+ABORT_WAIT = 10.0
+
+
+async def _wait_tasks(tasks: Iterable[asyncio.Task[None]], timeout: float) -> None:
+    pending = set(tasks)
+    if pending:
+        await asyncio.wait(pending, timeout=timeout)
+
+
 class ListenError(OSError):
     """A listening socket could not be opened; ``port`` says which one."""
 
@@ -185,7 +201,8 @@ def _tune(sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
 
 
-def _bind_or_explain(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+def bind_or_explain(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """:func:`bind_socket`, failing with a :class:`ListenError` that names the port."""
     try:
         return bind_socket(host, port, reuse_port=reuse_port)
     except OSError as exc:
@@ -216,6 +233,13 @@ class FTPServer:
         self._server: asyncio.Server | None = None
         self._implicit: ImplicitListener | None = None
         self._stopped = asyncio.Event()
+        #: The live sessions' connections, for a drain to talk to.
+        self._connections: dict[asyncio.Task[None], ControlConnection] = {}
+        self._draining = False
+        #: When a stop under way aborts what still runs (loop time), and the
+        #: event that tells it a later ``stop`` moved that moment closer.
+        self._deadline = 0.0
+        self._hurried = asyncio.Event()
 
     @property
     def config(self) -> ServerConfig:
@@ -238,24 +262,33 @@ class FTPServer:
         """Where implicit FTPS listens, if it does."""
         return self._implicit.address if self._implicit is not None else None
 
-    async def start(self) -> None:
-        """Bind and listen; a ``ListenError`` names the port that failed."""
-        workers = self.config.workers > 1
-        sock = _bind_or_explain(self.config.host, self.config.port, workers)
+    async def start(
+        self, sock: socket.socket | None = None, implicit_sock: socket.socket | None = None
+    ) -> None:
+        """Bind and listen; a ``ListenError`` names the port that failed.
+
+        ``sock`` and ``implicit_sock``: listening sockets made by someone
+        else (a worker's, inherited from the supervisor), used instead of
+        binding ``config.port`` and ``config.tls.implicit_port``; the server
+        owns and closes them.
+        """
+        if sock is None:
+            sock = bind_or_explain(self.config.host, self.config.port)
         self._server = await asyncio.start_server(
             self._on_connect,
             sock=sock,
             limit=2**16,
             backlog=LISTEN_BACKLOG,
         )
-        if self.config.tls.implicit_port is not None:
+        if implicit_sock is None and self.config.tls.implicit_port is not None:
             try:
-                isock = _bind_or_explain(self.config.host, self.config.tls.implicit_port, workers)
+                implicit_sock = bind_or_explain(self.config.host, self.config.tls.implicit_port)
             except OSError:
                 self._server.close()
                 raise
+        if implicit_sock is not None:
             self._implicit = ImplicitListener(
-                isock,
+                implicit_sock,
                 backlog=LISTEN_BACKLOG,
                 admit=self._admit_implicit,
                 release=self.app.counter.release,
@@ -320,6 +353,9 @@ class FTPServer:
                 dispatcher=app.dispatcher,
                 tls_context=tls_context,
             )
+            self._connections[task] = conn
+            if self._draining:  # admitted just before the listener closed
+                conn.drain()
             await conn.run()
         except asyncio.CancelledError:
             pass
@@ -328,33 +364,82 @@ class FTPServer:
         finally:
             self.app.counter.release(key)
             self.app.sessions.discard(task)
+            self._connections.pop(task, None)
 
     def _admission(self, key: str) -> str | None:
         """Why a new connection from ``key`` is turned away, or None to admit it."""
-        banned = self.app.defender.banned_for(key)
-        if banned:
-            return f"Too many failed logins from your address; try again in {int(banned) + 1} s."
-        return self.app.counter.admit(key)
+        try:
+            banned = self.app.defender.banned_for(key)
+            if banned:
+                wait = int(banned) + 1
+                return f"Too many failed logins from your address; try again in {wait} s."
+            return self.app.counter.admit(key)
+        except LockLost:  # a worker died inside the shared tables; the supervisor frees them
+            log.warning("refused %s: the shared limits are locked by a dead worker", key)
+            return "Server busy; try again later."
 
     async def serve_forever(self) -> None:
         await self._stopped.wait()
 
-    async def stop(self) -> None:
-        """Stop accepting, end every session (aborting uploads), release stores."""
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop accepting, end every session, release stores.
+
+        Idle sessions are told 421 and closed at once. Running transfers
+        get ``grace`` seconds to finish (then 226 and 421); what still runs
+        after that is aborted: 426 on the transfer, 421 on the session, an
+        upload discarded. ``stop()`` alone is all of that without a grace.
+        Called again while a stop is under way, it brings that stop's end
+        forward to its own ``grace`` and returns when the server stopped.
+        """
+        loop = asyncio.get_running_loop()
+        if self._draining:
+            self._deadline = min(self._deadline, loop.time() + grace)
+            self._hurried.set()
+            await self._stopped.wait()
+            return
+        self._draining = True
+        self._deadline = loop.time() + grace
         if self._server is not None:
             self._server.close()
         if self._implicit is not None:
-            self._implicit.close()
+            self._implicit.stop_accepting()
+        for conn in list(self._connections.values()):
+            conn.drain()
+        await self._await_sessions()
+        if self.app.sessions:
+            if grace > 0:
+                log.warning("shutdown: grace over, aborting %d session(s)", len(self.app.sessions))
+            for conn in list(self._connections.values()):
+                conn.abort_for_shutdown()
+            await _wait_tasks(self.app.sessions, ABORT_WAIT)
+        # What did not end by itself (a handler stuck in storage) is cancelled.
         sessions = list(self.app.sessions)
         for task in sessions:
             task.cancel()
-        if sessions:
-            await asyncio.wait(sessions, timeout=10)
+        if self._implicit is not None:
+            self._implicit.close()
+        await _wait_tasks(sessions, 10)
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
         await self.app.close()
         self._stopped.set()
+
+    async def _await_sessions(self) -> None:
+        """Until every session ended or the deadline (which may move closer) passed."""
+        loop = asyncio.get_running_loop()
+        while self.app.sessions:
+            left = self._deadline - loop.time()
+            if left <= 0:
+                return
+            self._hurried.clear()
+            hurried = loop.create_task(self._hurried.wait())
+            try:
+                await asyncio.wait(
+                    {*self.app.sessions, hurried}, timeout=left, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                hurried.cancel()
 
     async def __aenter__(self) -> FTPServer:
         await self.start()

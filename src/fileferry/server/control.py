@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from fileferry.errors import PermissionDenied, StorageError
 from fileferry.limits.keys import client_key
+from fileferry.limits.table import LockLost
 from fileferry.limits.throttle import CommandRate
 from fileferry.observability import events as seen
 from fileferry.observability.dispatch import Dispatcher
@@ -100,6 +101,12 @@ class ControlConnection:
         #: Set by ABOR so the transfer task answers 426 instead of re-raising.
         self.aborting = False
         self.closing = False
+        #: The server is shutting down: 421 and close as soon as no transfer runs.
+        self.draining = False
+        #: Waiting for the client's next bytes with nothing else in hand, so a
+        #: drain may end the session right away (see :meth:`drain`).
+        self._parked = False
+        self._task: asyncio.Task[None] | None = None
 
     # --- the session context (server/context.py) --------------------------------
 
@@ -180,8 +187,12 @@ class ControlConnection:
         self.emit(seen.SessionOpened(self.origin))
         read: asyncio.Task[bytes] | None = None
         self.login_deadline = time.monotonic() + cfg.limits.sessions.login_timeout
+        self._task = asyncio.current_task()
         try:
             while not self.closing:
+                if self.draining and not self.transfer_running:
+                    self.reply(Reply(421, "Server shutting down."))
+                    break
                 event = self.session.next_event()
                 if event is not events.NEED_DATA:
                     pause = self.rate.delay()
@@ -205,6 +216,7 @@ class ControlConnection:
                 if self.transfer_task is not None:
                     waits.add(self.transfer_task)  # type: ignore[arg-type]
                 timeout = None if self.transfer_task else cfg.limits.sessions.idle_timeout
+                self._parked = self.transfer_task is None
                 if self.account is None:
                     # An absolute deadline: trickling bytes cannot keep a
                     # connection that never logs in alive.
@@ -213,6 +225,7 @@ class ControlConnection:
                 done, _ = await asyncio.wait(
                     waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                 )
+                self._parked = False
                 if not done:
                     self._timed_out()
                     break
@@ -240,6 +253,7 @@ class ControlConnection:
             # An absolute deadline: trickling bytes cannot keep a
             # connection that never logs in alive.
             timeout = max(0.0, min(idle_timeout, self.login_deadline - time.monotonic()))
+        self._parked = True
         try:
             async with asyncio.timeout(timeout):
                 return await self.reader.read(_READ_SIZE)
@@ -248,6 +262,8 @@ class ControlConnection:
             return None
         except (ConnectionError, OSError):
             return b""
+        finally:
+            self._parked = False
 
     def _timed_out(self) -> None:
         if self.account is not None:
@@ -282,6 +298,10 @@ class ControlConnection:
         except StorageError as exc:
             self.reply(Reply(exc.reply_code, exc.message), event)
             return
+        except LockLost:  # a worker died inside the shared limits: no traceback, retry later
+            log.warning("session=%d: the shared limits are locked by a dead worker", self.id)
+            self.reply(Reply(451, "Server busy; try again later."), event)
+            return
         except Exception:
             log.exception("session=%d handler for %r failed", self.id, event)
             self.reply(Reply(451, "Internal error; the action was not taken."), event)
@@ -308,6 +328,26 @@ class ControlConnection:
         self.transfer_task = None
         if self.transfer_job is not None:
             await transfers.abandon(self, self.transfer_job, answer=True)
+
+    def drain(self) -> None:
+        """The server is shutting down: 421 and close now if idle, else once the
+        running transfer (or command) is over; nothing new starts meanwhile."""
+        self.draining = True
+        if self._parked and not self.transfer_running and self._task is not None:
+            # Parked in a read: wake it the cheap way; ``run`` answers the
+            # cancellation with the 421 and releases everything.
+            self._task.cancel()
+
+    def abort_for_shutdown(self) -> None:
+        """The grace is over: a running transfer ends with 426 (an upload is
+        discarded), then the session says 421 and closes."""
+        self.draining = True
+        task = self.transfer_task
+        if task is not None and not task.done():
+            self.aborting = True
+            task.cancel()
+        elif self._parked and self._task is not None:
+            self._task.cancel()
 
     async def shutdown(self) -> None:
         """Release everything this connection holds; safe on every path out."""

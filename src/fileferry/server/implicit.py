@@ -108,10 +108,14 @@ class ImplicitListener:
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         await self._run(reader, writer, context, key)
 
-    def close(self) -> None:
-        """Stop accepting, and abandon handshakes and sessions begun here."""
+    def stop_accepting(self) -> None:
+        """Close the listener; sessions begun here go on (a drain ends them its way)."""
         self._acceptor.cancel()
-        for task in list(self._tasks):
-            task.cancel()
         with contextlib.suppress(OSError):
             self.sock.close()
+
+    def close(self) -> None:
+        """Stop accepting, and abandon handshakes and sessions begun here."""
+        self.stop_accepting()
+        for task in list(self._tasks):
+            task.cancel()

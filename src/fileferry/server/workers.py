@@ -2,22 +2,28 @@
 
 One asyncio loop runs on one core, so a 2-core machine serving 300 uploads
 at once leaves half of itself idle. ``--workers N`` forks N processes after
-the configuration is loaded; each binds the same port with ``SO_REUSEPORT``
-and runs its own event loop, thread pool and sessions, and the kernel spreads
-new connections over them. Forking (rather than starting fresh interpreters)
-shares the imported code copy-on-write, so a worker costs little memory.
+the configuration is loaded; each runs its own event loop, thread pool and
+sessions. Forking (rather than starting fresh interpreters) shares the
+imported code copy-on-write, so a worker costs little memory.
 
+* **One listening socket, bound by the parent**: the parent binds and
+  listens (without ``SO_REUSEPORT``), and every worker inherits that very
+  socket and accepts from it. So a second server on the same port, with
+  workers or without, fails with "address already in use" as a second
+  single process does; with ``SO_REUSEPORT`` on every worker's own socket,
+  a second ``--workers`` server of the same user would have joined the
+  group and the kernel would have split the clients between the two. The
+  shared queue also means a connection waiting to be accepted survives the
+  death of a worker: another one takes it.
 * **Passive ports**: with ``--passive-ports``, each worker listens only on
   its own slice of the range (:func:`passive_slice`), so two workers never
   race for one port; without a range the kernel picks free ports anyway.
-* **The port is reserved by the parent**: it binds (without listening) with
-  ``SO_REUSEPORT`` first, which also resolves port 0 to one port every
-  worker then shares. A socket that does not listen takes no connections.
-* **Supervision**: the parent prints the ready line once, after every worker
-  said it is listening, forwards SIGINT/SIGTERM (stop) and SIGHUP (reload
-  TLS) to them, and if a worker dies unexpectedly it stops the others and
-  exits non-zero, for the service manager to restart the whole server.
-  Workers die with the parent (``PR_SET_PDEATHSIG``) even if it is killed.
+* **Supervision** (:mod:`fileferry.server.supervisor`): the parent prints
+  the ready line once every worker listens, relays SIGHUP (reload TLS),
+  turns SIGTERM/SIGINT into a drain of every worker, and restarts a worker
+  that dies, in the same slot, with a backoff when it keeps dying; the
+  others serve on meanwhile. Workers die with the parent
+  (``PR_SET_PDEATHSIG``) even if it is killed.
 * **What the workers share**: before forking, the parent maps the limit
   tables (:class:`~fileferry.limits.shared.SharedLimits`: anonymous shared
   memory and a process lock, inherited by every worker). So ``max_sessions``,
@@ -37,27 +43,23 @@ import contextlib
 import ctypes
 import logging
 import os
-import select
 import shutil
 import signal
 import socket
-import sys
-import time
 from collections.abc import Callable
-from types import FrameType
 
 from fileferry.config import ServerConfig, updated
 from fileferry.errors import ConfigError
 from fileferry.limits.shared import SharedLimits
-from fileferry.limits.table import LockLost
 from fileferry.server import eventloop
-from fileferry.server.app import ListenError
+from fileferry.server.app import bind_or_explain
+from fileferry.server.supervisor import Supervisor, WorkerStartError
 
 log = logging.getLogger("fileferry.workers")
 
-#: How long the parent waits for every worker to report that it listens.
-READY_TIMEOUT = 60.0
 _PR_SET_PDEATHSIG = 1
+
+__all__ = ["WorkerStartError", "passive_slice", "serve_workers", "worker_config"]
 
 
 def passive_slice(ports: tuple[int, int] | None, index: int, count: int) -> tuple[int, int] | None:
@@ -84,39 +86,27 @@ def worker_config(cfg: ServerConfig, index: int, port: int, implicit: int | None
     )
 
 
-def reserve_port(host: str, port: int) -> socket.socket:
-    """Bind ``port`` (0: a free one) with SO_REUSEPORT, without listening.
-
-    Holding this socket keeps the port ours between the workers' binds, and
-    since it never listens the kernel never hands it a connection.
-    """
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, _, _, _, addr = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        sock.bind(addr)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     """Linux: get SIGTERM when the parent dies, so no worker outlives a killed server."""
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # it died before we asked
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
-async def _serve_worker(cfg: ServerConfig, ready: int, shared: SharedLimits | None) -> int:
+async def _serve_worker(
+    cfg: ServerConfig,
+    ready: int,
+    shared: SharedLimits | None,
+    sock: socket.socket,
+    implicit_sock: socket.socket | None,
+) -> int:
     """One worker: the server's own life cycle, reporting readiness on a pipe."""
     import asyncio
 
     from fileferry.server.app import FTPServer
+    from fileferry.server.signals import stop_on_signals
 
     try:
         server = FTPServer(cfg, shared=shared)
@@ -124,33 +114,36 @@ async def _serve_worker(cfg: ServerConfig, ready: int, shared: SharedLimits | No
         os.write(ready, f"C{exc}\n".encode())
         return 2
     try:
-        await server.start()
+        await server.start(sock, implicit_sock)
     except OSError as exc:
         os.write(ready, f"E{exc.strerror or exc}\n".encode())
         await server.app.close()
         return 1
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stopped = stop_on_signals(server, cfg.shutdown_grace, worker=True)
     reload_tls = getattr(server, "reload_tls", None)
     if reload_tls is not None:
-        loop.add_signal_handler(signal.SIGHUP, reload_tls)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload_tls)
     os.write(ready, b"R")
     os.close(ready)
-    await stop.wait()
-    await server.stop()
+    await stopped
     return 0
 
 
-def _run_worker(cfg: ServerConfig, ready: int, shared: SharedLimits | None = None) -> None:
-    """Entry point of a forked worker; never returns."""
+def run_worker(
+    cfg: ServerConfig,
+    ready: int,
+    shared: SharedLimits | None,
+    sockets: tuple[socket.socket, socket.socket | None],
+    parent: int,
+) -> None:
+    """Entry point of a forked worker (signals still blocked by the parent); never returns."""
     code = 1
     try:
-        _die_with_parent()
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1):
             signal.signal(sig, signal.SIG_DFL)
-        code = eventloop.run(_serve_worker(cfg, ready, shared))
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        _die_with_parent(parent)
+        code = eventloop.run(_serve_worker(cfg, ready, shared, *sockets))
     except KeyboardInterrupt:
         code = 0
     except BaseException:
@@ -160,102 +153,9 @@ def _run_worker(cfg: ServerConfig, ready: int, shared: SharedLimits | None = Non
         os._exit(code)
 
 
-class Supervisor:
-    """The parent: forks the workers, waits for them, relays signals."""
-
-    def __init__(self, cfg: ServerConfig, shared: SharedLimits | None = None) -> None:
-        self.cfg = cfg
-        #: The limit tables, mapped before the fork so every worker shares them.
-        self.shared = shared
-        self.children: dict[int, int] = {}  # pid -> worker index
-        self.stopping = False
-
-    def _signal(self, signum: int, frame: FrameType | None) -> None:
-        if signum == signal.SIGHUP:
-            self._send(signal.SIGHUP)
-            return
-        self.stopping = True
-        self._send(signal.SIGTERM)
-
-    def _send(self, sig: int) -> None:
-        for pid in list(self.children):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-
-    def spawn(self, configs: list[ServerConfig]) -> int:
-        """Fork one worker per config; returns the read end of the readiness pipe."""
-        read, write = os.pipe()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        for index, cfg in enumerate(configs):
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - runs in the child, which _exits
-                os.close(read)
-                shared = self.shared.for_worker(index) if self.shared is not None else None
-                _run_worker(cfg, write, shared)
-            self.children[pid] = index
-        os.close(write)
-        return read
-
-    def wait_ready(self, read: int) -> tuple[str, int] | None:
-        """None once every worker listens; else the first error a worker reported
-        and the exit status it calls for (2: configuration, 1: anything else)."""
-        ready = 0
-        buffer = b""
-        deadline = time.monotonic() + READY_TIMEOUT
-        try:
-            while ready < len(self.children):
-                left = deadline - time.monotonic()
-                if left <= 0 or not select.select([read], [], [], left)[0]:
-                    return "workers did not start in time", 1
-                chunk = os.read(read, 4096)
-                if not chunk:
-                    return "a worker exited during start", 1
-                buffer += chunk
-                ready += buffer.count(b"R")
-                buffer = buffer.replace(b"R", b"")
-                if buffer[:1] in (b"E", b"C") and b"\n" in buffer:
-                    message = buffer[1:].split(b"\n", 1)[0].decode(errors="replace")
-                    return message, 2 if buffer[:1] == b"C" else 1
-        finally:
-            os.close(read)
-        return None
-
-    def wait(self) -> int:
-        """Until every worker has exited; 0 if they only stopped because we asked."""
-        code = 0
-        while self.children:
-            try:
-                pid, status = os.waitpid(-1, 0)
-            except ChildProcessError:
-                break
-            index = self.children.pop(pid, None)
-            if index is None:
-                continue
-            if self.shared is not None:
-                # Its sessions and uploads are gone with it: they must not hold a cap.
-                try:
-                    self.shared.reset_worker(index)
-                except LockLost:
-                    log.error("worker %d died holding the shared limits lock", index)
-            exit_code = os.waitstatus_to_exitcode(status)
-            if not self.stopping:
-                log.error("worker %d (pid %d) exited with %d; stopping", index, pid, exit_code)
-                self.stopping = True
-                self._send(signal.SIGTERM)
-                code = 1
-            elif exit_code != 0:
-                code = 1
-        return code
-
-
 #: What the parent reports once every worker listens: the address, the implicit
 #: FTPS address (if any) and the self-signed certificate made at start (if any).
 Announce = Callable[[tuple[str, int], tuple[str, int] | None, str | None], None]
-
-
-class WorkerStartError(Exception):
-    """A worker could not start (its message says why); the server did not start."""
 
 
 def serve_workers(cfg: ServerConfig, announce: Announce) -> int:
@@ -266,55 +166,47 @@ def serve_workers(cfg: ServerConfig, announce: Announce) -> int:
     failures: ``ListenError`` (a port), ``ConfigError`` (e.g. a certificate a
     worker could not load) or :class:`WorkerStartError`.
     """
-    try:
-        main = reserve_port(cfg.host, cfg.port)
-    except OSError as exc:
-        raise ListenError(exc.errno, exc.strerror, cfg.port) from exc
+    main = bind_or_explain(cfg.host, cfg.port)
     implicit_sock = None
     if cfg.tls.implicit_port is not None:
         try:
-            implicit_sock = reserve_port(cfg.host, cfg.tls.implicit_port)
-        except OSError as exc:
+            implicit_sock = bind_or_explain(cfg.host, cfg.tls.implicit_port)
+        except OSError:
             main.close()
-            raise ListenError(exc.errno, exc.strerror, cfg.tls.implicit_port) from exc
+            raise
     port = main.getsockname()[1]
     implicit = implicit_sock.getsockname()[1] if implicit_sock is not None else None
     self_signed = None
-    if cfg.tls.self_signed:
-        # One certificate for all workers, made before forking: clients pin one fingerprint.
-        from fileferry.server.tls import make_self_signed
-
-        self_signed = make_self_signed([cfg.host])
-        cfg = updated(
-            cfg, tls_self_signed=False, tls_cert=self_signed.cert, tls_key=self_signed.key
-        )
-    supervisor = Supervisor(cfg, SharedLimits(cfg, cfg.workers))
-    previous = {
-        sig: signal.signal(sig, supervisor._signal)
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    }
     try:
+        if cfg.tls.self_signed:
+            # One certificate for all workers, made before forking: clients pin one fingerprint.
+            from fileferry.server.tls import make_self_signed
+
+            self_signed = make_self_signed([cfg.host])
+            cfg = updated(
+                cfg, tls_self_signed=False, tls_cert=self_signed.cert, tls_key=self_signed.key
+            )
         configs = [worker_config(cfg, i, port, implicit) for i in range(cfg.workers)]
-        read = supervisor.spawn(configs)
-        failed = supervisor.wait_ready(read)
-        if failed is not None:
-            supervisor.stopping = True
-            supervisor._send(signal.SIGTERM)
-            supervisor.wait()
-            message, status = failed
-            raise ConfigError(message) if status == 2 else WorkerStartError(message)
-        host = main.getsockname()[0]
-        announce(
-            (host, port),
-            (host, implicit) if implicit is not None else None,
-            self_signed.cert if self_signed is not None else None,
+        supervisor = Supervisor(
+            configs, SharedLimits(cfg, cfg.workers), (main, implicit_sock), run_worker
         )
-        return supervisor.wait()
+        with supervisor.signals():
+            failed = supervisor.start()
+            if failed is not None:
+                supervisor.stop()
+                supervisor.run()
+                message, status = failed
+                raise ConfigError(message) if status == 2 else WorkerStartError(message)
+            host = main.getsockname()[0]
+            announce(
+                (host, port),
+                (host, implicit) if implicit is not None else None,
+                self_signed.cert if self_signed is not None else None,
+            )
+            return supervisor.run()
     finally:
         if self_signed is not None:
             shutil.rmtree(self_signed.directory, ignore_errors=True)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         main.close()
         if implicit_sock is not None:
             implicit_sock.close()
