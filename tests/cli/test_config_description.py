@@ -48,6 +48,8 @@ CONTRACT: dict[str, tuple[str, object]] = {
     "ban_window": ("60", 60.0),
     "ban_time": ("120", 120.0),
     "ban_max_time": ("240", 240.0),
+    "max_login_checks_per_ip": ("2", 2),
+    "max_login_checks_per_user": ("6", 6),
     "db": ("/var/lib/users.db", "/var/lib/users.db"),
     "upload_rate": ("2M", 2 * 1024**2),
     "download_rate": ("1K", 1024),

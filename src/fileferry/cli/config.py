@@ -67,6 +67,8 @@ ban_threshold = 5                 # failed logins within ban_window that ban an 
 ban_window = 600.0
 ban_time = 900.0                  # first ban; each further ban doubles it
 ban_max_time = 86400.0
+max_login_checks_per_ip = 4       # password checks at once per address (more wait)
+max_login_checks_per_user = 8     # password checks at once per user name, any address
 max_line = 4200                   # longest command line accepted
 max_list_entries = 200000         # entries a listing returns at most
 

@@ -195,6 +195,14 @@ class BanLimits:
     max_time: float = setting(86400.0, "ban_max_time", low=0, high=30 * _DAY, open_low=True)
     #: Seconds before answering a failed login.
     failure_delay: float = setting(1.0, "login_failure_delay", low=0, high=60, unit="seconds")
+    #: Password checks in flight at once from one address (more wait their
+    #: turn): without it, guesses sent in parallel were all checked before the
+    #: first failure could ban. A failed check keeps its place for the failure
+    #: delay. With ``--workers N`` each worker allows its share, rounded up.
+    checks_per_ip: int = setting(4, "max_login_checks_per_ip", low=1, high=10_000)
+    #: Password checks in flight at once for one user name, from any address:
+    #: slows guessing spread over many addresses, none of which gets banned.
+    checks_per_user: int = setting(8, "max_login_checks_per_user", low=1, high=10_000)
 
 
 @dataclass(frozen=True, slots=True)

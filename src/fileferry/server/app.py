@@ -88,6 +88,7 @@ class App:
         self.sessions: set[asyncio.Task[None]] = set()
         self.counter = self.limits.sessions
         self.defender = self.limits.bans
+        self.login_checks = self.limits.logins
 
     def _core_config(self) -> CoreConfig:
         """The protocol core's view of this server: what FEAT, HELP and SITE offer.

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import ssl
 
     from fileferry.config import ServerConfig
-    from fileferry.limits.interfaces import BanList
+    from fileferry.limits.interfaces import BanList, LoginChecks
     from fileferry.observability.events import Origin, SessionEvent
     from fileferry.protocol.events import Event
     from fileferry.protocol.replies import Reply
@@ -49,6 +49,9 @@ class Services(Protocol):
 
     @property
     def defender(self) -> BanList: ...
+
+    @property
+    def login_checks(self) -> LoginChecks: ...
 
     @property
     def tls(self) -> TLSManager | None: ...

@@ -35,6 +35,7 @@ from fileferry.protocol.replies import Reply
 from fileferry.protocol.session import Session
 from fileferry.server.datachannel import DataChannel
 from fileferry.server.handlers import HANDLERS, transfers
+from fileferry.server.login import ban_refusal
 
 if TYPE_CHECKING:
     from fileferry.protocol.commands import CoreConfig
@@ -268,6 +269,13 @@ class ControlConnection:
             self.closing = True
 
     async def dispatch(self, event: events.Event) -> None:
+        if self.account is None and type(event) is not events.ConnectionClosed:
+            # Banned since it connected (guesses on its other connections):
+            # nothing more before a login, USER and PASS included.
+            banned = ban_refusal(self)
+            if banned is not None:
+                self.reply(banned, None if type(event) is events.Answer else event)
+                return
         if type(event) is events.Answer:  # the core answered by itself
             self.reply(event.reply)
             if event.reply.code == 421:
