@@ -49,8 +49,11 @@ class Counter:
             return sum(1 for e in self.events if isinstance(e, kind))
 
 
-@pytest.fixture
-def guarded(tmp_path: Path) -> Iterator[tuple[ServerThread, Counter]]:
+@pytest.fixture(params=[1, 2], ids=["one-worker", "two-workers"])
+def guarded(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[ServerThread, Counter]]:
+    """One worker, and two (a share of the caps each, the ban shared)."""
     root = tmp_path / "root"
     root.mkdir()
     counter = Counter()
@@ -63,6 +66,7 @@ def guarded(tmp_path: Path) -> Iterator[tuple[ServerThread, Counter]]:
             # The delay is what let every parallel guess in: keep a real one.
             "login_failure_delay": 0.5,
             "users": (config.parse_user_spec("alice:secret"),),
+            "workers": request.param,
         }
     )
     with ServerThread(cfg, observers=[counter]) as srv:
