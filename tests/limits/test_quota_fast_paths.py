@@ -26,6 +26,7 @@ from fileferry.limits.sharedquota import SharedLedger, quota_table
 from fileferry.limits.stripes import SectionLocks
 from fileferry.limits.table import ProcessLock
 from fileferry.server.thread import ServerThread
+from fileferry.storage.fastpaths import BlockingWriter, SpliceTarget
 from fileferry.storage.local import LocalStorage
 from fileferry.storage.quota import QuotaStorage
 
@@ -50,7 +51,7 @@ def test_a_spliced_upload_reserves_first_and_stops_at_the_quota(
         account.quota_bytes = 100_000
         storage = QuotaStorage(LocalStorage(str(tmp_path)), account)
         upload = await storage.open_write("/spliced.bin")
-        assert upload.splices  # the quota wrapper does not turn the fast path off
+        assert isinstance(upload, SpliceTarget)  # the quota wrapper keeps the fast path
         data = os.urandom(60_000)
         read, write = os.pipe()
         try:
@@ -84,7 +85,7 @@ def test_blocking_writes_from_a_thread_reserve_and_stop_at_the_quota(
         account.quota_bytes = 100_000
         storage = QuotaStorage(LocalStorage(str(tmp_path)), account)
         upload = await storage.open_write("/pumped.bin")
-        assert upload.blocking_writes
+        assert isinstance(upload, BlockingWriter)
         chunks = [os.urandom(10_000) for _ in range(9)]
 
         def pump() -> None:  # what a TLS pump thread does

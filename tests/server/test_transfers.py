@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 from serverkit import connect, free_port_range, sha256
 
+from fileferry import config
+from fileferry.server.datapath import Download, Receive
+from fileferry.server.thread import ServerThread
 from fileferry.storage.local import TEMP_PREFIX
+from fileferry.users.base import VirtualFolder
+from fileferry.users.passwords import hash_password
 
 SIZES = [0, 1, 64 * 1024, 10 * 1024 * 1024]
 
@@ -340,3 +345,32 @@ def test_eprt_unspecified_address_means_the_control_peer(ftp, root: Path) -> Non
             assert peer == "127.0.0.1"
             assert _drain(conn) == b"peer" * 100
     assert ftp.voidresp().startswith("226")
+
+
+def test_a_virtual_folder_keeps_the_zero_copy_paths(tmp_path: Path, root: Path) -> None:
+    """Files in a mounted folder go by sendfile and splice, as the home's do."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    (shared / "in.bin").write_bytes(data)
+    folder = VirtualFolder("/pub", str(shared), False)
+    user = config.UserConfig(
+        name="alice",
+        password_hash=hash_password("secret"),
+        write=True,
+        account_fields=(("virtual_folders", (folder,)),),
+    )
+    values = {"root": str(root), "port": 0, "login_failure_delay": 0, "users": (user,)}
+    with ServerThread(config.build(values)) as srv:
+        f = connect(srv)
+        f.login("alice", "secret")
+        assert sha256(retr(f, "/pub/in.bin")) == sha256(data)
+        assert f.storbinary("STOR /pub/out.bin", io.BytesIO(data)).startswith("226")
+        f.quit()
+        paths = [s.app.data_paths for s in srv.servers]
+        sent = sum(p.sent[Download.SENDFILE] for p in paths)
+        spliced = sum(p.received[Receive.SPLICE] for p in paths)
+    assert sha256((shared / "out.bin").read_bytes()) == sha256(data)
+    assert sent == 1
+    assert spliced == (1 if hasattr(os, "splice") else 0)
+    assert not [p for p in shared.iterdir() if p.name.startswith(TEMP_PREFIX)]

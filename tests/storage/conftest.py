@@ -1,56 +1,21 @@
-"""Fixtures for the storage contract suite: one backend per parameter, fresh per test."""
+"""Fixtures of the storage tests: the built-in backends for the contract, and a jailed disk."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from storagekit import BUILTIN, Backend, builtin
 
-from fileferry.storage.base import Storage
-from fileferry.storage.local import TEMP_PREFIX, LocalStorage
-from fileferry.storage.memory import MemoryStorage
-
-Body = Callable[[Storage], Awaitable[None]]
+from fileferry.storage.local import LocalStorage
 
 
-@dataclass
-class Env:
-    """A backend under test; ``root`` lets disk-backed runs inspect the real tree."""
-
-    storage: Storage
-    #: The directory on disk for the local backend, ``None`` for memory.
-    root: Path | None
-
-    def run(self, body: Body) -> None:
-        # A plain event loop per test body: no asyncio plugin is available.
-        asyncio.run(body(self.storage))
-
-    def assert_no_temp_files(self) -> None:
-        if self.root is None:
-            return
-        for _dirpath, dirnames, filenames in os.walk(self.root):
-            leftovers = [n for n in dirnames + filenames if n.startswith(TEMP_PREFIX)]
-            assert leftovers == []
-
-
-# Local storage runs twice: metadata calls inline on the loop (the default on a
-# local disk) and in the thread pool (network file systems): same contract.
-@pytest.fixture(params=["memory", "local", "local-thread"])
-def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
-    if request.param == "memory":
-        storage: Storage = MemoryStorage()
-        root = None
-    else:
-        root = tmp_path / "root"
-        root.mkdir()
-        policy = "thread" if request.param == "local-thread" else "inline"
-        storage = LocalStorage(root, fs_calls=policy)
-    yield Env(storage, root)
-    asyncio.run(storage.close())
+@pytest.fixture(params=list(BUILTIN))
+def storage_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """Each built-in backend in turn, fresh per test (see ``storagekit``)."""
+    yield from builtin(request.param, tmp_path)
 
 
 @pytest.fixture(params=["inline", "thread"])

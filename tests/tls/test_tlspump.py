@@ -14,7 +14,9 @@ import io
 import os
 import ssl
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tlskit import Certs, ReusingFTP_TLS, client_context
@@ -53,11 +55,43 @@ def no_temp_files(root: Path) -> bool:
 
 
 @pytest.fixture
-def pool(monkeypatch: pytest.MonkeyPatch) -> tlspump.PumpPool:
-    """A fresh pool of two pumps for this test, so its counters are its own."""
+def pool() -> Iterator[tlspump.PumpPool]:
+    """A pool of two pumps for this test's server, so its counters are its own."""
     fresh = tlspump.PumpPool(2)
-    monkeypatch.setattr(tlspump, "pool", fresh)
-    return fresh
+    yield fresh
+    fresh.close()
+
+
+@pytest.fixture
+def make_tls_server(
+    root: Path, certs: Certs, pool: tlspump.PumpPool
+) -> Iterator[Callable[..., ServerThread]]:
+    """Like the package's fixture, with the server's pumps handed in (``pool`` by default)."""
+    started: list[ServerThread] = []
+    pools: list[tlspump.PumpPool] = []
+
+    def make(pumps: tlspump.PumpPool | None = None, **values: Any) -> ServerThread:
+        values.setdefault("root", str(root))
+        values.setdefault("port", 0)
+        values.setdefault("write", True)
+        values.setdefault("login_failure_delay", 0)
+        values.setdefault("accept_timeout", 10)
+        values.setdefault("data_timeout", 20)
+        values.setdefault("tls_cert", str(certs.cert))
+        values.setdefault("tls_key", str(certs.key))
+        users = values.pop("users", ("alice:secret",))
+        values["users"] = tuple(config.parse_user_spec(u) for u in users)
+        if pumps is not None:
+            pools.append(pumps)
+        srv = ServerThread(config.build(values), pumps=pumps or pool).start()
+        started.append(srv)
+        return srv
+
+    yield make
+    for srv in started:
+        srv.stop()
+    for own in pools:
+        own.close()
 
 
 def test_large_upload_and_download_run_on_a_pump(make_tls_server, certs, root: Path, pool) -> None:
@@ -99,11 +133,10 @@ def test_bare_fin_truncates_the_upload_426_nothing_committed(
 
 
 def test_without_free_pumps_the_loop_path_still_refuses_a_truncated_upload(
-    make_tls_server, certs, root: Path, monkeypatch
+    make_tls_server, certs, root: Path
 ) -> None:
     none = tlspump.PumpPool(0)
-    monkeypatch.setattr(tlspump, "pool", none)
-    srv = make_tls_server()
+    srv = make_tls_server(pumps=none)
     f = login(srv, certs)
     conn = f.transfercmd("STOR cut.bin")
     conn.sendall(os.urandom(2_000_000))
@@ -158,12 +191,9 @@ def test_abor_during_a_pumped_download(make_tls_server, certs, root: Path, pool)
     f.quit()
 
 
-def test_busy_pumps_send_transfers_back_to_the_loop(
-    make_tls_server, certs, root: Path, monkeypatch
-) -> None:
+def test_busy_pumps_send_transfers_back_to_the_loop(make_tls_server, certs, root: Path) -> None:
     one = tlspump.PumpPool(1)
-    monkeypatch.setattr(tlspump, "pool", one)
-    srv = make_tls_server(users=("alice:secret", "bob:secret"))
+    srv = make_tls_server(pumps=one, users=("alice:secret", "bob:secret"))
     first = login(srv, certs)
     held = first.transfercmd("STOR held.bin")  # takes the only pump and keeps it
     head = os.urandom(1_000_000)
@@ -267,7 +297,7 @@ def test_quota_uploads_are_pumped_and_counted(certs, root: Path, pool) -> None:
         "tls_key": str(certs.key),
         "users": (user,),
     }
-    with ServerThread(config.build(values)) as srv:
+    with ServerThread(config.build(values), pumps=pool) as srv:
         f = login(srv, certs)
         data = os.urandom(3_000_000)
         assert f.storbinary("STOR fits.bin", io.BytesIO(data)).startswith("226")

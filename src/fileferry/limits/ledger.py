@@ -233,6 +233,21 @@ class LocalLedger(LedgerBase):
         account.hold()
         return account
 
+    def open_with(self, key: str, figure: Figure) -> _LocalAccount:
+        """:meth:`open` for a caller that already knows the figure: no walk, no wait.
+
+        For an embedding program that keeps its own figures, and for tests
+        that wrap a storage outside (or inside) a running loop.
+        """
+        account = self._accounts.get(key)
+        if account is None:
+            account = self._accounts[key] = _LocalAccount(self, key, figure)
+            account.hold()
+            self._trim()
+            return account
+        account.hold()
+        return account
+
     def _trim(self) -> None:
         if len(self._accounts) <= self._max:
             return

@@ -24,8 +24,10 @@ from fileferry.observability import Dispatcher, Observer, SessionLog
 from fileferry.protocol.commands import CoreConfig, site_commands
 from fileferry.server.accounts import AccountRegistry
 from fileferry.server.control import ControlConnection
+from fileferry.server.datapath import DataPaths
 from fileferry.server.implicit import ImplicitListener
 from fileferry.server.tls import SelfSigned, TLSManager, make_self_signed
+from fileferry.server.tlspump import PUMP_THREADS, PumpPool
 from fileferry.storage.base import Capabilities, Storage
 from fileferry.users.base import Account, UserStore
 
@@ -59,6 +61,10 @@ class App:
     (:mod:`fileferry.observability.events`); by default the session log
     alone. A list replaces that default, so include
     :class:`~fileferry.observability.SessionLog` to keep the log lines.
+
+    ``pumps``: the threads that run TLS data transfers; made here (and shut
+    down by :meth:`close`) unless passed in, e.g. by a test that wants a
+    small pool and its counters. ``data_paths`` runs every transfer with them.
     """
 
     def __init__(
@@ -69,8 +75,12 @@ class App:
         storage_for: StorageFactory | None = None,
         shared: SharedLimits | None = None,
         observers: Iterable[Observer] | None = None,
+        pumps: PumpPool | None = None,
     ) -> None:
         self.config = config
+        self._own_pumps = pumps is None
+        self.pumps = pumps if pumps is not None else PumpPool(PUMP_THREADS)
+        self.data_paths = DataPaths(self.pumps)
         self.dispatcher = Dispatcher((SessionLog(),) if observers is None else observers)
         self.users = users or open_users(config)
         self._provider = None if storage_for else open_storage(config)
@@ -124,6 +134,8 @@ class App:
         await self.limits.quotas.close()
         if self._provider is not None:
             await self._provider.close()
+        if self._own_pumps:
+            self.pumps.close()
         if self._self_signed is not None:
             shutil.rmtree(self._self_signed.directory, ignore_errors=True)
 
@@ -192,9 +204,15 @@ class FTPServer:
         storage_for: StorageFactory | None = None,
         shared: SharedLimits | None = None,
         observers: Iterable[Observer] | None = None,
+        pumps: PumpPool | None = None,
     ) -> None:
         self.app = App(
-            config, users=users, storage_for=storage_for, shared=shared, observers=observers
+            config,
+            users=users,
+            storage_for=storage_for,
+            shared=shared,
+            observers=observers,
+            pumps=pumps,
         )
         self._server: asyncio.Server | None = None
         self._implicit: ImplicitListener | None = None

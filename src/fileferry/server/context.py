@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from fileferry.protocol.state import SessionState
     from fileferry.server.accounts import AccountRegistry, Lease
     from fileferry.server.datachannel import DataChannel
+    from fileferry.server.datapath import DataPaths
     from fileferry.server.handlers.transfers import Job
     from fileferry.server.tls import TLSManager
     from fileferry.storage.base import Storage
@@ -57,6 +58,11 @@ class Services(Protocol):
     def tls(self) -> TLSManager | None: ...
 
     def storage_for(self, account: Account, /) -> Storage: ...
+
+    @property
+    def data_paths(self) -> DataPaths:
+        """Runs each transfer's bytes on the route ``server/datapath`` picks."""
+        ...
 
 
 class SessionContext(Protocol):

@@ -7,93 +7,24 @@ an active connection goes only to the control peer at an unprivileged port
 (checked by the handler before a PORT/EPRT is accepted, RFC 2577). Every
 wait has a timeout: accepting, connecting, and each read or write.
 
-The hot path uses non-blocking sockets with the loop's ``sock_*`` calls and
-``os.sendfile`` for cleartext downloads; nothing is copied that need not be.
+The connection objects themselves are in ``dataconn`` (re-exported here).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import ssl
 
 from fileferry.protocol.addresses import same_host, unmap
 from fileferry.server import ports
+from fileferry.server.dataconn import DataConnection, DataConnectionError
+from fileferry.server.tlsdata import TLSDataConnection
+
+__all__ = ["DataChannel", "DataConnection", "DataConnectionError"]
 
 log = logging.getLogger("fileferry.data")
-
-
-class DataConnectionError(Exception):
-    """The data connection could not be opened, timed out, or broke."""
-
-
-class DataConnection:
-    """One established data connection over plain TCP."""
-
-    #: ``sendfile`` may be used (no TLS layer that must see the bytes).
-    zero_copy = True
-
-    def __init__(self, sock: socket.socket, timeout: float) -> None:
-        self.sock = sock
-        self.timeout = timeout
-        self._loop = asyncio.get_running_loop()
-        self.bytes = 0
-
-    async def recv_into(self, buf: memoryview | bytearray) -> int:
-        """Receive into ``buf``; 0 means the client finished sending."""
-        try:
-            async with asyncio.timeout(self.timeout):
-                n = await self._loop.sock_recv_into(self.sock, buf)
-        except TimeoutError:
-            raise DataConnectionError("data connection timed out") from None
-        except OSError as exc:
-            raise DataConnectionError(f"data connection broke: {exc.strerror}") from None
-        self.bytes += n
-        return n
-
-    async def sendall(self, data: bytes | memoryview) -> None:
-        await self._raw_sendall(data)
-        self.bytes += len(data)
-
-    async def _raw_sendall(self, data: bytes | memoryview) -> None:
-        try:
-            async with asyncio.timeout(self.timeout):
-                await self._loop.sock_sendall(self.sock, data)
-        except TimeoutError:
-            raise DataConnectionError("data connection timed out") from None
-        except OSError as exc:
-            raise DataConnectionError(f"data connection broke: {exc.strerror}") from None
-
-    async def finish(self) -> None:
-        """End the stream cleanly before closing (TLS sends close_notify here)."""
-
-    async def sendfile(self, fd: int, offset: int, count: int) -> int:
-        """Send ``count`` bytes of ``fd`` from ``offset`` with zero copies.
-
-        Returns the bytes sent (fewer only if the file shrank meanwhile).
-        The timeout applies to each stall, not to the whole file.
-        """
-        from fileferry.server import zerocopy  # one writer callback per file, no await per chunk
-
-        try:
-            return await zerocopy.send_file(self, fd, offset, count)
-        except TimeoutError:
-            raise DataConnectionError("data connection timed out") from None
-        except OSError as exc:
-            raise DataConnectionError(f"data connection broke: {exc.strerror}") from None
-
-    def close(self, *, graceful: bool = True) -> None:
-        """Close; ``graceful=False`` resets the connection (after an abort)."""
-        with contextlib.suppress(OSError):
-            if graceful:
-                self.sock.shutdown(socket.SHUT_WR)
-            else:
-                self.sock.setsockopt(
-                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
-                )
-        self.sock.close()
 
 
 class DataChannel:
@@ -225,8 +156,6 @@ class DataChannel:
         if tls is None:
             self.connection = DataConnection(sock, self.data_timeout)
             return self.connection
-        from fileferry.server.tlsdata import TLSDataConnection
-
         protected = TLSDataConnection(sock, self.data_timeout, tls)
         self.connection = protected
         try:

@@ -12,7 +12,8 @@ together (session caps, bans, account sessions, quotas) are in one
 between worker processes. So a test suite run this way exercises what
 changes when connections land on different workers. Stores passed in
 (``users=``, ``storage_for=``) are shared, as a disk is shared between
-worker processes.
+worker processes; so are thread pools passed in (``pumps=``, ``executor=``),
+which lets a test give the server a small pump pool and read its counters.
 """
 
 from __future__ import annotations

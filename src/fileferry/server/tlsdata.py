@@ -23,7 +23,7 @@ import contextlib
 import socket
 import ssl
 
-from fileferry.server.datachannel import DataConnection, DataConnectionError
+from fileferry.server.dataconn import DataConnection, DataConnectionError
 
 _RECV = 256 * 1024
 
@@ -76,7 +76,7 @@ class TLSDataConnection(DataConnection):
         self._out = ssl.MemoryBIO()
         self._tls = server_object(ctx, self._in, self._out)
 
-    def tls_parts(self) -> tuple[ssl.SSLObject, ssl.MemoryBIO, ssl.MemoryBIO]:
+    def tls_parts(self) -> tuple[ssl.SSLObject, ssl.MemoryBIO, ssl.MemoryBIO] | None:
         """The TLS object and its (incoming, outgoing) BIOs, for a pump thread.
 
         :mod:`fileferry.server.tlspump` drives them from a worker thread

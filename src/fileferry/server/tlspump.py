@@ -26,18 +26,21 @@ Rules kept from the loop path:
   ``poll`` wakes at once; the coroutine then waits for the thread to
   return before letting the caller close the file or roll the upload back,
   so a late write can never land after ``abort``.
-* **Bounded threads**: at most :data:`PUMP_THREADS` pumps run per process.
-  When all are busy the transfer is not queued: the caller uses the loop
-  path, which is slower but always available.
+* **Bounded threads**: at most ``PumpPool.threads`` pumps run per server
+  (:data:`PUMP_THREADS` by default; the server's composition root makes the
+  pool and owns it, a test passes its own). When all are busy the transfer
+  is not queued: the caller uses the loop path, which is slower but always
+  available.
 * ``dc.bytes`` advances as bytes move (STAT reads it).
 
 Uploads are decrypted into two alternating 1 MiB buffers: while one fills,
 the other is being written, so the file-system copy runs beside the
-decryption. When the storage allows it (``Upload.blocking_writes``, local
-disk) a writer thread writes straight to the upload's file; otherwise the
-buffer goes to the loop's ``Upload.write`` (so quota accounting sees every
-byte). Downloads need a readable descriptor (``Reader.fileno()``) and
-``preadv``; they are read into one reused buffer, encrypted and sent.
+decryption. When the upload is a ``BlockingWriter`` (local disk) a writer
+thread writes straight to the upload's file; otherwise the buffer goes to
+the loop's ``Upload.write`` (so quota accounting sees every byte). Downloads
+need a readable descriptor (a ``FileBacked`` reader) and ``preadv``; they
+are read into one reused buffer, encrypted and sent. Which transfers come
+here is decided by ``server/datapath``.
 """
 
 from __future__ import annotations
@@ -52,13 +55,12 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TypeVar, cast
 
 from fileferry.errors import StorageUnavailable
-from fileferry.server.datachannel import DataConnection, DataConnectionError
-
-if TYPE_CHECKING:
-    from fileferry.storage.base import Reader, Upload
+from fileferry.server.dataconn import DataConnection, DataConnectionError
+from fileferry.storage.base import Upload
+from fileferry.storage.fastpaths import BlockingWriter
 
 _T = TypeVar("_T")
 
@@ -146,21 +148,28 @@ class PumpPool:
             self._busy -= 1
         self._slots.release()
 
+    def close(self) -> None:
+        """Let the threads end; called by the owner once no transfer runs.
 
-#: The process's pumps (tests may swap in a smaller pool).
-pool = PumpPool(PUMP_THREADS)
+        Not waited for: a pump still running (its session was cancelled) has
+        been told to stop and returns within one poll slice.
+        """
+        with self._lock:
+            executors, self._executor, self._writers = (self._executor, self._writers), None, None
+        for executor in executors:
+            if executor is not None:
+                executor.shutdown(wait=False)
 
 
 class _Pump:
     """What one pump thread shares with the loop: the stop flag and the stall clock."""
 
-    def __init__(self, dc: DataConnection) -> None:
-        from fileferry.server.tlsdata import TLSDataConnection
-
-        assert isinstance(dc, TLSDataConnection)
+    def __init__(
+        self, dc: DataConnection, parts: tuple[ssl.SSLObject, ssl.MemoryBIO, ssl.MemoryBIO]
+    ) -> None:
         self.dc = dc
         self.sock = dc.sock
-        self.tls, self.incoming, self.outgoing = dc.tls_parts()
+        self.tls, self.incoming, self.outgoing = parts
         self.timeout = dc.timeout
         self.stopped = False
         self.last = time.monotonic()
@@ -219,13 +228,9 @@ class _Pump:
             return n
 
 
-def _usable(dc: DataConnection) -> bool:
-    from fileferry.server.tlsdata import TLSDataConnection
-
-    return isinstance(dc, TLSDataConnection)
-
-
-async def _run_pump(pump: _Pump, fn: Callable[..., _T], *args: object) -> tuple[bool, _T | None]:
+async def _run_pump(
+    pool: PumpPool, pump: _Pump, fn: Callable[..., _T], *args: object
+) -> tuple[bool, _T | None]:
     """Run ``fn(pump, *args)`` on a pump thread: (False, None) if none was free.
 
     On cancellation the thread is stopped and awaited before the
@@ -252,22 +257,23 @@ async def _run_pump(pump: _Pump, fn: Callable[..., _T], *args: object) -> tuple[
 # --- downloads -----------------------------------------------------------------------
 
 
-async def send_file(dc: DataConnection, reader: Reader) -> bool:
-    """Send the rest of ``reader`` on the TLS connection ``dc`` from a pump thread.
+#: Whether this platform can pump downloads (they read with ``preadv``).
+CAN_SEND = hasattr(os, "preadv")
+
+
+async def send_file(pool: PumpPool, dc: DataConnection, fd: int, offset: int, count: int) -> bool:
+    """Send ``count`` bytes of ``fd`` from ``offset`` on the TLS connection ``dc``, pumped.
 
     Returns False, having sent nothing, if this transfer cannot be pumped
-    (not TLS, no descriptor, no free thread) or is too small to gain from
+    (not TLS, no ``preadv``, no free thread) or is too small to gain from
     it; the caller then uses the loop.
     """
-    if not _usable(dc) or not hasattr(os, "preadv"):
+    parts = dc.tls_parts()
+    if parts is None or not CAN_SEND:
         return False
-    fd = reader.fileno()
-    if fd is None:
-        return False
-    count = reader.size - reader.position
     if count < SEND_CHUNK:
         return False  # one write on the loop costs less than the hand-over to a thread
-    pumped, _ = await _run_pump(_Pump(dc), _send_file, fd, reader.position, count)
+    pumped, _ = await _run_pump(pool, _Pump(dc, parts), _send_file, fd, offset, count)
     return pumped
 
 
@@ -295,8 +301,14 @@ def _send_file(pump: _Pump, fd: int, offset: int, count: int) -> None:
 # --- uploads -------------------------------------------------------------------------
 
 
-async def receive(dc: DataConnection, upload: Upload) -> bool:
+async def receive(
+    pool: PumpPool, dc: DataConnection, upload: Upload, direct: BlockingWriter | None
+) -> bool:
     """Receive a whole protected upload into ``upload`` from a pump thread.
+
+    ``direct`` (the same upload, when it is a ``BlockingWriter``) is written
+    from a writer thread; without it every buffer goes through the loop's
+    ``upload.write``.
 
     Returns True once the client's close_notify arrived and every byte was
     handed to the upload; False, having read nothing, if this transfer
@@ -304,19 +316,20 @@ async def receive(dc: DataConnection, upload: Upload) -> bool:
     path does: ``DataConnectionError`` (426) for a stall, a broken
     connection or a bare FIN, the storage's errors (e.g. ``QuotaExceeded``).
     """
-    if not _usable(dc):
+    parts = dc.tls_parts()
+    if parts is None:
         return False
-    pump = _Pump(dc)
+    pump = _Pump(dc, parts)
     loop = asyncio.get_running_loop()
     writes: _Writes
-    if upload.blocking_writes:
-        writes = _Writes(pump, lambda data: pool.submit_write(upload.write_blocking, data))
-        writes.inline = upload.write_blocking
+    if direct is not None:
+        writes = _Writes(pump, lambda data: pool.submit_write(direct.write_blocking, data))
+        writes.inline = direct.write_blocking
     else:
         writes = _Writes(
             pump, lambda data: asyncio.run_coroutine_threadsafe(upload.write(data), loop), loop
         )
-    pumped, _ = await _run_pump(pump, _receive, writes)
+    pumped, _ = await _run_pump(pool, pump, _receive, writes)
     return pumped
 
 
@@ -324,7 +337,7 @@ class _Writes:
     """Hands filled plaintext buffers on, one write in flight while the next fills.
 
     ``start`` begins the write of one buffer elsewhere: on a writer thread
-    straight to the file (``Upload.write_blocking``), or on the loop through
+    straight to the file (``BlockingWriter.write_blocking``), or on the loop through
     ``Upload.write`` (which quota accounting wraps). Decryption and the
     file-system copy then use two cores instead of taking turns on one.
     """

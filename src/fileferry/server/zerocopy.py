@@ -16,11 +16,12 @@ is left inside the kernel. On a 2-core machine that CPU is what bounds a
 single STOR stream and 300 concurrent ones.
 
 Uploads are spliced only when it cannot change behaviour: binary mode, no
-TLS (the TLS layer must see the bytes), no throttle, and a storage upload
-that says it splices (quota-tracked ones do: they reserve the bytes
-before each splice). Any other case, and any platform without ``os.splice``,
-keeps the ``recv_into`` path. Every wait is under the data connection's
-timeout, which applies to each stall, not to the whole transfer.
+TLS (the TLS layer must see the bytes), no throttle, and an upload that is
+a ``SpliceTarget`` (a quota-tracked one checks each spliced run against the
+quota before it moves). Any other case, and any platform without
+``os.splice``, keeps the ``recv_into`` path; ``server/datapath`` decides.
+Every wait is under the data connection's timeout, which applies to each
+stall, not to the whole transfer.
 """
 
 from __future__ import annotations
@@ -29,22 +30,15 @@ import asyncio
 import contextlib
 import fcntl
 import os
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from fileferry.server.datachannel import DataConnection
-    from fileferry.storage.base import Upload
+from fileferry.server.dataconn import DataConnection, DataConnectionError
+from fileferry.storage.fastpaths import SpliceTarget
 
 #: Pipe capacity asked for; a larger pipe means fewer splice calls per megabyte.
 #: Linux caps it at /proc/sys/fs/pipe-max-size (1 MiB by default); smaller is fine.
 PIPE_SIZE = 1024 * 1024
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _NONBLOCK_MOVE = getattr(os, "SPLICE_F_NONBLOCK", 2) | getattr(os, "SPLICE_F_MOVE", 1)
-
-
-def usable(dc: DataConnection, upload: Upload, *, ascii: bool, throttled: bool) -> bool:
-    """Whether this upload may bypass Python's memory (see the module docstring)."""
-    return hasattr(os, "splice") and dc.zero_copy and upload.splices and not ascii and not throttled
 
 
 def _pipe() -> tuple[int, int, int]:
@@ -57,15 +51,13 @@ def _pipe() -> tuple[int, int, int]:
     return read, write, size
 
 
-async def receive(dc: DataConnection, upload: Upload) -> None:
+async def receive(dc: DataConnection, upload: SpliceTarget) -> None:
     """Move the whole upload from ``dc`` into ``upload``; returns at the client's EOF.
 
     Socket-side failures raise ``DataConnectionError`` (426), storage-side
     ones the storage's error (e.g. 452/552 for a full disk), as on the
-    ``recv_into`` path.
+    ``recv_into`` path. Whether to use it is for ``server/datapath``.
     """
-    from fileferry.server.datachannel import DataConnectionError
-
     try:
         read, write, size = _pipe()
     except OSError as exc:
@@ -154,14 +146,19 @@ async def send_file(dc: DataConnection, fd: int, offset: int, count: int) -> int
     """Send ``count`` bytes of ``fd`` from ``offset`` on ``dc``; returns bytes sent.
 
     Fewer than ``count`` only if the file shrank meanwhile. Raises
-    ``TimeoutError`` after ``dc.timeout`` seconds without progress and
-    ``OSError`` when the connection breaks; ``dc.bytes`` follows the
-    progress (STAT shows it).
+    ``DataConnectionError`` after ``dc.timeout`` seconds without progress
+    or when the connection breaks; ``dc.bytes`` follows the progress (STAT
+    shows it).
     """
     if count <= 0:
         return 0
     sender = _Sender(asyncio.get_running_loop(), dc, fd, offset, count)
-    return await sender.run()
+    try:
+        return await sender.run()
+    except TimeoutError:
+        raise DataConnectionError("data connection timed out") from None
+    except OSError as exc:
+        raise DataConnectionError(f"data connection broke: {exc.strerror}") from None
 
 
 class _Sender:

@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import abc
 import enum
-import os
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from fileferry.errors import PermissionDenied, StorageError
+from fileferry.errors import PermissionDenied
 
 _R = TypeVar("_R", covariant=True)
 _T = TypeVar("_T")
@@ -92,20 +91,54 @@ class FileInfo:
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    """What a backend can do natively; the server adapts where it cannot."""
+    """What a backend can do, stated once so the server need not find out by failing.
 
-    #: ``Reader.fileno()`` may return a descriptor usable with ``sendfile``.
+    The data-path chooser (``server/datapath``) takes a fast path only where
+    the storage says it has it *and* the reader or upload in hand implements
+    it (:mod:`fileferry.storage.fastpaths`); FEAT and SITE use ``set_mtime``
+    and ``set_mode``. The storage contract suite checks each claim, so a
+    field here is a promise, not a hint.
+    """
+
+    # Abilities: "some readers/uploads/paths can". A fast path is then still
+    # taken only for an object that implements it, and a call may refuse
+    # (550) on a path where it cannot, e.g. in a mounted folder.
+
+    #: Readers may be ``FileBacked``: ``sendfile`` and threaded ``pread`` apply.
     sendfile: bool = False
-    #: A directory rename is one atomic operation (not a copy-and-delete).
-    atomic_dir_rename: bool = True
+    #: Uploads may be ``SpliceTarget``: cleartext uploads go socket -> pipe -> file in the kernel.
+    splice: bool = False
+    #: Uploads may be ``BlockingWriter``: a TLS pump's writer thread writes them directly.
+    blocking_writes: bool = False
     #: ``set_mtime`` is supported (MFMT).
     set_mtime: bool = True
-    #: ``set_mode`` is supported (SITE CHMOD).
+    #: ``set_mode`` is supported (SITE CHMOD). A backend that keeps the base
+    #: method (which refuses) must say ``False``; the contract suite checks.
     set_mode: bool = True
+
+    # Guarantees: "everywhere".
+
+    #: A directory rename is one atomic operation (not a copy-and-delete).
+    atomic_dir_rename: bool = True
+
+    def combine(self, other: Capabilities) -> Capabilities:
+        """The claim of one tree made of two storages: abilities of either, guarantees of both."""
+        return Capabilities(
+            sendfile=self.sendfile or other.sendfile,
+            splice=self.splice or other.splice,
+            blocking_writes=self.blocking_writes or other.blocking_writes,
+            set_mtime=self.set_mtime or other.set_mtime,
+            set_mode=self.set_mode or other.set_mode,
+            atomic_dir_rename=self.atomic_dir_rename and other.atomic_dir_rename,
+        )
 
 
 class Reader(abc.ABC):
-    """A streamed read of one file from a fixed starting offset."""
+    """A streamed read of one file from a fixed starting offset.
+
+    Local-disk shortcuts (a descriptor for ``sendfile``) are not part of it:
+    a reader that has one also derives from ``fastpaths.FileBacked``.
+    """
 
     #: The file's total size in bytes (not the number of bytes left to read).
     size: int
@@ -113,13 +146,6 @@ class Reader(abc.ABC):
     @abc.abstractmethod
     async def read(self, n: int) -> bytes:
         """Return up to ``n`` bytes; ``b""`` only at end of file."""
-
-    def fileno(self) -> int | None:
-        """A descriptor positioned at the read offset for ``sendfile``, if any."""
-        return None
-
-    #: Where the next read starts; the server advances it when it used ``sendfile``.
-    position: int = 0
 
     @abc.abstractmethod
     async def close(self) -> None:
@@ -133,7 +159,11 @@ class Reader(abc.ABC):
 
 
 class Upload(abc.ABC):
-    """A pending write that becomes visible only on :meth:`commit`."""
+    """A pending write that becomes visible only on :meth:`commit`.
+
+    An upload that can also be filled by ``splice`` or from a worker thread
+    derives from ``fastpaths.SpliceTarget`` / ``fastpaths.BlockingWriter``.
+    """
 
     #: Bytes that will be at the target once committed (initial content + written).
     size: int
@@ -149,36 +179,6 @@ class Upload(abc.ABC):
     @abc.abstractmethod
     async def abort(self) -> None:
         """Discard everything written; the target is left as it was. Idempotent."""
-
-    #: :meth:`write_blocking` may be called from a worker thread (the TLS pumps
-    #: of ``server/tlspump.py`` write decrypted uploads without a hop to the loop).
-    blocking_writes: bool = False
-
-    def write_blocking(self, data: bytes | bytearray | memoryview) -> None:
-        """Append ``data`` synchronously, from a worker thread; only if ``blocking_writes``.
-
-        The caller guarantees that nothing else uses the upload until this
-        returns (no ``write``, ``commit`` or ``abort`` in between), and that
-        no earlier ``write`` is still in progress. Raises ``StorageError``.
-        """
-        raise NotImplementedError
-
-    #: :meth:`splice_from` moves bytes inside the kernel (the upload's twin of a
-    #: reader's ``fileno`` for ``sendfile``); when ``False`` the server uses ``write``.
-    splices: bool = False
-
-    async def splice_from(self, pipe: int, n: int) -> None:
-        """Append the ``n`` bytes waiting in the pipe read end ``pipe``.
-
-        A backend on local disk moves them with ``splice(2)``, so an upload
-        never passes through Python's memory; this fallback reads and writes.
-        """
-        while n > 0:
-            chunk = os.read(pipe, n)
-            if not chunk:
-                raise StorageError("The upload pipe ended early.")
-            await self.write(chunk)
-            n -= len(chunk)
 
 
 class Storage(abc.ABC):

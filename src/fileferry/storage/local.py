@@ -107,7 +107,13 @@ class LocalStorage(Storage):
     when omitted, the storage owns a pool and shuts it down in :meth:`close`.
     """
 
-    capabilities = Capabilities(sendfile=True)
+    #: Readers and uploads are local files: every fast path of ``storage.fastpaths``.
+    capabilities = Capabilities(
+        sendfile=True,
+        splice=hasattr(os, "splice"),
+        blocking_writes=True,
+        set_mode=True,
+    )
 
     def __init__(
         self,

@@ -40,6 +40,7 @@ from fileferry.errors import (
     StorageUnavailable,
 )
 from fileferry.storage.base import FileInfo, FileKind, Reader, Upload
+from fileferry.storage.fastpaths import BlockingWriter, FileBacked, SpliceTarget
 from fileferry.storage.fscalls import Calls
 
 if TYPE_CHECKING:
@@ -207,7 +208,7 @@ def _consume(fut: asyncio.Future[object]) -> None:
         fut.exception()
 
 
-class LocalReader(Reader):
+class LocalReader(Reader, FileBacked):
     """Positional reads (``pread``), so ``position`` is the only cursor that matters."""
 
     def __init__(self, fd: int, size: int, offset: int, executor: Executor) -> None:
@@ -242,7 +243,7 @@ class LocalReader(Reader):
         os.close(fd)
 
 
-class LocalUpload(Upload):
+class LocalUpload(Upload, SpliceTarget, BlockingWriter):
     """Writes to a temp file beside the target; commit renames it into place."""
 
     def __init__(self, storage: LocalStorage, opened: Opened, name: str, exclusive: bool) -> None:
@@ -264,9 +265,6 @@ class LocalUpload(Upload):
         if len(self._buf) >= FLUSH_SIZE:
             chunk, self._buf = self._buf, bytearray()
             await self._write_chunk(chunk)
-
-    #: Uploads arrive by ``splice(2)`` from the socket: no copy through Python.
-    splices = hasattr(os, "splice")
 
     async def splice_from(self, pipe: int, n: int) -> None:
         """Move ``n`` bytes from the pipe into the temp file, inside the kernel.
@@ -298,11 +296,8 @@ class LocalUpload(Upload):
         finally:
             self.size += n - left
 
-    #: A pump thread may write decrypted uploads to the temp file directly.
-    blocking_writes = True
-
     def write_blocking(self, data: bytes | bytearray | memoryview) -> None:
-        """Append ``data`` from a worker thread (see ``Upload.write_blocking``).
+        """Append ``data`` from a worker thread (see ``BlockingWriter``).
 
         A write to the page cache from the thread that already holds the
         bytes costs less than handing them to the loop and on to the pool.

@@ -27,7 +27,7 @@ from fileferry.errors import (
     StorageError,
 )
 from fileferry.paths import components, split
-from fileferry.storage.base import FileInfo, FileKind, Reader, Storage, Upload
+from fileferry.storage.base import Capabilities, FileInfo, FileKind, Reader, Storage, Upload
 
 __all__ = ["MemoryStorage"]
 
@@ -71,13 +71,13 @@ class _MemoryReader(Reader):
     def __init__(self, data: bytes, offset: int) -> None:
         self._data: bytes | None = data
         self.size = len(data)
-        self.position = offset
+        self._position = offset
 
     async def read(self, n: int) -> bytes:
         if self._data is None:
             raise StorageError("Reader is closed")
-        chunk = self._data[self.position : self.position + max(n, 0)]
-        self.position += len(chunk)
+        chunk = self._data[self._position : self._position + max(n, 0)]
+        self._position += len(chunk)
         return chunk
 
     async def close(self) -> None:
@@ -113,6 +113,9 @@ class _MemoryUpload(Upload):
 
 class MemoryStorage(Storage):
     """A tree of dicts; ``clock`` is injectable so tests can pin mtimes."""
+
+    #: No descriptors (so no zero-copy paths) and no Unix modes.
+    capabilities = Capabilities(set_mtime=True, set_mode=False)
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock

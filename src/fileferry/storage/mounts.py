@@ -21,6 +21,8 @@ Rules the composition enforces, whatever the mounted storages are:
   are listed as empty directories, so a mount at ``/a/b`` is reachable even
   when the home has no ``a``.
 
+Readers and uploads are the routed storage's own objects, so whatever fast
+path they offer (``storage.fastpaths``: ``sendfile``, ``splice``...) is kept.
 The inner storages are not owned: whoever built them closes them.
 """
 
@@ -102,7 +104,11 @@ class MountedStorage(Storage):
         for m in self._mounts:
             if m.path == "/" or not m.path.startswith("/") or m.path.endswith("/"):
                 raise ValueError(f"bad mount point {m.path!r}")
-        self.capabilities = base.capabilities
+        # A path may land in any part: what one can do, and what all guarantee.
+        caps = base.capabilities
+        for m in self._mounts:
+            caps = caps.combine(m.storage.capabilities)
+        self.capabilities = caps
         self._created = time.time()
         # ``unique`` is only unique within one storage (memory storages all
         # count from 1), so entries from each mounted storage get a prefix.

@@ -27,10 +27,11 @@ Directories are free. The figures themselves are kept by a ledger
 from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 
 from fileferry.errors import StorageError
 from fileferry.storage.base import FileInfo, Reader, RowRenderer, Storage, Upload
+from fileferry.storage.fastpaths import BlockingWriter, SpliceTarget
 
 _T = TypeVar("_T")
 
@@ -86,10 +87,6 @@ class _QuotaUpload(Upload):
         self._path = path
         self._old_size = old_size
         self._hold = hold
-        # The fast paths of the inner upload stay usable when the ledger can
-        # answer every reservation at once (no round trip to await).
-        self.splices = inner.splices
-        self.blocking_writes = inner.blocking_writes and hold.decides_now
 
     @property
     def size(self) -> int:  # type: ignore[override]
@@ -104,15 +101,6 @@ class _QuotaUpload(Upload):
         if not self._hold.take(growth):
             await self._hold.extend(growth)
         await self.inner.write(data)
-
-    def write_blocking(self, data: bytes | bytearray | memoryview) -> None:
-        # From a pump thread: decides_now promised take() answers here and now.
-        self._hold.take(self.inner.size - self._old_size + len(data))
-        self.inner.write_blocking(data)
-
-    async def splice_from(self, pipe: int, n: int) -> None:
-        await self._reserve(self.inner.size - self._old_size + n)
-        await self.inner.splice_from(pipe, n)
 
     async def commit(self) -> FileInfo:
         hold = self._hold
@@ -132,6 +120,41 @@ class _QuotaUpload(Upload):
     async def abort(self) -> None:
         self._hold.release()
         await self.inner.abort()
+
+
+class _QuotaSplice(_QuotaUpload, SpliceTarget):
+    """Over an upload the kernel fills from a pipe: each run is reserved before it moves."""
+
+    async def splice_from(self, pipe: int, n: int) -> None:
+        await self._reserve(self.inner.size - self._old_size + n)
+        await cast(SpliceTarget, self.inner).splice_from(pipe, n)
+
+
+class _QuotaBlocking(_QuotaUpload, BlockingWriter):
+    """Over an upload a pump thread writes: the reservation is taken in that thread.
+
+    Chosen only when the ledger decides every ``take`` on the spot
+    (``decides_now``), with a check that is thread-safe.
+    """
+
+    def write_blocking(self, data: bytes | bytearray | memoryview) -> None:
+        self._hold.take(self.inner.size - self._old_size + len(data))
+        cast(BlockingWriter, self.inner).write_blocking(data)
+
+
+class _QuotaSpliceBlocking(_QuotaSplice, _QuotaBlocking):
+    """Both fast paths of a local-disk upload, each with its reservation."""
+
+
+def _wrapper_class(inner: Upload, hold: Reservation) -> type[_QuotaUpload]:
+    """The wrapper that keeps exactly the fast paths ``inner`` offers."""
+    splice = isinstance(inner, SpliceTarget)
+    blocking = isinstance(inner, BlockingWriter) and hold.decides_now
+    if splice and blocking:
+        return _QuotaSpliceBlocking
+    if splice:
+        return _QuotaSplice
+    return _QuotaBlocking if blocking else _QuotaUpload
 
 
 class QuotaStorage(Storage):
@@ -173,7 +196,8 @@ class QuotaStorage(Storage):
             hold.release()
             raise
         old_size = old.size if old is not None else 0
-        return _QuotaUpload(inner, self.inner, self.account, path, old_size, hold)
+        kind = _wrapper_class(inner, hold)
+        return kind(inner, self.inner, self.account, path, old_size, hold)
 
     async def mkdir(self, path: str) -> None:
         await self.inner.mkdir(path)

@@ -25,6 +25,7 @@ from fileferry.observability import events as seen
 from fileferry.protocol import events
 from fileferry.protocol.commands import permission
 from fileferry.protocol.replies import Reply
+from fileferry.storage.fastpaths import FileBacked
 
 if TYPE_CHECKING:
     from fileferry.server.context import Handler, SessionContext
@@ -51,7 +52,7 @@ def _digest_fd(fd: int, start: int, count: int, digest: Digest) -> int:
 
 
 async def _digest_reader(reader: Reader, start: int, count: int, digest: Digest) -> int:
-    fd = reader.fileno()
+    fd = reader.fileno() if isinstance(reader, FileBacked) else None
     if fd is not None:
         try:
             return await asyncio.to_thread(_digest_fd, fd, start, count, digest)

@@ -22,28 +22,21 @@ from fileferry import paths
 from fileferry.errors import (
     AlreadyExists,
     NotFound,
-    QuotaExceeded,
     StorageError,
 )
 from fileferry.observability import events as seen
 from fileferry.protocol import events
-from fileferry.protocol.ascii import FromNetwork, ToNetwork
 from fileferry.protocol.commands import permission
 from fileferry.protocol.replies import Reply
-from fileferry.server import tlspump, zerocopy
-from fileferry.server.datachannel import DataConnection, DataConnectionError
+from fileferry.server.dataconn import DataConnection, DataConnectionError
 
 if TYPE_CHECKING:
     from fileferry.limits.throttle import Throttle
     from fileferry.server.context import Handler, SessionContext
-    from fileferry.storage.base import Reader, Storage, Upload
+    from fileferry.server.datapath import DataPaths
+    from fileferry.storage.base import Capabilities, Reader, Storage, Upload
 
 log = logging.getLogger("fileferry.transfer")
-
-_READ_CHUNK = 1024 * 1024
-_RECV_BUFFER = 256 * 1024
-#: Bytes of a refused upload still read, so the client finishes and hears the 552.
-_DRAIN_LIMIT = 16 * 1024 * 1024
 
 
 class Job(abc.ABC):
@@ -59,6 +52,9 @@ class Job(abc.ABC):
     command: str = ""
     #: ``"download"`` (server to client) or ``"upload"``.
     direction: str = "download"
+    #: How the bytes moved (``sendfile``, ``splice``, ``tls-pump``, ``loop``...),
+    #: once :meth:`run` knows; for the TransferFinished event.
+    data_path: str = ""
 
     @abc.abstractmethod
     async def run(self, dc: DataConnection) -> None:
@@ -78,49 +74,28 @@ class Job(abc.ABC):
 
 
 class SendFile(Job):
-    def __init__(self, reader: Reader, ascii: bool, throttle: Throttle | None = None) -> None:
+    def __init__(
+        self,
+        reader: Reader,
+        ascii: bool,
+        throttle: Throttle | None,
+        datapaths: DataPaths,
+        caps: Capabilities,
+    ) -> None:
         self.reader = reader
         self.ascii = ascii
         self.throttle = throttle
+        self.datapaths = datapaths
+        self.caps = caps
         mode = "ASCII" if ascii else "BINARY"
         # No file name here: it may not be UTF-8, and this is only information.
         self.opening = f"Opening {mode} mode data connection ({reader.size} bytes)."
 
     async def run(self, dc: DataConnection) -> None:
-        if self.throttle is not None:
-            await self._run_throttled(dc, self.throttle)
-            return
-        reader = self.reader
-        fd = reader.fileno()
-        if fd is not None and not self.ascii and dc.zero_copy:
-            await dc.sendfile(fd, reader.position, reader.size - reader.position)
-            return
-        if not self.ascii and await tlspump.send_file(dc, reader):
-            return  # PROT P: encrypted and sent by a pump thread, beside the loop
-        codec = ToNetwork() if self.ascii else None
-        while chunk := await reader.read(_READ_CHUNK):
-            await dc.sendall(codec.convert(chunk) if codec else chunk)
-
-    async def _run_throttled(self, dc: DataConnection, throttle: Throttle) -> None:
-        """The same, a throttle chunk at a time (``sendfile`` too), paced before each."""
-        reader = self.reader
-        step = throttle.chunk
-        fd = reader.fileno()
-        if fd is not None and not self.ascii and dc.zero_copy:
-            position, end = reader.position, reader.size
-            while position < end:
-                n = min(step, end - position)
-                await throttle.pace(n)
-                sent = await dc.sendfile(fd, position, n)
-                if sent == 0:
-                    break  # the file shrank meanwhile
-                position += sent
-            return
-        codec = ToNetwork() if self.ascii else None
-        while chunk := await reader.read(step):
-            data = codec.convert(chunk) if codec else chunk
-            await throttle.pace(len(data))
-            await dc.sendall(data)
+        route = await self.datapaths.send(
+            dc, self.reader, self.caps, ascii=self.ascii, throttle=self.throttle
+        )
+        self.data_path = route.value
 
     async def finish(self) -> str:
         await self.reader.close()
@@ -139,44 +114,26 @@ class ReceiveFile(Job):
         ascii: bool,
         path: str,
         unique: bool,
-        throttle: Throttle | None = None,
+        throttle: Throttle | None,
+        datapaths: DataPaths,
+        caps: Capabilities,
     ) -> None:
         self.upload = upload
         self.ascii = ascii
         self.path = path
         self.throttle = throttle
+        self.datapaths = datapaths
+        self.caps = caps
         mode = "ASCII" if ascii else "BINARY"
         self.opening = (
             f"FILE: {paths.split(path)[1]}" if unique else f"Opening {mode} mode data connection."
         )
 
     async def run(self, dc: DataConnection) -> None:
-        codec = FromNetwork() if self.ascii else None
-        upload = self.upload
-        throttle = self.throttle
-        try:
-            if zerocopy.usable(dc, upload, ascii=self.ascii, throttled=throttle is not None):
-                # Cleartext binary upload to local disk: the kernel moves the bytes.
-                await zerocopy.receive(dc, upload)
-                return
-            if codec is None and throttle is None and await tlspump.receive(dc, upload):
-                return  # PROT P: received and decrypted by a pump thread, beside the loop
-            view = memoryview(bytearray(_RECV_BUFFER))
-            if throttle is not None:
-                # Small reads, each paced after it arrives: TCP then slows the sender.
-                view = view[: throttle.chunk]
-            while n := await dc.recv_into(view):
-                if codec is not None:
-                    await upload.write(codec.convert(bytes(view[:n])))
-                else:
-                    await upload.write(view[:n])
-                if throttle is not None:
-                    await throttle.pace(n)
-            if codec is not None:
-                await upload.write(codec.flush())
-        except QuotaExceeded:
-            await _drain_after_refusal(dc, memoryview(bytearray(_RECV_BUFFER)))
-            raise
+        route = await self.datapaths.receive(
+            dc, self.upload, self.caps, ascii=self.ascii, throttle=self.throttle
+        )
+        self.data_path = route.value
 
     async def end_stream(self, dc: DataConnection) -> None:
         # Every byte and the client's end of stream (close_notify under TLS)
@@ -194,18 +151,6 @@ class ReceiveFile(Job):
             await self.upload.abort()
         except StorageError:
             log.warning("could not discard a failed upload to %s", self.path)
-
-
-async def _drain_after_refusal(dc: DataConnection, view: memoryview) -> None:
-    """Read and drop what the client still sends (up to a cap) after a refusal.
-
-    Closing a socket with unread data resets it, and many clients (curl)
-    then report "connection reset" and never read the 552 that says why.
-    """
-    left = _DRAIN_LIMIT
-    with contextlib.suppress(DataConnectionError):
-        while left > 0 and (n := await dc.recv_into(view)):
-            left -= n
 
 
 def start(ctx: SessionContext, ev: events.Transfer, job: Job) -> asyncio.Task[None]:
@@ -287,6 +232,7 @@ async def _run(ctx: SessionContext, ev: events.Transfer, job: Job) -> None:
                 dc.bytes if dc else 0,
                 time.monotonic() - started,
                 result,
+                job.data_path,
             )
         )
 
@@ -300,9 +246,10 @@ _STORE = {mode: permission(mode.value) for mode in events.StoreMode}
 
 
 async def retrieve(ctx: SessionContext, ev: events.RetrieveFile) -> Job:
-    reader = await ctx.require(_RETR, ev.path).open_read(ev.path, ev.offset)
+    storage = ctx.require(_RETR, ev.path)
+    reader = await storage.open_read(ev.path, ev.offset)
     throttle = ctx.lease.download if ctx.lease is not None else None
-    job = SendFile(reader, ev.ascii, throttle)
+    job = SendFile(reader, ev.ascii, throttle, ctx.services.data_paths, storage.capabilities)
     job.command = "RETR"
     return job
 
@@ -321,7 +268,8 @@ async def store(ctx: SessionContext, ev: events.StoreFile) -> Job:
     )
     throttle = ctx.lease.upload if ctx.lease is not None else None
     unique = ev.mode is events.StoreMode.UNIQUE
-    job = ReceiveFile(upload, ev.ascii, target, unique, throttle)
+    datapaths, caps = ctx.services.data_paths, storage.capabilities
+    job = ReceiveFile(upload, ev.ascii, target, unique, throttle, datapaths, caps)
     job.command = ev.mode.value
     return job
 
