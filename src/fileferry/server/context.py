@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from fileferry.server.datachannel import DataChannel
     from fileferry.server.datapath import DataPaths
     from fileferry.server.handlers.transfers import Job
+    from fileferry.server.ports import PassiveShare
     from fileferry.server.tls import TLSManager
     from fileferry.storage.base import Storage
     from fileferry.users.base import Account, UserStore
@@ -53,6 +54,11 @@ class Services(Protocol):
 
     @property
     def login_checks(self) -> LoginChecks: ...
+
+    @property
+    def passive_share(self) -> PassiveShare | None:
+        """Passive listeners per client address (None: no port range, no cap)."""
+        ...
 
     @property
     def tls(self) -> TLSManager | None: ...

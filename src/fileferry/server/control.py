@@ -95,6 +95,9 @@ class ControlConnection:
             passive_ports=config.data.passive_ports,
             accept_timeout=config.data.accept_timeout,
             data_timeout=config.data.timeout,
+            client_key=self.client_key,
+            share=services.passive_share,
+            on_expired=self._passive_expired,
         )
         self.transfer_task: asyncio.Task[None] | None = None
         self.transfer_job: transfers.Job | None = None
@@ -172,6 +175,9 @@ class ControlConnection:
         version = self.writer.get_extra_info("ssl_object").version()
         self.emit(seen.TLSEstablished(self.origin, version))
         return True
+
+    def _passive_expired(self, port: int) -> None:
+        self.emit(seen.PassiveListenerExpired(self.origin, port))
 
     # --- the loop ---------------------------------------------------------------
 
