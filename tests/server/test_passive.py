@@ -12,6 +12,7 @@ from serverkit import connect, free_port_range, quit_and_wait_for_close, sha256
 
 from fileferry import config
 from fileferry.observability import events as seen
+from fileferry.server.ports import share_of
 from fileferry.server.thread import ServerThread
 
 
@@ -160,3 +161,14 @@ def test_an_idle_pasv_without_a_range_expires_too(root: Path) -> None:
         port = _epsv(f)
         assert _retr_on(f, port, "a.bin") == b"a" * 10
         quit_and_wait_for_close(f)
+
+
+def test_an_address_share_of_the_range() -> None:
+    """A quarter of the range (of each worker's slice), at least one; an
+    explicit figure is for the whole server, split between workers."""
+    assert share_of((60000, 60099), 0, 1) == 25
+    assert share_of((60000, 60049), 0, 2) == 12  # a worker's slice of 100 ports
+    assert share_of((60000, 60002), 0, 1) == 1
+    assert share_of((60000, 60099), 10, 1) == 10
+    assert share_of((60000, 60049), 10, 4) == 3
+    assert share_of((60000, 60049), 1, 4) == 1
