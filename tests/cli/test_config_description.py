@@ -49,6 +49,9 @@ CONTRACT: dict[str, tuple[str, object]] = {
     "ban_window": ("60", 60.0),
     "ban_time": ("120", 120.0),
     "ban_max_time": ("240", 240.0),
+    "max_login_checks_per_ip": ("2", 2),
+    "max_login_checks_per_user": ("6", 6),
+    "max_passive_ports_per_ip": ("5", 5),
     "db": ("/var/lib/users.db", "/var/lib/users.db"),
     "upload_rate": ("2M", 2 * 1024**2),
     "download_rate": ("1K", 1024),
@@ -79,6 +82,9 @@ FLAGS: dict[str, list[str]] = {
     "login_timeout": ["--login-timeout", "5"],
     "db": ["--db", "/var/lib/users.db"],
     "log_level": ["--log-level", "debug"],
+    "max_login_checks_per_ip": ["--max-login-checks-per-ip", "2"],
+    "max_login_checks_per_user": ["--max-login-checks-per-user", "6"],
+    "max_passive_ports_per_ip": ["--max-passive-ports-per-ip", "5"],
 }
 
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import ftplib
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from serverkit import connect, quit_and_wait_for_close
 
+from fileferry import config
 from fileferry.limits.keys import client_key
 from fileferry.limits.local import Defender, SessionCounter
 from fileferry.limits.throttle import CommandRate
+from fileferry.observability import events as seen
+from fileferry.server.app import FTPServer
 
 
 class Clock:
@@ -112,3 +117,73 @@ def test_login_deadline_cannot_be_stretched_by_trickling(make_server) -> None:
     assert f.readline().startswith(b"421 Login timeout")
     f.close()
     s.close()
+
+
+def test_a_connection_open_before_the_ban_gets_421_at_its_next_command(make_server) -> None:
+    srv = make_server(users=("alice:secret",), ban_threshold=2, ban_time=600)
+    early = connect(srv)  # connected while the address was still clean
+    guesser = connect(srv)
+    with pytest.raises(ftplib.error_perm, match=r"^530"):
+        guesser.login("alice", "wrong1")
+    with pytest.raises(ftplib.error_temp, match=r"^421"):
+        guesser.login("alice", "wrong2")
+    guesser.close()
+    with pytest.raises(ftplib.error_temp, match=r"^421 Too many failed logins"):
+        early.sendcmd("USER alice")
+    assert early.sock is not None
+    early.sock.settimeout(20)
+    assert early.sock.recv(1024) == b""  # and the server closed it
+    early.close()
+
+
+def test_parallel_logins_past_the_cap_wait_their_turn(make_server) -> None:
+    """A client opening many connections at once (rclone, lftp) is never
+    refused by the cap on checks in flight: its logins take turns."""
+    srv = make_server(
+        users=("alice:secret",), max_login_checks_per_ip=1, max_login_checks_per_user=1
+    )
+    conns = [connect(srv) for _ in range(20)]
+    with ThreadPoolExecutor(len(conns)) as pool:
+        replies = list(pool.map(lambda f: f.login("alice", "secret"), conns))
+    assert all(r.startswith("230") for r in replies), replies
+    for f in conns:
+        f.quit()
+
+
+def test_a_wait_for_a_turn_ends_with_the_login_deadline(root) -> None:
+    """With the only turn held by a failure in its delay, a login that cannot
+    get one before its deadline is answered 421, not left hanging."""
+
+    async def run() -> None:
+        failed = asyncio.Event()
+
+        def observe(event: seen.SessionEvent) -> None:
+            if isinstance(event, seen.LoginFailed):
+                failed.set()
+
+        cfg = config.build(
+            {
+                "root": str(root),
+                "port": 0,
+                "users": (config.parse_user_spec("alice:secret"),),
+                "max_login_checks_per_ip": 1,
+                "login_failure_delay": 30,  # the turn stays taken through the test
+                "login_timeout": 1,
+            }
+        )
+        async with FTPServer(cfg, observers=[observe]) as server:
+            first = await asyncio.open_connection(*server.address)
+            second = await asyncio.open_connection(*server.address)
+            for reader, _ in (first, second):
+                assert (await reader.readline()).startswith(b"220")
+            first[1].write(b"USER alice\r\nPASS wrong\r\n")
+            await failed.wait()  # decided: now in its delay, holding the turn
+            second[1].write(b"USER alice\r\nPASS secret\r\n")
+            assert (await second[0].readline()).startswith(b"331")
+            reply = await asyncio.wait_for(second[0].readline(), 30)
+            assert reply.startswith(b"421 Too many logins in progress"), reply
+            assert await asyncio.wait_for(second[0].read(), 30) == b""
+            for _, writer in (first, second):
+                writer.close()
+
+    asyncio.run(run())

@@ -5,9 +5,15 @@ from __future__ import annotations
 import ftplib
 import os
 import socket
+import threading
 from pathlib import Path
 
 from serverkit import connect, free_port_range, quit_and_wait_for_close, sha256
+
+from fileferry import config
+from fileferry.observability import events as seen
+from fileferry.server.ports import share_of
+from fileferry.server.thread import ServerThread
 
 
 def _epsv(f: ftplib.FTP) -> int:
@@ -125,3 +131,44 @@ def test_with_a_port_range_each_transfer_releases_its_port(make_server, root: Pa
         # Closed before the 226: idle sessions hold none of the range.
         assert _refused(port)
     f.quit()
+
+
+def test_an_idle_pasv_without_a_range_expires_too(root: Path) -> None:
+    """The accept timeout counts from the PASV, with kernel-chosen ports as well:
+    the listener is closed unused, the late transfer gets 425, the next PASV works."""
+    expired = threading.Event()
+    ports: list[int] = []
+
+    def observe(event: seen.SessionEvent) -> None:
+        if isinstance(event, seen.PassiveListenerExpired):
+            ports.append(event.port)
+            expired.set()
+
+    (root / "a.bin").write_bytes(b"a" * 10)
+    cfg = config.build({"root": str(root), "port": 0, "anonymous": True, "accept_timeout": 0.3})
+    with ServerThread(cfg, observers=[observe]) as srv:
+        f = connect(srv)
+        f.login()
+        port = _epsv(f)
+        assert expired.wait(30)
+        assert ports == [port]
+        assert _refused(port)
+        f.putcmd("RETR a.bin")
+        answer = f.getmultiline()
+        if answer.startswith("150"):
+            answer = f.getmultiline()
+        assert answer.startswith("425"), answer
+        port = _epsv(f)
+        assert _retr_on(f, port, "a.bin") == b"a" * 10
+        quit_and_wait_for_close(f)
+
+
+def test_an_address_share_of_the_range() -> None:
+    """A quarter of the range (of each worker's slice), at least one; an
+    explicit figure is for the whole server, split between workers."""
+    assert share_of((60000, 60099), 0, 1) == 25
+    assert share_of((60000, 60049), 0, 2) == 12  # a worker's slice of 100 ports
+    assert share_of((60000, 60002), 0, 1) == 1
+    assert share_of((60000, 60099), 10, 1) == 10
+    assert share_of((60000, 60049), 10, 4) == 3
+    assert share_of((60000, 60049), 1, 4) == 1

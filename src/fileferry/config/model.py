@@ -150,10 +150,20 @@ class DataConfig:
         open_low=True,
         unit="seconds",
     )
-    #: How long a PASV listener waits for the client's connection.
+    #: How long a PASV listener waits for the client's connection, counted
+    #: from the PASV: a listener no transfer took by then is closed.
     accept_timeout: float = setting(
         60.0, "accept_timeout", low=0, high=_DAY, open_low=True, unit="seconds"
     )
+    #: Passive listeners one client address may hold at once; 0: a quarter of
+    #: the range, at least one. Only with ``passive_ports`` (without a range
+    #: the kernel's ports are not scarce). Each worker applies it to its own
+    #: slice of the range (an explicit figure: its share, rounded up).
+    passive_per_ip: int = setting(
+        0, "max_passive_ports_per_ip",
+        "passive ports one client address may hold (0: a quarter of the range)",
+        metavar="N", low=0, high=65535,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +205,20 @@ class BanLimits:
     max_time: float = setting(86400.0, "ban_max_time", low=0, high=30 * _DAY, open_low=True)
     #: Seconds before answering a failed login.
     failure_delay: float = setting(1.0, "login_failure_delay", low=0, high=60, unit="seconds")
+    #: Password checks in flight at once from one address (more wait their
+    #: turn): without it, guesses sent in parallel were all checked before the
+    #: first failure could ban. A failed check keeps its place for the failure
+    #: delay. With ``--workers N`` each worker allows its share, rounded up.
+    checks_per_ip: int = setting(
+        4, "max_login_checks_per_ip", "password checks at once per client address (4)",
+        metavar="N", group=_LIMITS, low=1, high=10_000,
+    )  # fmt: skip
+    #: Password checks in flight at once for one user name, from any address:
+    #: slows guessing spread over many addresses, none of which gets banned.
+    checks_per_user: int = setting(
+        8, "max_login_checks_per_user", "password checks at once per user name (8)",
+        metavar="N", group=_LIMITS, low=1, high=10_000,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from fileferry.limits.interfaces import LimitConfig, Limits
 from fileferry.limits.ledger import LocalLedger
 from fileferry.limits.local import AccountCounter, Defender, SessionCounter
+from fileferry.limits.logins import LoginGate, share
 from fileferry.limits.usagefile import UsageFile
 
 if TYPE_CHECKING:
@@ -23,17 +24,22 @@ def make_limits(
     account's first login of a run.
     """
     records = UsageFile(usage_file) if usage_file is not None else None
+    sessions, bans = config.limits.sessions, config.limits.bans
+    # Per worker, each with its share of the caps (see limits/logins.py).
+    workers = shared.workers if shared is not None else 1
+    logins = LoginGate(share(bans.checks_per_ip, workers), share(bans.checks_per_user, workers))
     if shared is not None:
         return Limits(
             shared.session_slots(),
             shared.ban_list(),
             shared.account_slots(),
             shared.ledger(records),
+            logins,
         )
-    sessions, bans = config.limits.sessions, config.limits.bans
     return Limits(
         SessionCounter(sessions.max, sessions.per_ip),
         Defender(bans.threshold, bans.window, bans.time, bans.max_time),
         AccountCounter(),
         LocalLedger(records, max_accounts=sessions.max + 16),
+        logins,
     )

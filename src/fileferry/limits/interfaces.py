@@ -76,6 +76,10 @@ class _BanSettings(Protocol):
     def time(self) -> float: ...
     @property
     def max_time(self) -> float: ...
+    @property
+    def checks_per_ip(self) -> int: ...
+    @property
+    def checks_per_user(self) -> int: ...
 
 
 class _LimitSettings(Protocol):
@@ -118,6 +122,23 @@ class BanList(Protocol):
 
     def record_failure(self, key: str) -> bool:
         """Count one failed login; True if it got ``key`` banned."""
+        ...
+
+
+class LoginChecks(Protocol):
+    """Password checks in flight per client key and per user name, capped.
+
+    Asynchronous on purpose: a check past a cap waits its turn (a client
+    opening many connections at once is not refused), and the caller bounds
+    the wait by cancelling it. Per worker (see :mod:`fileferry.limits.logins`).
+    """
+
+    async def acquire(self, key: str, user: str) -> None:
+        """Return when a check of ``user`` from ``key`` may run; cancel to give up."""
+        ...
+
+    def release(self, key: str, user: str) -> None:
+        """The check (and its failure delay) is over."""
         ...
 
 
@@ -228,3 +249,4 @@ class Limits:
     bans: BanList
     accounts: AccountSlots
     quotas: QuotaLedger
+    logins: LoginChecks

@@ -146,6 +146,22 @@ class PassivePortsExhausted(SessionEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class PassiveShareReached(SessionEvent):
+    """PASV refused: the client's address already holds its share of the range."""
+
+    name: ClassVar[str] = "passive-share-reached"
+    held: int
+
+
+@dataclass(frozen=True, slots=True)
+class PassiveListenerExpired(SessionEvent):
+    """A passive listener no transfer took within the accept timeout was closed."""
+
+    name: ClassVar[str] = "passive-expired"
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
 class PortRefused(SessionEvent):
     """PORT/EPRT refused (a bounce attempt or a privileged port); ``port`` if that was why."""
 

@@ -27,6 +27,7 @@ from fileferry.server.accounts import AccountRegistry
 from fileferry.server.control import ControlConnection
 from fileferry.server.datapath import DataPaths
 from fileferry.server.implicit import ImplicitListener
+from fileferry.server.ports import PassiveShare, share_of
 from fileferry.server.tls import SelfSigned, TLSManager, make_self_signed
 from fileferry.server.tlspump import PUMP_THREADS, PumpPool
 from fileferry.storage.base import Capabilities, Storage
@@ -47,6 +48,14 @@ def _usage_file(config: ServerConfig) -> str | None:
     if db is None or scheme_of(db) != "file":
         return None
     return f"{db}.usage"
+
+
+def _passive_share(config: ServerConfig) -> PassiveShare | None:
+    """This worker's cap on the passive listeners of one address (with a range only)."""
+    data = config.data
+    if data.passive_ports is None:
+        return None
+    return PassiveShare(share_of(data.passive_ports, data.passive_per_ip, config.workers))
 
 
 class App:
@@ -99,6 +108,8 @@ class App:
         self.sessions: set[asyncio.Task[None]] = set()
         self.counter = self.limits.sessions
         self.defender = self.limits.bans
+        self.login_checks = self.limits.logins
+        self.passive_share = _passive_share(config)
 
     def _core_config(self) -> CoreConfig:
         """The protocol core's view of this server: what FEAT, HELP and SITE offer.

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import ssl
 
     from fileferry.config import ServerConfig
-    from fileferry.limits.interfaces import BanList
+    from fileferry.limits.interfaces import BanList, LoginChecks
     from fileferry.observability.events import Origin, SessionEvent
     from fileferry.protocol.events import Event
     from fileferry.protocol.replies import Reply
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from fileferry.server.datachannel import DataChannel
     from fileferry.server.datapath import DataPaths
     from fileferry.server.handlers.transfers import Job
+    from fileferry.server.ports import PassiveShare
     from fileferry.server.tls import TLSManager
     from fileferry.storage.base import Storage
     from fileferry.users.base import Account, UserStore
@@ -50,6 +51,14 @@ class Services(Protocol):
 
     @property
     def defender(self) -> BanList: ...
+
+    @property
+    def login_checks(self) -> LoginChecks: ...
+
+    @property
+    def passive_share(self) -> PassiveShare | None:
+        """Passive listeners per client address (None: no port range, no cap)."""
+        ...
 
     @property
     def tls(self) -> TLSManager | None: ...

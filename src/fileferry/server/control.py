@@ -36,6 +36,7 @@ from fileferry.protocol.replies import Reply
 from fileferry.protocol.session import Session
 from fileferry.server.datachannel import DataChannel
 from fileferry.server.handlers import HANDLERS, transfers
+from fileferry.server.login import ban_refusal
 
 if TYPE_CHECKING:
     from fileferry.protocol.commands import CoreConfig
@@ -95,6 +96,9 @@ class ControlConnection:
             passive_ports=config.data.passive_ports,
             accept_timeout=config.data.accept_timeout,
             data_timeout=config.data.timeout,
+            client_key=self.client_key,
+            share=services.passive_share,
+            on_expired=self._passive_expired,
         )
         self.transfer_task: asyncio.Task[None] | None = None
         self.transfer_job: transfers.Job | None = None
@@ -178,6 +182,9 @@ class ControlConnection:
         version = self.writer.get_extra_info("ssl_object").version()
         self.emit(seen.TLSEstablished(self.origin, version))
         return True
+
+    def _passive_expired(self, port: int) -> None:
+        self.emit(seen.PassiveListenerExpired(self.origin, port))
 
     # --- the loop ---------------------------------------------------------------
 
@@ -284,6 +291,13 @@ class ControlConnection:
             self.closing = True
 
     async def dispatch(self, event: events.Event) -> None:
+        if self.account is None and type(event) is not events.ConnectionClosed:
+            # Banned since it connected (guesses on its other connections):
+            # nothing more before a login, USER and PASS included.
+            banned = ban_refusal(self)
+            if banned is not None:
+                self.reply(banned, None if type(event) is events.Answer else event)
+                return
         if type(event) is events.Answer:  # the core answered by itself
             self.reply(event.reply)
             if event.reply.code == 421:

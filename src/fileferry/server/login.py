@@ -1,4 +1,10 @@
-"""The login policy after the password check, and logout.
+"""The login policy around the password check, and logout.
+
+:func:`ban_refusal` is asked before anything a client does before logging
+in, so an address banned while its connection was open (by guesses on its
+other connections) is cut off at its next command, not only at its next
+connection. :func:`check_turn` waits for the right to check a password
+(the caps of :mod:`fileferry.limits.logins`), bounded by the login deadline.
 
 :func:`admit` is the whole policy once the user store said the password is
 right: disabled, expired, wrong network, too many sessions, home folder
@@ -9,10 +15,12 @@ them. It works on the session context, so it knows nothing of the shell.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING
 
+from fileferry.protocol.replies import Reply
 from fileferry.storage.quota import QuotaStorage
 
 if TYPE_CHECKING:
@@ -20,6 +28,38 @@ if TYPE_CHECKING:
     from fileferry.users.base import Account
 
 log = logging.getLogger("fileferry.accounts")
+
+
+BANNED = "Too many failed logins from your address; closing."
+BUSY = "Too many logins in progress from your address or for this user; try again later."
+
+
+def ban_refusal(ctx: SessionContext) -> Reply | None:
+    """The 421 for a client whose address is banned, or None; it closes the session."""
+    left = ctx.services.defender.banned_for(ctx.client_key)
+    if not left:
+        return None
+    log.info("session=%d refused %s: banned for %d s more", ctx.id, ctx.client_key, int(left) + 1)
+    ctx.closing = True
+    return Reply(421, BANNED)
+
+
+async def check_turn(ctx: SessionContext, username: str) -> Reply | None:
+    """Wait for the right to check ``username``'s password; a 421 if it did not come.
+
+    The wait ends with the session's login deadline (a client that cannot
+    log in in time would be cut off anyway). Once it returns None, the
+    caller owns one slot of ``services.login_checks`` and must release it.
+    """
+    left = ctx.login_deadline - time.monotonic()
+    try:
+        async with asyncio.timeout(max(0.0, left)):
+            await ctx.services.login_checks.acquire(ctx.client_key, username)
+    except TimeoutError:
+        log.info("session=%d no turn to check a password for %s", ctx.id, ctx.client_key)
+        ctx.closing = True
+        return Reply(421, BUSY)
+    return None
 
 
 async def admit(ctx: SessionContext, account: Account) -> str | None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from fileferry.observability import events as seen
 from fileferry.protocol import events
 from fileferry.protocol.replies import Reply
-from fileferry.server.login import admit, logout
+from fileferry.server.login import BANNED, admit, ban_refusal, check_turn, logout
 
 if TYPE_CHECKING:
     from fileferry.server.context import Handler, SessionContext
@@ -17,18 +17,33 @@ if TYPE_CHECKING:
 
 async def authenticate(ctx: SessionContext, ev: events.Authenticate) -> Reply:
     services = ctx.services
-    account = await services.users.authenticate(ev.username, ev.password)
-    if account is None:
-        ctx.emit(seen.LoginFailed(ctx.origin, ev.username))
-        client = ctx.client_key
-        banned = services.defender.record_failure(client)
-        # Slow down guessing; the same delay for unknown users and bad passwords.
-        await asyncio.sleep(ctx.config.limits.bans.failure_delay)
-        if banned:
-            ctx.emit(seen.Banned(ctx.origin, client))
-            ctx.closing = True
-            return Reply(421, "Too many failed logins from your address; closing.")
-        return Reply(530, "Login incorrect.")
+    client, username = ctx.client_key, ev.username
+    busy = await check_turn(ctx, username)
+    if busy is not None:
+        return busy
+    try:
+        # Asked again with the turn in hand: guesses that waited behind the
+        # ones that earned the ban are never checked.
+        banned = ban_refusal(ctx)
+        if banned is not None:
+            return banned
+        account = await services.users.authenticate(username, ev.password)
+        if account is None:
+            # Counted the moment it is decided, before the delay, so the
+            # checks waiting for a turn already see the ban.
+            now_banned = services.defender.record_failure(client)
+            ctx.emit(seen.LoginFailed(ctx.origin, username))
+            # Slow down guessing; the same delay for unknown users and bad
+            # passwords. The turn is held through it, which paces the guesses
+            # at one user name from many addresses.
+            await asyncio.sleep(ctx.config.limits.bans.failure_delay)
+            if now_banned:
+                ctx.emit(seen.Banned(ctx.origin, client))
+                ctx.closing = True
+                return Reply(421, BANNED)
+            return Reply(530, "Login incorrect.")
+    finally:
+        services.login_checks.release(client, username)
     refusal = await admit(ctx, account)
     if refusal is not None:
         # The password was right: say why, after the same delay as any failure.

@@ -16,7 +16,7 @@ from fileferry.observability import events as seen
 from fileferry.protocol import events
 from fileferry.protocol.addresses import format_epsv, format_pasv, same_host, unmap
 from fileferry.protocol.replies import Reply
-from fileferry.server.ports import NoFreePort
+from fileferry.server.ports import NoFreePort, ShareReached
 
 if TYPE_CHECKING:
     from fileferry.server.context import Handler, SessionContext
@@ -41,6 +41,9 @@ async def enter_passive(ctx: SessionContext, ev: events.EnterPassive) -> Reply:
         return Reply(425, "PASV is IPv4 only; use EPSV on an IPv6 connection.")
     try:
         port = ctx.data.listen()
+    except ShareReached as exc:
+        ctx.emit(seen.PassiveShareReached(ctx.origin, exc.held))
+        return Reply(425, "Your address holds its share of the passive ports; try again later.")
     except NoFreePort:
         ctx.emit(seen.PassivePortsExhausted(ctx.origin))
         return Reply(425, "No free passive port; try again later.")
