@@ -167,6 +167,14 @@ class Upload(abc.ABC):
 
     #: Bytes that will be at the target once committed (initial content + written).
     size: int
+    #: Set when the upload writes into the existing file in place (an append):
+    #: the file's size when it began. Its bytes are then on disk (and visible to
+    #: readers) before ``commit``, and ``abort`` truncates them away. ``None``:
+    #: the upload goes somewhere else and is swapped in at ``commit``.
+    in_place_base: int | None = None
+    #: Bytes of the old file copied into the pending upload (REST below the end):
+    #: disk the upload uses before it is committed, which a quota must count.
+    pending_copy: int = 0
 
     @abc.abstractmethod
     async def write(self, data: bytes | bytearray | memoryview) -> None:

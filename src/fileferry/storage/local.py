@@ -63,8 +63,12 @@ from fileferry.storage.base import (
     Upload,
 )
 from fileferry.storage.fscalls import Calls, inline_for
+from fileferry.storage.localappend import open_in_place
 from fileferry.storage.localfiles import (
     INLINE_FREE,
+    TEMP_PREFIX,
+    TEMP_PREFIX_B,
+    InPlaceUpload,
     LocalReader,
     LocalUpload,
     Opened,
@@ -80,9 +84,7 @@ from fileferry.storage.localscan import scan_rows
 
 __all__ = ["DEFAULT_WORKERS", "TEMP_PREFIX", "LocalStorage", "make_executor"]
 
-#: Hidden name prefix of in-progress uploads; such names are never listed or accepted.
-TEMP_PREFIX = ".fileferry-upload-"
-_TEMP_PREFIX_B = os.fsencode(TEMP_PREFIX)
+_TEMP_PREFIX_B = TEMP_PREFIX_B
 
 #: Thread pool size: enough for many concurrent transfers without a thread per client.
 DEFAULT_WORKERS = 32
@@ -122,6 +124,7 @@ class LocalStorage(Storage):
         fsync_uploads: bool = False,
         executor: Executor | None = None,
         fs_calls: str = "auto",
+        resumable_uploads: bool = False,
     ) -> None:
         real = os.path.realpath(os.fsencode(root))
         if not os.path.isdir(real):
@@ -129,6 +132,8 @@ class LocalStorage(Storage):
         self._root = real
         self._prefix = real if real.endswith(b"/") else real + b"/"
         self._fsync_uploads = fsync_uploads
+        #: Interrupted uploads keep what they received (see ``localpartial``).
+        self._resumable = resumable_uploads
         self._owns_executor = executor is None
         self._executor: Executor = executor if executor is not None else make_executor()
         #: Where short metadata calls run (see ``fscalls``): inline on local disks.
@@ -318,7 +323,11 @@ class LocalStorage(Storage):
         opened = await self._open(
             discard_opened, self._open_write_sync, host, keep, inline=keep == 0
         )
-        return LocalUpload(self, opened, split(path)[1], exclusive)
+        if opened[5]:
+            return InPlaceUpload(self, opened, split(path)[1], self._resumable)
+        upload = LocalUpload(self, opened, split(path)[1], exclusive)
+        upload.pending_copy = opened[3]
+        return upload
 
     def _open_write_sync(self, host: bytes, keep: int) -> Opened:
         """Create the temp file, seeded with ``keep`` bytes of the target (-1: all)."""
@@ -351,6 +360,17 @@ class LocalStorage(Storage):
                 if st is None:
                     os.stat(parent)  # a missing parent is NotFound, not a bad offset
                 raise InvalidOffset()
+            if st is not None and keep and (keep < 0 or keep == st.st_size):
+                placed = open_in_place(
+                    target,
+                    keep,
+                    _TEMP_PREFIX_B,
+                    keep_partial=self._resumable,
+                    fsync=self._fsync_uploads,
+                )
+                if placed is not None:
+                    fd, marker, base = placed
+                    return fd, marker, target, base, 0, True
             fd, tmp = self._create_temp(parent)
             try:
                 if st is not None:
@@ -369,7 +389,7 @@ class LocalStorage(Storage):
         finally:
             if src >= 0:
                 os.close(src)
-        return fd, tmp, target, size, st.st_size if st is not None else 0
+        return fd, tmp, target, size, st.st_size if st is not None else 0, False
 
     @staticmethod
     def _create_temp(parent: bytes) -> tuple[int, bytes]:

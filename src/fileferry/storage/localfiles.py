@@ -42,6 +42,7 @@ from fileferry.errors import (
 from fileferry.storage.base import FileInfo, FileKind, Reader, Upload
 from fileferry.storage.fastpaths import BlockingWriter, FileBacked, SpliceTarget
 from fileferry.storage.fscalls import Calls
+from fileferry.storage.localappend import roll_back
 
 if TYPE_CHECKING:
     from fileferry.storage.local import LocalStorage
@@ -60,10 +61,16 @@ _SPLICE_MOVE = getattr(os, "SPLICE_F_MOVE", 1)
 #: Upper bound for one ``Reader.read`` so a huge ``n`` cannot allocate unbounded memory.
 MAX_READ = 8 << 20
 
+#: Hidden name prefix of in-progress uploads (and of the journals of in-place
+#: appends, see ``localappend``); such names are never listed or accepted.
+TEMP_PREFIX = ".fileferry-upload-"
+TEMP_PREFIX_B = os.fsencode(TEMP_PREFIX)
+
 #: What ``open_write`` prepares:
-#: (temp fd, temp path, target path, bytes already in the temp file, size of the
-#: file it replaces: a large one is freed by the rename, so that commit is pooled)
-Opened = tuple[int, bytes, bytes, int, int]
+#: (fd, temp path, target path, bytes already in the upload, size of the file it
+#: replaces: a large one is freed by the rename, so that commit is pooled;
+#: whether it appends in place: then fd is the target's, "temp path" its journal)
+Opened = tuple[int, bytes, bytes, int, int, bool]
 
 _ERRNO_MAP: dict[int, type[StorageError]] = {
     errno.ENOENT: NotFound,
@@ -145,6 +152,13 @@ def close_first(opened: tuple[int, ...]) -> None:
 
 
 def discard_opened(opened: Opened) -> None:
+    if opened[5]:
+        fd = opened[0]
+        try:
+            roll_back(fd, opened[1], opened[3], keep=False)
+        finally:
+            os.close(fd)
+        return
     discard(opened[0], opened[1])
 
 
@@ -248,7 +262,7 @@ class LocalUpload(Upload, SpliceTarget, BlockingWriter):
 
     def __init__(self, storage: LocalStorage, opened: Opened, name: str, exclusive: bool) -> None:
         self._storage = storage
-        self._fd, self._tmp, self._target, self.size, self._replaces = opened
+        self._fd, self._tmp, self._target, self.size, self._replaces, _ = opened
         self._name = name
         self._exclusive = exclusive
         self._hops = _Hops(storage._executor, storage._calls)
@@ -369,9 +383,62 @@ class LocalUpload(Upload, SpliceTarget, BlockingWriter):
         await self._hops.settle()
         fd, self._fd = self._fd, -1
         try:
-            await self._hops.meta(discard, fd, self._tmp)
+            await self._hops.meta(self._discard_sync, fd)
         except RuntimeError:
             # The pool is already shut down (storage closed first): clean up inline.
-            discard(fd, self._tmp)
+            self._discard_sync(fd)
         except StorageError:
             pass  # nothing more can be done; the prefix marks it for sweeping
+
+    def _discard_sync(self, fd: int) -> None:
+        discard(fd, self._tmp)
+
+
+class InPlaceUpload(LocalUpload):
+    """An append written straight into the locked target (see ``localappend``).
+
+    ``_tmp`` is the append's journal; ``_base`` the size to truncate back to.
+    Commit drops the journal, abort truncates (or, in resumable mode, keeps
+    what was received) and drops it; closing the descriptor unlocks the file.
+    """
+
+    def __init__(
+        self, storage: LocalStorage, opened: Opened, name: str, keep_partial: bool
+    ) -> None:
+        super().__init__(storage, opened, name, exclusive=False)
+        self.in_place_base = self._base = opened[3]
+        self._keep_partial = keep_partial
+
+    def _commit_sync(self, chunk: bytearray) -> os.stat_result:
+        fd = self._fd
+        try:
+            _write_all(fd, chunk)
+            if self._storage._fsync_uploads:
+                os.fsync(fd)
+            st = os.fstat(fd)
+            try:
+                now = os.stat(self._target)
+            except FileNotFoundError:
+                now = None
+            if now is None or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+                # Deleted or replaced meanwhile: these bytes went to a file nobody sees.
+                raise NotFound("The file was removed or replaced during the upload.")
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmp)
+            if self._storage._fsync_uploads:
+                _fsync_dir(os.path.dirname(self._target))
+        except BaseException:
+            self._discard_sync(fd)
+            self._fd = -1
+            raise
+        self._fd = -1
+        os.close(fd)
+        return st
+
+    def _discard_sync(self, fd: int) -> None:
+        if fd < 0:
+            return
+        try:
+            roll_back(fd, self._tmp, self._base, self._keep_partial)
+        finally:
+            os.close(fd)
