@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from fileferry import config
+from fileferry.observability import events as seen
 from fileferry.server.thread import ServerThread
 from fileferry.storage.local import TEMP_PREFIX
 
@@ -183,3 +184,51 @@ def test_fsspec_put_file_in_blocks(server: ServerThread, root: Path, tmp_path: P
     print(f"fsspec put_file of 20 MB: {took:.2f} s")
     assert sha((root / "big.bin").read_bytes()) == sha(data)
     assert not hidden(root)
+
+
+# --- item 12: a quota refusal stops the upload at once -----------------------------
+
+
+class Finished:
+    """Records the TransferFinished events of a server (an observer)."""
+
+    def __init__(self) -> None:
+        self.events: list[seen.TransferFinished] = []
+
+    def __call__(self, event: seen.SessionEvent) -> None:
+        if isinstance(event, seen.TransferFinished):
+            self.events.append(event)
+
+
+def test_a_refused_upload_is_cut_off_at_the_quota(root: Path) -> None:
+    """The server stops reading once the quota is passed: 552, data connection closed."""
+    finished = Finished()
+    cfg = config.build(
+        {
+            "root": str(root),
+            "port": 0,
+            "anonymous": False,
+            "login_failure_delay": 0,
+            "users": quota_user(MB),
+        }
+    )
+    with ServerThread(cfg, observers=[finished]) as srv:
+        f = login(srv.address)
+        conn = f.transfercmd("STOR big.bin")
+        block = os.urandom(256 * 1024)
+        sent, total = 0, 256 * MB
+        try:
+            while sent < total:
+                sent += conn.send(block)
+        except OSError:
+            pass  # the server closed the data connection
+        conn.close()
+        with pytest.raises(ftplib.error_perm, match=r"^552"):
+            f.voidresp()
+        assert sent < total
+        f.voidcmd("NOOP")  # observers run after the turn that sent the 552: now they ran
+        [stor] = finished.events
+        assert stor.reply_code == 552
+        assert stor.bytes < MB + 4 * MB, stor.bytes  # the quota, and a little slack
+        assert not (root / "big.bin").exists() and not hidden(root)
+        f.quit()
