@@ -47,6 +47,9 @@ data_timeout = 300.0              # seconds a data connection may stall
 accept_timeout = 60.0             # seconds a passive listener waits for the client
 fsync_uploads = false             # make 226 wait until an upload is on disk
 fs_calls = "auto"                 # open/stat/rename: "inline" on the loop, "thread", or "auto"
+temp_max_age = 3600.0             # seconds before a dead upload's temp file is swept
+resumable_uploads = false         # keep interrupted uploads for SIZE + APPE/REST to resume
+partial_max_age = 604800.0        # seconds an unresumed partial is kept (resumable mode)
 workers = 1                       # processes sharing the port (SO_REUSEPORT), one loop each
 
 # --- FTPS (RFC 4217) -------------------------------------------------------------

@@ -7,7 +7,8 @@ here acts on a descriptor that is already open and inside the root.
   ``sendfile``); ``position`` is the only cursor that matters.
 * **Uploads** write to a hidden temp file beside the target and commit with a
   rename (a hard link for exclusive STOU uploads), so nothing that looks whole
-  is ever half-written. Data arrives by ``splice`` on the loop, by buffered
+  is ever half-written. (Appends in place and resumable partials derive from
+  this class: ``localresume``.) Data arrives by ``splice`` on the loop, by buffered
   writes handed to the pool at least a megabyte at a time, or from a TLS pump
   thread (``write_blocking``). The commit's close + rename + stat is a short
   metadata call and runs inline on a local disk (``fscalls``), unless it
@@ -66,11 +67,15 @@ MAX_READ = 8 << 20
 TEMP_PREFIX = ".fileferry-upload-"
 TEMP_PREFIX_B = os.fsencode(TEMP_PREFIX)
 
+#: ``Opened`` kinds: a fresh temp file; an append in place (fd is the target's,
+#: the path its journal); a resumable partial (see ``localpartial``).
+TEMP, APPEND, PARTIAL = 0, 1, 2
+
 #: What ``open_write`` prepares:
 #: (fd, temp path, target path, bytes already in the upload, size of the file it
 #: replaces: a large one is freed by the rename, so that commit is pooled;
-#: whether it appends in place: then fd is the target's, "temp path" its journal)
-Opened = tuple[int, bytes, bytes, int, int, bool]
+#: the kind, bytes already charged for it: a kept partial's size)
+Opened = tuple[int, bytes, bytes, int, int, int, int]
 
 _ERRNO_MAP: dict[int, type[StorageError]] = {
     errno.ENOENT: NotFound,
@@ -152,7 +157,10 @@ def close_first(opened: tuple[int, ...]) -> None:
 
 
 def discard_opened(opened: Opened) -> None:
-    if opened[5]:
+    if opened[5] == PARTIAL:
+        os.close(opened[0])  # a kept partial stays; a new one is swept when stale
+        return
+    if opened[5] == APPEND:
         fd = opened[0]
         try:
             roll_back(fd, opened[1], opened[3], keep=False)
@@ -262,7 +270,8 @@ class LocalUpload(Upload, SpliceTarget, BlockingWriter):
 
     def __init__(self, storage: LocalStorage, opened: Opened, name: str, exclusive: bool) -> None:
         self._storage = storage
-        self._fd, self._tmp, self._target, self.size, self._replaces, _ = opened
+        self._fd, self._tmp, self._target, self.size, self._replaces, _, charged = opened
+        self.charged_before = charged
         self._name = name
         self._exclusive = exclusive
         self._hops = _Hops(storage._executor, storage._calls)
@@ -376,8 +385,20 @@ class LocalUpload(Upload, SpliceTarget, BlockingWriter):
         if self._finished:
             return
         self._finished = True
-        self._buf = bytearray()
+        if not self._keeps():
+            self._buf = bytearray()
         await self._cleanup()
+
+    def _keeps(self) -> bool:
+        """Whether an abort keeps what was received (resumable mode)."""
+        return False
+
+    def _keep_sync(self, fd: int) -> int:
+        """Write the buffered tail of a kept upload; returns the file's size."""
+        chunk, self._buf = self._buf, bytearray()
+        if not self._failed:
+            _write_all(fd, chunk)
+        return os.fstat(fd).st_size
 
     async def _cleanup(self) -> None:
         await self._hops.settle()
@@ -392,53 +413,3 @@ class LocalUpload(Upload, SpliceTarget, BlockingWriter):
 
     def _discard_sync(self, fd: int) -> None:
         discard(fd, self._tmp)
-
-
-class InPlaceUpload(LocalUpload):
-    """An append written straight into the locked target (see ``localappend``).
-
-    ``_tmp`` is the append's journal; ``_base`` the size to truncate back to.
-    Commit drops the journal, abort truncates (or, in resumable mode, keeps
-    what was received) and drops it; closing the descriptor unlocks the file.
-    """
-
-    def __init__(
-        self, storage: LocalStorage, opened: Opened, name: str, keep_partial: bool
-    ) -> None:
-        super().__init__(storage, opened, name, exclusive=False)
-        self.in_place_base = self._base = opened[3]
-        self._keep_partial = keep_partial
-
-    def _commit_sync(self, chunk: bytearray) -> os.stat_result:
-        fd = self._fd
-        try:
-            _write_all(fd, chunk)
-            if self._storage._fsync_uploads:
-                os.fsync(fd)
-            st = os.fstat(fd)
-            try:
-                now = os.stat(self._target)
-            except FileNotFoundError:
-                now = None
-            if now is None or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
-                # Deleted or replaced meanwhile: these bytes went to a file nobody sees.
-                raise NotFound("The file was removed or replaced during the upload.")
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._tmp)
-            if self._storage._fsync_uploads:
-                _fsync_dir(os.path.dirname(self._target))
-        except BaseException:
-            self._discard_sync(fd)
-            self._fd = -1
-            raise
-        self._fd = -1
-        os.close(fd)
-        return st
-
-    def _discard_sync(self, fd: int) -> None:
-        if fd < 0:
-            return
-        try:
-            roll_back(fd, self._tmp, self._base, self._keep_partial)
-        finally:
-            os.close(fd)

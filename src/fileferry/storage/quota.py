@@ -17,6 +17,9 @@ for DELE, RNTO and STOR stay unaware of quotas:
   adds exactly the appended bytes. An upload seeded with a copy of the old
   file (``Upload.pending_copy``: REST below the end) is charged its whole
   size while in flight, since that copy sits on disk beside the old file.
+  In resumable mode an aborted upload may keep what it received
+  (``Upload.abort_change``): that stays counted, and the upload that later
+  continues it (``Upload.charged_before``) adds only the rest.
 * the data fast paths stay open: a spliced upload reserves the ``n`` bytes
   before the kernel moves them, and the TLS pump threads reserve in their
   own thread before each blocking write (the ledger's check is thread-safe).
@@ -110,7 +113,7 @@ class _QuotaUpload(Upload):
         inner = self.inner
         if inner.pending_copy:
             return inner.size + more
-        return inner.size - self._old_size + more
+        return inner.size - self._old_size + more - inner.charged_before
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         growth = self._growth(len(data))
@@ -132,17 +135,25 @@ class _QuotaUpload(Upload):
                 # The target may have changed since the upload began: look again.
                 old = await _file_at(self._storage, self._path)
                 old_size = old.size if old is not None else 0
-                await self._reserve(self.inner.size - old_size)
+                charged = self.inner.charged_before  # a kept partial, counted already
+                await self._reserve(self.inner.size - old_size - charged)
                 info = await self.inner.commit()
-                await hold.settle(info.size - old_size, 0 if old is not None else 1)
+                await hold.settle(info.size - old_size - charged, 0 if old is not None else 1)
         except BaseException:
             hold.release()  # a no-op once settled
             raise
         return info
 
     async def abort(self) -> None:
-        self._hold.release()
-        await self.inner.abort()
+        try:
+            await self.inner.abort()
+        finally:
+            change = self.inner.abort_change
+            if change:
+                # Resumable mode kept what was received: it stays counted.
+                await self._hold.settle(change, 0)
+            else:
+                self._hold.release()
 
 
 class _QuotaSplice(_QuotaUpload, SpliceTarget):
@@ -232,6 +243,9 @@ class QuotaStorage(Storage):
                 await upload.abort()
                 raise
         return upload
+
+    async def resume_offset(self, path: str) -> int | None:
+        return await self.inner.resume_offset(path)
 
     async def mkdir(self, path: str) -> None:
         await self.inner.mkdir(path)
