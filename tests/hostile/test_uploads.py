@@ -443,6 +443,15 @@ def test_resumable_with_ftplib_rest_and_quota(root: Path) -> None:
         assert kept == _hidden_size(root) >= MB
         text = f.sendcmd("SITE QUOTA")
         assert re.search(rf"Bytes: {kept} used", text), text
+        f.quit()
+    finally:
+        srv.stop()
+    # A new server measures the tree: the kept partial is counted there too.
+    srv = _serve(root, users=quota_user(3 * MB), resumable_uploads=True)
+    try:
+        f = login(srv.address)
+        text = f.sendcmd("SITE QUOTA")
+        assert re.search(rf"Bytes: {kept} used", text), text
         f.storbinary("STOR f.bin", io.BytesIO(data[kept:]), rest=kept)
         assert sha((root / "f.bin").read_bytes()) == sha(data)
         text = f.sendcmd("SITE QUOTA")

@@ -262,6 +262,14 @@ class Storage(abc.ABC):
         """
         return None
 
+    async def kept_bytes(self, path: str) -> int:
+        """Bytes of interrupted uploads kept in directory ``path`` (resumable mode).
+
+        Not listed, yet on disk and charged to a quota: a quota's measure
+        adds them (``storage.usage``). 0 (the default): a backend that keeps none.
+        """
+        return 0
+
     @abc.abstractmethod
     async def mkdir(self, path: str) -> None:
         """Create one directory; ``AlreadyExists`` or ``NotFound`` (no parent)."""

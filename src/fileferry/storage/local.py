@@ -81,7 +81,7 @@ from fileferry.storage.localfiles import (
     translate,
 )
 from fileferry.storage.localopen import open_upload
-from fileferry.storage.localpartial import partial_size
+from fileferry.storage.localpartial import kept_in, partial_size
 from fileferry.storage.localresume import InPlaceUpload, PartialUpload
 from fileferry.storage.localscan import scan_rows
 from fileferry.storage.localsweep import Swept, clear_hidden, sweep_tree
@@ -355,6 +355,14 @@ class LocalStorage(Storage):
 
     def _resume_offset_sync(self, host: bytes) -> int | None:
         return partial_size(self._real(host), _TEMP_PREFIX_B)
+
+    async def kept_bytes(self, path: str) -> int:
+        if not self._resumable:
+            return 0
+        return await run_in_pool(self._executor, self._kept_bytes_sync, self._host(path))
+
+    def _kept_bytes_sync(self, host: bytes) -> int:
+        return kept_in(self._real(host), _TEMP_PREFIX_B)
 
     async def mkdir(self, path: str) -> None:
         if path == "/":

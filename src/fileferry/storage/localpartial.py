@@ -39,7 +39,7 @@ import stat as stat_mod
 
 from fileferry.storage.localappend import FileBusy
 
-__all__ = ["PARTIAL_TAG", "open_partial", "partial_for", "partial_size"]
+__all__ = ["PARTIAL_TAG", "kept_in", "open_partial", "partial_for", "partial_size"]
 
 #: After ``TEMP_PREFIX``: a kept, resumable upload.
 PARTIAL_TAG = b"partial-"
@@ -60,6 +60,18 @@ def partial_size(target: bytes, prefix: bytes) -> int | None:
     except FileNotFoundError:
         return None
     return st.st_size if stat_mod.S_ISREG(st.st_mode) else None
+
+
+def kept_in(directory: bytes, prefix: bytes) -> int:
+    """Bytes of the partials kept in ``directory`` (for a quota's measure)."""
+    start = prefix + PARTIAL_TAG
+    total = 0
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.name.startswith(start):
+                with contextlib.suppress(OSError):
+                    total += entry.stat(follow_symlinks=False).st_size
+    return total
 
 
 def _lock(fd: int) -> None:

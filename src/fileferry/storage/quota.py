@@ -247,6 +247,9 @@ class QuotaStorage(Storage):
     async def resume_offset(self, path: str) -> int | None:
         return await self.inner.resume_offset(path)
 
+    async def kept_bytes(self, path: str) -> int:
+        return await self.inner.kept_bytes(path)
+
     async def mkdir(self, path: str) -> None:
         await self.inner.mkdir(path)
 
