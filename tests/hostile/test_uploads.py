@@ -263,6 +263,7 @@ class Serve:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,  # its own process group: SIGKILL reaches every worker
         )  # fmt: skip
         assert self.proc.stdout is not None
         sel = selectors.DefaultSelector()
@@ -291,7 +292,8 @@ class Serve:
         raise AssertionError(f"no log line with {needle!r}")
 
     def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
+        """``kill -9`` of the server and its worker processes (``--workers N``), at once."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(30)
 
     def stop(self) -> None:
