@@ -294,8 +294,8 @@ def test_paths_imports_nothing_of_fileferry_and_does_no_io():
     assert {i for i in imports if i.split(".")[0] in BANNED_IN_CORE} == set()
 
 
-@pytest.mark.parametrize("package", ["fileferry.storage", "fileferry.users"])
-def test_storage_and_users_import_only_paths_errors_and_themselves(package):
+@pytest.mark.parametrize("package", ["fileferry.storage", "fileferry.users", "fileferry.limits"])
+def test_storage_users_and_limits_import_only_paths_errors_and_themselves(package):
     allowed = (package, "fileferry.paths", "fileferry.errors")
     bad = {}
     for name, imports in MODULES.items():
@@ -328,3 +328,132 @@ def test_the_server_reaches_the_backend_factory_only_from_its_composition_root()
             bad[name] = sorted(wrong)
     assert bad == {}
     assert any(_under(i, "fileferry.backends") for i in MODULES["fileferry.server.app"])
+
+
+# --- no import cycle at run time --------------------------------------------------------------
+
+
+def _runtime_edges(path: Path, modules: set[str], src: Path = SRC) -> set[str]:
+    """The package's modules ``path`` imports when it runs, in functions too.
+
+    Imports under ``if TYPE_CHECKING:`` are left out (they never run);
+    ``from a import b`` is an edge to ``a.b`` when that is a module, else to
+    ``a``. A lazy import inside a function still counts: hiding a cycle in a
+    function is exactly what this rule is meant to catch.
+    """
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped.update(id(n) for child in node.body for n in ast.walk(child))
+    module = _module_name(path, src)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    edges: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            edges.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parts = parts[: len(parts) - (node.level - 1)]
+                base = ".".join([*parts, base] if base else parts)
+            for alias in node.names:
+                edges.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
+    return {e for e in edges if e in modules and e != module}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def _graph(package: Path, src: Path) -> dict[str, set[str]]:
+    paths = [p for p in sorted(package.rglob("*.py")) if "__pycache__" not in p.parts]
+    modules = {_module_name(p, src) for p in paths}
+    return {_module_name(p, src): _runtime_edges(p, modules, src) for p in paths}
+
+
+def test_the_cycle_finder_sees_a_lazy_cycle_and_ignores_type_checking(tmp_path):
+    pkg = tmp_path / "src" / "fileferry"
+    (pkg / "server").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "server" / "__init__.py").write_text("")
+    (pkg / "server" / "a.py").write_text("from fileferry.server import b\n")
+    (pkg / "server" / "b.py").write_text("def f():\n    from fileferry.server.a import x\n")
+    (pkg / "server" / "c.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from . import a\n"
+    )
+    (pkg / "server" / "d.py").write_text("from . import c\n")
+    graph = _graph(pkg, tmp_path / "src")
+    assert _cycles(graph) == [["fileferry.server.a", "fileferry.server.b"]]
+    assert graph["fileferry.server.c"] == set()
+
+
+def test_no_import_cycle_at_run_time():
+    graph = _graph(PACKAGE, SRC)
+    assert graph["fileferry.server.app"]  # the scanner found the root's imports
+    assert _cycles(graph) == []
+
+
+#: Concrete backends: only the composition root and the runners that build a
+#: server (a thread for tests, the worker supervisor) may name them.
+_CONCRETE = (
+    "fileferry.storage.local",
+    "fileferry.storage.localfiles",
+    "fileferry.storage.localscan",
+    "fileferry.storage.memory",
+    "fileferry.users.sqlite",
+    "fileferry.users.static",
+    "fileferry.limits.local",
+    "fileferry.limits.ledger",
+    "fileferry.limits.shared",
+    "fileferry.limits.sharedbans",
+    "fileferry.limits.sharedquota",
+    "fileferry.limits.factory",
+)
+_BUILDERS = {"fileferry.server.app", "fileferry.server.thread", "fileferry.server.workers"}
+
+
+def test_the_server_depends_on_interfaces_not_on_concrete_backends():
+    graph = _graph(PACKAGE, SRC)
+    bad = {}
+    for name, edges in graph.items():
+        if not _under(name, "fileferry.server") or name in _BUILDERS:
+            continue
+        wrong = {e for e in edges if any(_under(e, c) for c in _CONCRETE)}
+        if wrong:
+            bad[name] = sorted(wrong)
+    assert bad == {}

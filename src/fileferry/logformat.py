@@ -1,11 +1,12 @@
 """The server's log line format, made cheap enough to write per session event.
 
 ``fileferry serve`` logs every connect, login, transfer and disconnect. With
-the standard :class:`logging.Formatter`, a line cost ~8 µs to format, most of
-it ``time.localtime`` and ``strftime`` for a date that changes once a second,
+the standard :class:`logging.Formatter`, most of a line's cost is
+``time.localtime`` and ``strftime`` for a date that changes once a second,
 and the generic ``%``-style template walk. :class:`LineFormatter` produces
 exactly the text of ``Formatter("%(asctime)s %(levelname)s %(name)s
-%(message)s")`` (tests compare them) in about half the time: the date part is
+%(message)s")`` (tests compare them) in about half the time (figures in
+``bench/notes.md``): the date part is
 computed once per second, and the line is one f-string. Records with an
 exception or stack attached take the standard path, so tracebacks look as
 usual.

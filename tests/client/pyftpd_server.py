@@ -24,6 +24,7 @@ def main() -> None:
     parser.add_argument("--cert")
     parser.add_argument("--key")
     parser.add_argument("--no-mlst", action="store_true", help="no MLST/MLSD, like vsftpd")
+    parser.add_argument("--no-mfmt", action="store_true", help="no MFMT, like vsftpd")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     authorizer = DummyAuthorizer()
@@ -45,10 +46,11 @@ def main() -> None:
             pass
 
         handler = Handler
-    if args.no_mlst:
-        handler.proto_cmds = {
-            k: v for k, v in FTPHandler.proto_cmds.items() if k not in ("MLST", "MLSD")
-        }
+    dropped = {"MLST", "MLSD"} if args.no_mlst else set()
+    if args.no_mfmt:
+        dropped.add("MFMT")
+    if dropped:
+        handler.proto_cmds = {k: v for k, v in FTPHandler.proto_cmds.items() if k not in dropped}
     handler.authorizer = authorizer
     handler.banner = "pyftpdlib ready"
     server = FTPServer(("127.0.0.1", 0), handler)

@@ -246,3 +246,14 @@ def test_get_resumes_after_the_client_was_killed(ffserver: Server, out: Path):
     assert "resumed at 976.6 KiB, SHA-256 verified" in resumed.stderr
     assert sha256(out / "big.bin") == sha256(ffserver.root / "big.bin")
     assert not part.exists()
+
+
+@pytest.mark.parametrize("command", ["get", "put", "ls", "mirror", "rm"])
+def test_help_documents_every_exit_status(command: str):
+    from fileferry.client.errors import ExitCode
+
+    done = run_cli(command, "--help")
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    for code in ExitCode:
+        assert f" {int(code)} " in text, f"exit status {int(code)} ({code.name}) undocumented"

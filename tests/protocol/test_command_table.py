@@ -64,9 +64,9 @@ def test_site_help_and_dispatch_use_the_derived_rows() -> None:
     config = CoreConfig(site_commands=site_commands(DEFAULT_CAPABILITIES - {"set_mode"}))
     s = _logged_in(config)
     reply = _ask(s, "SITE HELP")
-    # (The doubled name is how SITE HELP has always read; kept byte for byte.)
+    # Each row names its command once (it used to read "QUOTA: QUOTA: ...").
     assert reply.lines == (
         "HELP: show this list",
-        "QUOTA: QUOTA: show your quota and what you use of it",
+        "QUOTA: show your quota and what you use of it",
     )
     assert _ask(s, "SITE CHMOD 644 f") == Reply(501, "Unknown SITE command.")

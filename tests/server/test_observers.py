@@ -14,6 +14,7 @@ from serverkit import connect, sha256
 from fileferry import config
 from fileferry.observability import SessionLog
 from fileferry.observability import events as seen
+from fileferry.server.datapath.choose import CAN_SPLICE
 from fileferry.server.thread import ServerThread
 from fileferry.storage.base import Capabilities
 from fileferry.storage.memory import MemoryStorage
@@ -110,6 +111,8 @@ def test_a_session_reports_typed_outcomes(recorded) -> None:
         226,
     )
     assert stor.seconds >= 0 and retr.at <= stor.at
+    # Cleartext binary on local disk: the kernel moved the bytes both ways.
+    assert (retr.data_path, stor.data_path) == ("sendfile", "splice" if CAN_SPLICE else "loop")
     assert isinstance(mkd, seen.DirectoryMade) and mkd.path == "/d"
     assert isinstance(ren, seen.Renamed) and (ren.src, ren.dst) == ("/up.bin", "/d/moved.bin")
     assert isinstance(dele, seen.FileDeleted) and dele.path == "/d/moved.bin"

@@ -152,7 +152,7 @@ def test_site_exec_config_from_toml(tmp_path: Path) -> None:
     assert user.site_exec
     for body, needle in [
         ('[site_exec.x]\nargv = ["echo"]\n', "absolute"),
-        ('[site_exec.x]\nargv = []\n', "argv"),
+        ("[site_exec.x]\nargv = []\n", "argv"),
         (f'[site_exec.x]\nargv = ["{ECHO}"]\nargs = ["("]\n', "pattern"),
         (f'[site_exec.x]\nargv = ["{ECHO}"]\nshell = true\n', "shell"),
         (f'[site_exec."a b"]\nargv = ["{ECHO}"]\n', "names"),

@@ -58,25 +58,19 @@ def test_policy_overrides_the_mount_type(tmp_path: Path) -> None:
 
 
 def test_a_slow_inline_call_moves_the_next_ones_to_the_pool() -> None:
+    # The storage asks ``inline`` before each short call and runs it with
+    # ``call`` on its own thread, or in the pool when ``inline`` says no.
     pool = ThreadPoolExecutor(max_workers=1)
     calls = fscalls.Calls(pool, inline=True, where="/test")
     try:
-
-        async def main() -> tuple[str, str, str]:
-            first = await calls.run(lambda: threading.current_thread().name)
-            await calls.run(time.sleep, fscalls.SLOW_CALL + 0.02)
-            second = await calls.run(lambda: threading.current_thread().name)
-            calls._pooled_until = time.monotonic() - 1  # the pause is over
-            third = await calls.run(lambda: threading.current_thread().name)
-            return first, second, third
-
-        first, second, third = asyncio.run(main())
+        assert calls.inline
+        assert calls.call(lambda: threading.current_thread().name) == threading.main_thread().name
+        calls.call(time.sleep, fscalls.SLOW_CALL + 0.02)
+        assert not calls.inline  # the next minute's calls go to the pool
+        calls._pooled_until = time.monotonic() - 1  # the pause is over
+        assert calls.inline
     finally:
         pool.shutdown()
-    main_thread = threading.main_thread().name
-    assert first == main_thread
-    assert second != main_thread
-    assert third == main_thread
 
 
 def test_thread_policy_never_runs_on_the_loop_thread(tmp_path: Path) -> None:

@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 _EPILOG = (
     "URLs are ftp://[user[:password]@]host[:port]/path or ftps://... (explicit TLS). "
     "Passwords come from the URL, $FILEFERRY_PASSWORD, ~/.netrc, or a prompt. "
-    "Exit status: 0 ok, 1 other failure, 2 usage, 3 connection/TLS, 4 login, "
-    "5 remote file missing or refused, 6 local file or disk error, 7 verification failed."
+    "Exit status: 0 ok, 1 other failure, 2 usage, 3 connection/TLS/timeout, 4 login, "
+    "5 the server refused (missing file, permission, quota, full disk), "
+    "6 local file or disk error, 7 verification failed, 130 interrupted."
 )
 
 
@@ -77,6 +78,12 @@ def register(subparsers: Any) -> None:
     get.add_argument("--no-resume", dest="resume", action="store_false", help="start over")
     get.add_argument("--no-verify", dest="verify", action="store_false", help="skip the check")
     get.add_argument("-p", "--preserve", action="store_true", help="keep the server's mtime")
+    get.add_argument(
+        "--create-dirs",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="make missing local folders of DEST (default: on, as put does remotely)",
+    )
 
     put = add("put", "upload files", run_put)
     put.add_argument("files", nargs="+", metavar="FILE")
@@ -90,6 +97,14 @@ def register(subparsers: Any) -> None:
     )
     put.add_argument("--no-verify", dest="verify", action="store_false", help="skip the check")
     put.add_argument("-p", "--preserve", action="store_true", help="keep the local mtime")
+    put.add_argument(
+        "--create-dirs",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="make missing remote folders on the way, as mirror does (default: on; the URL"
+        " says where the file goes, and a folder made by a typo is visible and harmless,"
+        " where a refusal after connecting is not what anyone asked for)",
+    )
 
     ls = add("ls", "list a remote folder", run_ls)
     ls.add_argument("url", metavar="URL")
@@ -183,7 +198,10 @@ def _same_server(a: FTPURL, b: FTPURL) -> bool:
 
 
 def _verified(result: Any) -> str:
-    return f", {result.verified_by} verified" if result.verified_by else ""
+    shown = f", {result.verified_by} verified" if result.verified_by else ""
+    if result.mtime_kept is False:
+        shown += ", time not kept (the server lacks or refused MFMT)"
+    return shown
 
 
 # --- the commands -----------------------------------------------------------------
@@ -198,6 +216,8 @@ def run_get(args: argparse.Namespace) -> int:
         if not basename(url.path):
             raise _usage(f"{url} names a folder; use mirror to copy folders")
         dest = sys.stdout.buffer if args.dest == "-" else args.dest
+        if args.dest != "-" and args.create_dirs:
+            _make_local_folders(args.dest)
         async with _client(args, url) as ftp:
             with _bars(args) as bars:
                 bar = bars.file(basename(url.path))
@@ -222,6 +242,22 @@ def run_get(args: argparse.Namespace) -> int:
     return _execute(args, body)
 
 
+def _make_local_folders(dest: str) -> None:
+    """DEST ending in a separator is a folder to put the file in; otherwise its
+    parent is. Either is made when missing."""
+    import os
+
+    from fileferry.client.errors import local_error
+
+    folder = dest if dest.endswith(("/", os.sep)) else os.path.dirname(dest)
+    if not folder:
+        return
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise local_error("create", folder, exc) from None
+
+
 def _usage(message: str) -> Exception:
     from fileferry.client.errors import UsageError
 
@@ -232,6 +268,7 @@ def run_put(args: argparse.Namespace) -> int:
     async def body() -> int:
         import asyncio
         import os
+        import posixpath
 
         from fileferry.client.errors import ClientError, LocalError, RemoteError
         from fileferry.client.listing import join
@@ -255,6 +292,15 @@ def run_put(args: argparse.Namespace) -> int:
                 (name, join(url.path, os.path.basename(name)) if into_folder else url.path)
                 for name in args.files
             ]
+            folder = url.path if into_folder else posixpath.dirname(url.path)
+            unmade: RemoteError | None = None
+            if args.create_dirs:
+                # A help, not a condition: an upload-only drop box can be neither
+                # looked at nor made, and still takes the file.
+                try:
+                    await ftp.mkdir(folder, parents=True)
+                except RemoteError as exc:
+                    unmade = exc
             limit = asyncio.Semaphore(args.parallel)
             failures: list[ClientError] = []
             overall = sum(sizes) if len(jobs) > 1 else None
@@ -274,7 +320,12 @@ def run_put(args: argparse.Namespace) -> int:
                             )
                         except ClientError as exc:
                             failures.append(exc)
-                            print(f"fileferry: {exc}", file=sys.stderr)
+                            why = (
+                                f" (after {unmade})"
+                                if unmade and isinstance(exc, RemoteError)
+                                else ""
+                            )
+                            print(f"fileferry: {exc}{why}", file=sys.stderr)
                             return
                         finally:
                             bar.close()

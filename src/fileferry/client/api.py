@@ -22,7 +22,7 @@ from typing import BinaryIO
 from fileferry.client import integrity, remote, transfer
 from fileferry.client.connection import Connection, Options, raise_for
 from fileferry.client.errors import RemoteError, UsageError
-from fileferry.client.listing import RemoteEntry, join, parse_list, parse_mlsx
+from fileferry.client.listing import RemoteEntry, parse_list, parse_mlsx
 from fileferry.client.pool import Pool
 from fileferry.client.transfer import Progress, TransferResult
 from fileferry.client.urls import FTPURL, parse_url, resolve_credentials
@@ -150,13 +150,7 @@ class Client:
             if not parents:
                 raise_for(await conn.command(f"MKD {path}"), f"mkdir {path}")
                 return
-            absolute = path.startswith("/")
-            done = "/" if absolute else ""
-            for part in [p for p in path.split("/") if p]:
-                done = join(done, part)
-                reply = await conn.command(f"MKD {done}")
-                if not reply.is_positive and not (await remote.remote_stat(conn, done)).is_dir:
-                    raise_for(reply, f"mkdir {done}")
+            await remote.ensure_dir(conn, path)
 
     async def remove(self, path: str, *, recursive: bool = False) -> None:
         """Delete a file, or a directory (with everything in it when ``recursive``)."""

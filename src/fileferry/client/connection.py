@@ -28,9 +28,10 @@ import contextlib
 import ipaddress
 import socket
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from fileferry.client.datastream import DATA_LIMIT, DataStream
 from fileferry.client.errors import (
     ClientError,
     ConnectionFailed,
@@ -38,6 +39,7 @@ from fileferry.client.errors import (
     ProtocolFailure,
     RemoteError,
 )
+from fileferry.client.tls import ResumingContext, make_tls_context, tls_failure
 from fileferry.client.urls import FTPURL, Credentials
 from fileferry.protocol import addresses
 from fileferry.protocol.features import Features
@@ -46,8 +48,6 @@ from fileferry.protocol.replyparser import ReplyError, ReplyParser
 
 #: A goodbye is polite, not worth waiting long for.
 _QUIT_TIMEOUT = 5.0
-#: Stream buffer for data connections: big reads, few wake-ups.
-DATA_LIMIT = 1 << 20
 #: One read on the control connection: replies are small, but a listing over
 #: STAT or a long HELP should not take a read per line.
 _CONTROL_READ = 64 * 1024
@@ -63,54 +63,6 @@ class Options:
     insecure: bool = False
 
 
-class _ResumingContext(ssl.SSLContext):
-    """A client context whose connections resume the session ``session_source`` gives.
-
-    asyncio has no parameter for TLS session reuse, but every TLS connection
-    it makes is created through ``wrap_bio``, so that is where the session
-    goes in.
-    """
-
-    session_source: Callable[[], ssl.SSLSession | None] | None = None
-
-    def wrap_bio(  # type: ignore[override]
-        self,
-        incoming: ssl.MemoryBIO,
-        outgoing: ssl.MemoryBIO,
-        server_side: bool = False,
-        server_hostname: str | None = None,
-        session: ssl.SSLSession | None = None,
-    ) -> ssl.SSLObject:
-        if session is None and self.session_source is not None:
-            session = self.session_source()
-        return super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
-
-
-def make_tls_context(options: Options) -> _ResumingContext:
-    ctx = _ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    if options.insecure:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    elif options.ca_file:
-        try:
-            ctx.load_verify_locations(cafile=options.ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise ClientError(f"cannot load CA file {options.ca_file}: {exc}") from None
-    else:
-        ctx.load_default_certs()
-    return ctx
-
-
-def _tls_failure(host: str, exc: BaseException) -> ConnectionFailed:
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return ConnectionFailed(
-            f"TLS certificate of {host} not trusted ({exc.verify_message});"
-            " use --ca-file to trust its CA, or --insecure"
-        )
-    return ConnectionFailed(f"TLS with {host} failed: {exc}")
-
-
 def raise_for(reply: Reply, what: str) -> None:
     """Turn a negative reply into the error whose exit status fits it."""
     if reply.is_positive:
@@ -124,47 +76,26 @@ def raise_for(reply: Reply, what: str) -> None:
     raise RemoteError(f"{what}: {reply}", reply.code)
 
 
-class DataStream:
-    """The data connection of one transfer; reads and writes give up after ``timeout``."""
+#: Commands whose data goes to the server: their final reply may come early.
+_SENDING = frozenset({"STOR", "APPE", "STOU"})
 
-    def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float
-    ) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.timeout = timeout
-        #: Set by a reader that stops before the end (a segment): 426 is then expected.
-        self.stopped_early = False
 
-    async def read(self, n: int = DATA_LIMIT) -> bytes:
-        try:
-            async with asyncio.timeout(self.timeout):
-                return await self.reader.read(n)
-        except TimeoutError:
-            raise ConnectionFailed(f"data connection stalled for {self.timeout:g} s") from None
-        except (ConnectionError, ssl.SSLError) as exc:
-            raise ConnectionFailed(f"data connection broke: {exc}") from None
+def _raise_ended_early(final: Reply, command: str) -> None:
+    """An upload broke off after the server answered: say what the server said."""
+    if final.code in (425, 426):
+        return  # the break itself, as the server saw it: nothing to add
+    raise_for(final, command)
+    raise ConnectionFailed(f"{command}: the server ended the transfer before the end ({final})")
 
-    async def write(self, data: bytes) -> None:
-        try:
-            self.writer.write(data)
-            async with asyncio.timeout(self.timeout):
-                await self.writer.drain()
-        except TimeoutError:
-            raise ConnectionFailed(f"data connection stalled for {self.timeout:g} s") from None
-        except (ConnectionError, ssl.SSLError) as exc:
-            raise ConnectionFailed(f"data connection broke: {exc}") from None
 
-    async def finish(self) -> None:
-        """End of our side: under TLS this sends close_notify, which the server awaits."""
-        self.writer.close()
-        with contextlib.suppress(ConnectionError, ssl.SSLError, TimeoutError, OSError):
-            async with asyncio.timeout(self.timeout):
-                await self.writer.wait_closed()
-
-    def abort(self) -> None:
-        self.stopped_early = True
-        self.writer.transport.abort()
+def _failure(ending: asyncio.Task[Reply]) -> BaseException | None:
+    """How the watcher of an upload failed, if it is over and did (asking marks
+    its error as seen, so none is reported as lost when the task is dropped)."""
+    if not ending.done():
+        return None
+    if ending.cancelled():
+        return asyncio.CancelledError()
+    return ending.exception()
 
 
 class Connection:
@@ -179,7 +110,7 @@ class Connection:
         self._parser = ReplyParser()
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._tls: _ResumingContext | None = None
+        self._tls: ResumingContext | None = None
         self._peer_host = url.host
         self._no_epsv = False
         self._no_eprt = False
@@ -219,13 +150,13 @@ class Connection:
         reply = await self.command("AUTH TLS")
         if reply.code != 234:
             raise ConnectionFailed(f"{self.url.host} does not offer TLS (AUTH TLS: {reply})")
-        self._tls = make_tls_context(self.options)
+        self._tls = make_tls_context(self.options.ca_file, self.options.insecure)
         try:
             async with asyncio.timeout(self.options.timeout):
                 await self._writer.start_tls(self._tls, server_hostname=self.url.host)
         except (ssl.SSLError, OSError, TimeoutError) as exc:
             self.broken = True
-            raise _tls_failure(self.url.host, exc) from None
+            raise tls_failure(self.url.host, exc) from None
         control: ssl.SSLObject = self._writer.get_extra_info("ssl_object")
         self._tls.session_source = lambda: control.session
         for line in ("PBSZ 0", "PROT P"):
@@ -270,9 +201,11 @@ class Connection:
             raise ConnectionFailed(f"lost the connection to {self.url.host}: {exc}") from None
 
     async def _receive(self, timeout: float | None) -> bytes:
+        """The next bytes of the control connection; ``timeout`` None waits as long as
+        it takes (only while an upload runs, whose own waits are bounded)."""
         assert self._reader is not None
         try:
-            async with asyncio.timeout(timeout or self.options.timeout):
+            async with asyncio.timeout(timeout):
                 data = await self._reader.read(_CONTROL_READ)
         except TimeoutError:
             self.broken = True
@@ -288,6 +221,9 @@ class Connection:
     async def reply(self, timeout: float | None = None) -> Reply:
         """Read one (possibly multi-line) reply; ``timeout`` overrides the usual wait
         for each read (a HASH of a big file may take minutes)."""
+        return await self._read_reply(timeout or self.options.timeout)
+
+    async def _read_reply(self, timeout: float | None) -> Reply:
         while (reply := self._parser.next_reply()) is None:
             data = await self._receive(timeout)
             try:
@@ -399,9 +335,15 @@ class Connection:
         """Run ``command`` with a data connection; the final reply is checked on exit.
 
         ``offset`` sends REST first (a ``RemoteError`` if the server refuses it).
+
+        While an upload is sent, the control connection is watched: a server
+        that refuses half-way (quota, full disk) answers at once and stops
+        reading, and waiting for the data connection to drain would then last
+        until the timeout. Its reply ends the upload there and is the error.
         """
         stream: DataStream | None = None
         listener: socket.socket | None = None
+        ending: asyncio.Task[Reply] | None = None
         started = False
         try:
             if self.options.active:
@@ -423,39 +365,73 @@ class Connection:
                     async with asyncio.timeout(self.options.timeout):
                         await stream.writer.start_tls(self._tls, server_hostname=self.url.host)
                 except (ssl.SSLError, OSError, TimeoutError) as exc:
-                    raise _tls_failure(self.url.host, exc) from None
+                    raise tls_failure(self.url.host, exc) from None
+            if command.partition(" ")[0].upper() in _SENDING:
+                ending = asyncio.create_task(self._read_reply(None))
+                ending.add_done_callback(stream.cut)
             yield stream
             await stream.finish()
-            final = await self.reply()
-            if stream.stopped_early and final.code in (426, 450, 451, 550, 551):
-                return
-            raise_for(final, command)
-        except ClientError:
-            await self._settle(stream, listener, started)
+            final = await self._final_reply(ending)
+        except ClientError as exc:
+            final = await self._settle(stream, listener, started, ending)
+            if ending is not None and isinstance(exc, ConnectionFailed):
+                # The server's reason beats the broken pipe it caused.
+                if final is not None:
+                    _raise_ended_early(final, command)
+                if isinstance(lost := _failure(ending), ClientError):
+                    raise lost from None
             raise
         except BaseException:
             # Cancelled or a local failure: the server's final reply may never be
             # read in order, so the connection is no longer trusted.
+            if ending is not None:
+                ending.cancel()
+                _failure(ending)
             if stream is not None:
                 stream.writer.transport.abort()
             if listener is not None:
                 listener.close()
             self.broken = True
             raise
+        if stream.stopped_early and final.code in (426, 450, 451, 550, 551):
+            return
+        raise_for(final, command)
+
+    async def _final_reply(self, ending: asyncio.Task[Reply] | None) -> Reply:
+        """The reply that ends a transfer, read once (by the watcher of an upload)."""
+        if ending is None:
+            return await self.reply()
+        try:
+            async with asyncio.timeout(self.options.timeout):
+                return await ending
+        except TimeoutError:
+            self.broken = True
+            raise ConnectionFailed(f"{self.url.host} did not answer in time") from None
 
     async def _settle(
-        self, stream: DataStream | None, listener: socket.socket | None, started: bool
-    ) -> None:
-        """After a failure, drop the data connection and read the reply that ends it."""
+        self,
+        stream: DataStream | None,
+        listener: socket.socket | None,
+        started: bool,
+        ending: asyncio.Task[Reply] | None,
+    ) -> Reply | None:
+        """After a failure, drop the data connection and read the reply that ends it
+        (unless it was read already: reading for a second one would wait in vain)."""
         if listener is not None:
             listener.close()
         if stream is not None:
             stream.writer.transport.abort()
-        if started and not self.broken:
-            try:
-                await self.reply()
-            except ClientError:
-                self.broken = True
+        if ending is not None and ending.done():
+            return None if _failure(ending) is not None else ending.result()
+        if not started or self.broken:
+            if ending is not None:
+                ending.cancel()
+            return None
+        try:
+            return await self._final_reply(ending)
+        except ClientError:
+            self.broken = True
+            return None
 
     async def read_lines(self, command: str, limit: int = 256 << 20) -> list[str]:
         """A listing: the data connection's text, split into lines."""

@@ -4,7 +4,8 @@ MLSD (RFC 3659) is the only listing a program can trust: exact sizes, UTC
 modification times to the second, and an explicit type. Servers that lack
 it (vsftpd, some embedded ones) still send the Unix ``ls -l`` shape to LIST,
 which is parsed as well as that format allows: times may lack a year or
-seconds, and are then read as the most recent matching date in the past.
+seconds, and are then read as the most recent matching date in the past;
+each entry says how coarse its time is, so that comparisons allow for it.
 
 The text itself is read by :mod:`fileferry.protocol.listparse`; this module
 turns it into the client's :class:`RemoteEntry`.
@@ -42,6 +43,9 @@ class RemoteEntry:
     size: int | None = None
     #: Seconds since the epoch (UTC), as precise as the server reported.
     mtime: float | None = None
+    #: How far ``mtime`` may lie below the true time, in seconds: 1 for MLSD
+    #: and MDTM, a minute or a whole day for ``ls -l`` text.
+    precision: float = 1.0
 
     @property
     def is_dir(self) -> bool:
@@ -92,6 +96,7 @@ def parse_mlsx(line: str, directory: str) -> RemoteEntry | None:
 
 
 _LS_KINDS = {"d": Kind.DIR, "-": Kind.FILE, "l": Kind.LINK}
+_DAY = 86400
 
 
 def parse_list(line: str, directory: str, now: dt.datetime | None = None) -> RemoteEntry | None:
@@ -100,4 +105,17 @@ def parse_list(line: str, directory: str, now: dt.datetime | None = None) -> Rem
     if parsed is None or parsed.name in (".", ".."):
         return None
     kind = _LS_KINDS.get(parsed.type, Kind.OTHER)
-    return RemoteEntry(parsed.name, join(directory, parsed.name), kind, parsed.size, parsed.mtime)
+    path = join(directory, parsed.name)
+    return RemoteEntry(
+        parsed.name, path, kind, parsed.size, parsed.mtime, _ls_precision(parsed.mtime)
+    )
+
+
+def _ls_precision(mtime: float | None) -> float:
+    """An ``ls -l`` time has minutes (``Mar 4 13:14``) or, for entries older than
+    six months, only the day (``Mar 4 2020``), which reads as midnight. A time at
+    midnight is taken as a day's precision either way: erring coarse costs at
+    most a change missed within that day for files whose size stayed the same."""
+    if mtime is not None and mtime % _DAY == 0:
+        return float(_DAY)
+    return 60.0

@@ -9,6 +9,13 @@ A file is copied when the destination lacks it, or its size or modification
 time differs (with ``only_newer``: only when the source is newer). Copies
 carry the source's modification time across (MFMT on the server, utime
 locally), which is what makes the second run of a mirror copy nothing.
+
+Times are compared no finer than they are known: a ``LIST`` shows minutes,
+or only the day for old files, so a difference within that is no
+difference. A server that cannot set times (no MFMT, as vsftpd) shows when
+it received a file, which is never the source's time; there a file counts
+as changed only when the source is newer than that copy, and where the
+listing is too coarse to tell, MDTM gives the copy's time to the second.
 Include and exclude patterns are shell globs matched against the relative
 path and against the bare name; an excluded folder is not entered, and
 excluded files at the destination are never deleted.
@@ -28,6 +35,7 @@ from typing import Protocol
 from fileferry.client.api import Client
 from fileferry.client.errors import ClientError, local_error
 from fileferry.client.listing import join
+from fileferry.client.remote import remote_mtime
 from fileferry.client.transfer import PART_SUFFIX, SEGMENTS_SUFFIX, Progress
 
 
@@ -47,6 +55,8 @@ class Item:
     is_dir: bool
     size: int = 0
     mtime: float | None = None
+    #: How coarse ``mtime`` is, in seconds (a listing's minute or day).
+    precision: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,14 +147,18 @@ async def remote_tree(client: Client, root: str, options: Options) -> dict[str, 
         for f in files:
             rel = f.path[prefix:]
             if _selected(rel, False, options):
-                tree[rel] = Item(False, f.size or 0, f.mtime)
+                tree[rel] = Item(False, f.size or 0, f.mtime, f.precision)
     return tree
 
 
 def plan(
-    source: dict[str, Item], dest: dict[str, Item], options: Options, tolerance: float = 1.0
+    source: dict[str, Item], dest: dict[str, Item], options: Options, times_kept: bool = True
 ) -> list[Action]:
-    """The actions that make ``dest`` match ``source``: folders, then files, then deletions."""
+    """The actions that make ``dest`` match ``source``: folders, then files, then deletions.
+
+    ``times_kept``: copies carry the source's time (else the destination's time
+    is when the copy was written, and only a newer source means a change).
+    """
     actions: list[Action] = []
     for rel in sorted(source):
         item, there = source[rel], dest.get(rel)
@@ -163,14 +177,13 @@ def plan(
         if there is None:
             reason = "new"
         elif options.only_newer:
-            newer = there.mtime is None or (item.mtime or 0) > there.mtime + tolerance
-            reason = "newer" if newer else ""
+            reason = "newer" if _newer(item, there) else ""
         elif there.size != item.size:
             reason = "size differs"
-        elif item.mtime is not None and there.mtime is not None:
-            reason = "time differs" if abs(item.mtime - there.mtime) >= tolerance else ""
+        elif times_kept:
+            reason = "time differs" if _apart(item, there) else ""
         else:
-            reason = ""
+            reason = "changed since copied" if _newer(item, there) else ""
         if reason:
             actions.append(Action("copy", rel, item.size, reason))
     if options.delete:
@@ -178,6 +191,23 @@ def plan(
         for rel in sorted(gone, key=lambda r: (-r.count("/"), r)):
             actions.append(Action("rmdir" if dest[rel].is_dir else "delete", rel))
     return actions
+
+
+def _slack(a: Item, b: Item) -> float:
+    """Times closer than the coarser of the two precisions are the same time."""
+    return max(a.precision, b.precision)
+
+
+def _apart(item: Item, there: Item) -> bool:
+    if item.mtime is None or there.mtime is None:
+        return False  # nothing to compare: the size has decided
+    return abs(item.mtime - there.mtime) >= _slack(item, there)
+
+
+def _newer(item: Item, there: Item) -> bool:
+    if there.mtime is None:
+        return True
+    return (item.mtime or 0) - there.mtime >= _slack(item, there)
 
 
 def _inside_gone(rel: str, dest: dict[str, Item], source: dict[str, Item]) -> bool:
@@ -206,8 +236,39 @@ async def prepare(
         dest = {}
         if local_root.is_dir():
             dest = await asyncio.to_thread(local_tree, local_root, options)
-    tolerance = 1.0 if any(f.split(" ")[0].upper() == "MLST" for f in client.features) else 60.0
-    return Report(plan(source, dest, options, tolerance))
+    offered = {line.split(" ")[0].upper() for line in client.features}
+    # Downloads set the local time from MLST or MDTM; uploads need MFMT.
+    kept = "MFMT" in offered if upload else bool(offered & {"MLST", "MDTM"})
+    if upload and not kept and "MDTM" in offered:
+        await _sharpen(client, remote_root, source, dest)
+    return Report(plan(source, dest, options, kept))
+
+
+async def _sharpen(
+    client: Client, remote_root: str, source: dict[str, Item], dest: dict[str, Item]
+) -> None:
+    """MDTM for the remote copies the listing is too coarse to judge: those whose
+    source was changed in the listed minute (or day) the copy was written in.
+    Older sources, the usual case, need no round trip."""
+    unsure = [
+        rel
+        for rel, there in dest.items()
+        if there.precision > 1
+        and there.mtime is not None
+        and (item := source.get(rel)) is not None
+        and not item.is_dir
+        and not there.is_dir
+        and item.size == there.size
+        and item.mtime is not None
+        and 0 < item.mtime - there.mtime < there.precision
+    ]
+    if not unsure:
+        return
+    async with client.pool.connection() as conn:
+        for rel in unsure:
+            mtime = await remote_mtime(conn, join(remote_root, rel))
+            if mtime is not None:
+                dest[rel] = Item(False, dest[rel].size, mtime)
 
 
 async def apply(

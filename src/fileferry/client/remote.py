@@ -13,7 +13,7 @@ import contextlib
 from fileferry.client import integrity
 from fileferry.client.connection import Connection, raise_for
 from fileferry.client.errors import RemoteError
-from fileferry.client.listing import Kind, RemoteEntry, basename
+from fileferry.client.listing import Kind, RemoteEntry, basename, join
 from fileferry.protocol.listing import format_mdtm, parse_mdtm
 from fileferry.protocol.listparse import parse_facts, parse_size
 from fileferry.protocol.replies import unquote_path
@@ -42,12 +42,16 @@ async def remote_stat(conn: Connection, path: str) -> RemoteEntry:
         probe = await conn.command(f"MDTM {path}")
         if probe.code != 213:
             raise RemoteError(f"{path}: {probe}", probe.code)
-    mtime = None
+    return RemoteEntry(basename(path), path, Kind.FILE, length, await remote_mtime(conn, path))
+
+
+async def remote_mtime(conn: Connection, path: str) -> float | None:
+    """MDTM (RFC 3659): a file's time to the second, in UTC; None if the server will not say."""
     reply = await conn.command(f"MDTM {path}")
     if reply.code == 213:
         with contextlib.suppress(ValueError):
-            mtime = parse_mdtm(reply.text.strip())
-    return RemoteEntry(basename(path), path, Kind.FILE, length, mtime)
+            return parse_mdtm(reply.text.strip())
+    return None
 
 
 async def _is_remote_dir(conn: Connection, path: str) -> bool:
@@ -71,3 +75,39 @@ async def set_remote_mtime(conn: Connection, path: str, mtime: float) -> bool:
         return False
     reply = await conn.command(f"MFMT {format_mdtm(int(mtime))} {path}")
     return reply.code == 213
+
+
+async def make_dirs(conn: Connection, path: str) -> None:
+    """MKD each missing folder of ``path`` from the top; folders already there are fine.
+
+    RFC 959 has no "make parents", and servers word "exists" differently, so a
+    refused MKD is judged by looking at what is there.
+    """
+    done = "/" if path.startswith("/") else ""
+    for part in [p for p in path.split("/") if p]:
+        done = join(done, part)
+        reply = await conn.command(f"MKD {done}")
+        if reply.is_positive:
+            continue
+        try:
+            there = (await remote_stat(conn, done)).is_dir
+        except RemoteError:
+            there = False
+        if not there:
+            raise_for(reply, f"mkdir {done}")
+
+
+async def ensure_dir(conn: Connection, path: str) -> bool:
+    """Make folder ``path`` (and its parents) unless it is there; True if it was made.
+
+    One look first: a put into a folder that exists, the usual case, should
+    not cost a MKD per level of its path."""
+    if path in ("", "/"):
+        return False
+    try:
+        if (await remote_stat(conn, path)).is_dir:
+            return False
+    except RemoteError:
+        pass
+    await make_dirs(conn, path)
+    return True

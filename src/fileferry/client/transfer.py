@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from fileferry.client import integrity
-from fileferry.client.connection import DATA_LIMIT
+from fileferry.client.datastream import DATA_LIMIT
 from fileferry.client.errors import (
     ConnectionFailed,
     LocalError,
@@ -81,6 +81,9 @@ class TransferResult:
     resumed_from: int = 0
     #: What proved the copy whole: an algorithm name, "size", or None if not verified.
     verified_by: str | None = None
+    #: Whether the modification time was carried across (None: it was not asked
+    #: for). False when the server could not set it (no MFMT) or did not say it.
+    mtime_kept: bool | None = None
 
 
 # --- local files -----------------------------------------------------------------
@@ -389,7 +392,8 @@ async def download(
         size = target.stat().st_size
     except OSError as exc:
         raise local_error("write", target, exc) from None
-    return TransferResult(remote, str(target), size, moved, resumed, verified)
+    kept = info.mtime is not None if preserve_mtime else None
+    return TransferResult(remote, str(target), size, moved, resumed, verified, kept)
 
 
 # --- uploads ---------------------------------------------------------------------
@@ -468,7 +472,8 @@ async def upload(
                     continue
                 raise
         break
+    kept = None
     if preserve_mtime:
         async with pool.connection() as conn:
-            await set_remote_mtime(conn, remote, st.st_mtime)
-    return TransferResult(remote, source, size, moved, offset, verified)
+            kept = await set_remote_mtime(conn, remote, st.st_mtime)
+    return TransferResult(remote, source, size, moved, offset, verified, kept)

@@ -32,8 +32,7 @@ Why this shape:
 
 With one worker (the default) none of this is used: the dictionaries of
 :mod:`fileferry.limits.local` and :mod:`fileferry.limits.ledger` are
-several times faster (measured: about 8 µs per admit and release here
-against under 1 µs).
+several times faster per admit and release (figures in ``bench/notes.md``).
 """
 
 from __future__ import annotations

@@ -195,7 +195,8 @@ def unmap(host: str) -> str:
 
     Cached: it is a pure function of the text, asked several times per
     transfer (EPSV, every accepted data connection, log lines) with the same
-    few peer addresses, and ``ipaddress`` parsing costs ~15 µs a call.
+    few peer addresses, and ``ipaddress`` parsing is slow next to a dict hit
+    (figures in ``bench/notes.md``).
     """
     host = host.split("%", 1)[0]
     addr = parse_host(host)

@@ -427,12 +427,15 @@ _FEATURED = tuple(cmd for cmd in _ROWS if cmd.feature is not None)
 SITE_COMMANDS: dict[str, SiteCommand] = {
     s.name: s
     for s in (
-        SiteCommand("QUOTA", "QUOTA: show your quota and what you use of it"),
+        SiteCommand("QUOTA", "show your quota and what you use of it"),
         SiteCommand(
-            "CHMOD", "CHMOD <mode> <path>: change a file's permission bits", "M", "set_mode"
+            "CHMOD", "change a file's permission bits (SITE CHMOD <mode> <path>)", "M", "set_mode"
         ),
         SiteCommand(
-            "EXEC", "EXEC [name [args]]: run a command the operator allowed", "X", optional=True
+            "EXEC",
+            "run a command the operator allowed (SITE EXEC [name [args]])",
+            "X",
+            optional=True,
         ),
     )
 }

@@ -11,9 +11,9 @@ them (memory, S3) simply does not, and the server moves the bytes through
 
 Why nominal ABCs and not ``typing.Protocol`` with ``runtime_checkable``:
 the server asks "is this reader file-backed?" on every transfer, and a
-runtime protocol check costs about 12 µs on CPython 3.11 (each member is
-looked up), which shows on a stream of 4 KiB files; an ``isinstance``
-against an ABC the class derives from is a cached subclass lookup.
+runtime protocol check looks up each member, which shows on a stream of
+4 KiB files; an ``isinstance`` against an ABC the class derives from is a
+cached subclass lookup (figures in ``bench/notes.md``).
 
 A wrapper (mounts, the quota wrapper) keeps a fast path by returning the
 inner object itself (mounts, reads under a quota) or by deriving from the

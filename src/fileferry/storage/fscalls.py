@@ -1,8 +1,8 @@
 """Where a local storage runs its short file-system calls: on the loop or in a thread.
 
-A thread hop (``run_in_executor``) costs two cross-thread wake-ups: 65-300 µs
-on a virtual machine, while ``open``, ``stat`` or ``rename`` of a page-cached
-directory on a local disk take 3-30 µs. With one client moving many small
+A thread hop (``run_in_executor``) costs two cross-thread wake-ups, ten times
+what ``open``, ``stat`` or ``rename`` of a page-cached directory on a local
+disk take (figures in ``bench/notes.md``). With one client moving many small
 files, those hops were most of the time a file took (benchmark row h). So the
 short metadata calls of a local disk run inline on the event loop, as the
 zero-copy data paths (``sendfile``, ``splice`` into the file) already do.
@@ -21,7 +21,6 @@ call a minute is the most the loop pays.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
@@ -134,12 +133,6 @@ class Calls:
         if not self._inline:
             return False
         return self._pooled_until == 0.0 or time.monotonic() >= self._pooled_until
-
-    async def run(self, fn: Callable[..., _T], *args: object) -> _T:
-        """``fn(*args)``; OSError propagates untranslated, as from ``run_in_executor``."""
-        if not self.inline:
-            return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
-        return self.call(fn, *args)
 
     def call(self, fn: Callable[..., _T], *args: object) -> _T:
         """Inline: run now, timed; a slow call sends the next minute's calls to the pool."""

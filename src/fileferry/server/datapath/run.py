@@ -60,8 +60,8 @@ class DataPaths:
         *,
         ascii: bool,
         throttle: Throttle | None,
-    ) -> None:
-        """Send the rest of ``reader`` on ``dc``."""
+    ) -> choose.Download:
+        """Send the rest of ``reader`` on ``dc``; the route that moved the bytes."""
         route = choose.download(
             reader, caps, plain=dc.zero_copy, ascii=ascii, throttled=throttle is not None
         )
@@ -74,17 +74,18 @@ class DataPaths:
                 self.sent[route] += 1
                 if route is choose.Download.SENDFILE:
                     file.position += await zerocopy.send_file(dc, fd, position, count)
-                    return
+                    return route
                 if route is choose.Download.SENDFILE_PACED:
                     assert throttle is not None
                     await _sendfile_paced(dc, file, fd, reader.size, throttle)
-                    return
+                    return route
                 if await tlspump.send_file(self.pumps, dc, fd, position, count):
                     file.position += count
-                    return
+                    return route
                 self.sent[route] -= 1  # no pump free: the loop it is
         self.sent[choose.Download.LOOP] += 1
         await _send_loop(dc, reader, ascii, throttle)
+        return choose.Download.LOOP
 
     # --- uploads ---------------------------------------------------------------------
 
@@ -96,8 +97,10 @@ class DataPaths:
         *,
         ascii: bool,
         throttle: Throttle | None,
-    ) -> None:
+    ) -> choose.Receive:
         """Receive the whole upload from ``dc`` into ``upload`` (not committed here).
+
+        Returns the route that moved the bytes.
 
         A storage error (a quota refusal: 552) ends the reading at once; the
         caller answers, then may :func:`drain_after_refusal` briefly.
@@ -109,16 +112,17 @@ class DataPaths:
         if route is choose.Receive.SPLICE:
             received[route] += 1
             await zerocopy.receive(dc, cast(SpliceTarget, upload))
-            return
+            return route
         if route is not choose.Receive.LOOP:
             writer = route is choose.Receive.TLS_PUMP_DIRECT
             direct = cast(BlockingWriter, upload) if writer else None
             received[route] += 1
             if await tlspump.receive(self.pumps, dc, upload, direct):
-                return
+                return route
             received[route] -= 1  # no pump free: the loop it is
         received[choose.Receive.LOOP] += 1
         await _receive_loop(dc, upload, ascii, throttle)
+        return choose.Receive.LOOP
 
 
 async def _sendfile_paced(

@@ -54,6 +54,9 @@ class Job(abc.ABC):
     command: str = ""
     #: ``"download"`` (server to client) or ``"upload"``.
     direction: str = "download"
+    #: How the bytes moved (``sendfile``, ``splice``, ``tls-pump``, ``loop``...),
+    #: once :meth:`run` knows; for the TransferFinished event.
+    data_path: str = ""
 
     @abc.abstractmethod
     async def run(self, dc: DataConnection) -> None:
@@ -94,9 +97,10 @@ class SendFile(Job):
         self.opening = f"Opening {mode} mode data connection ({reader.size} bytes)."
 
     async def run(self, dc: DataConnection) -> None:
-        await self.datapaths.send(
+        route = await self.datapaths.send(
             dc, self.reader, self.caps, ascii=self.ascii, throttle=self.throttle
         )
+        self.data_path = route.value
 
     async def finish(self) -> str:
         await self.reader.close()
@@ -131,9 +135,10 @@ class ReceiveFile(Job):
         )
 
     async def run(self, dc: DataConnection) -> None:
-        await self.datapaths.receive(
+        route = await self.datapaths.receive(
             dc, self.upload, self.caps, ascii=self.ascii, throttle=self.throttle
         )
+        self.data_path = route.value
 
     async def end_stream(self, dc: DataConnection) -> None:
         # Every byte and the client's end of stream (close_notify under TLS)
@@ -247,6 +252,7 @@ async def _run(ctx: SessionContext, ev: events.Transfer, job: Job) -> None:
                 dc.bytes if dc else 0,
                 time.monotonic() - started,
                 result,
+                job.data_path,
             )
         )
 
