@@ -228,7 +228,7 @@ async def _run(ctx: SessionContext, ev: events.Transfer, job: Job) -> None:
         result = exc.reply_code
         ctx.reply(Reply(exc.reply_code, exc.message), ev)
         try:
-            if dc is not None:
+            if dc is not None and ctx.data.connection is dc:  # not after a commit's refusal
                 await job.after_refusal(dc)
         finally:
             ctx.data.close()
