@@ -89,16 +89,32 @@ def test_overwrites_appends_and_resumed_uploads_keep_usage_exact(serve: Serve, h
     reply = refused_upload(f, "a.bin", b"E", "APPE")
     assert reply.startswith("552"), reply
     assert (home / "a.bin").read_bytes() == full
-    # REST 500 + STOR keeps 500 bytes and adds 500: the same size, allowed.
-    put(f, "a.bin", b"F" * 500, rest=500)
-    assert (home / "a.bin").read_bytes() == b"C" * 400 + b"D" * 100 + b"F" * 500
-    assert avbl(f) == 0
+    # REST below the end copies the kept part beside the file until the commit,
+    # and that copy is charged while in flight: at a full quota it is refused
+    # before the transfer, the file untouched.
     f.sendcmd("REST 500")
-    reply = refused_upload(f, "a.bin", b"G" * 501)
+    with pytest.raises(ftplib.error_perm, match=r"^552"):
+        f.transfercmd("STOR a.bin")
+    assert (home / "a.bin").read_bytes() == full
+    put(f, "a.bin", b"C" * 400)  # 400 used: room for a 500-byte copy in flight
+    # REST 300 + STOR keeps 300 bytes and adds 100: the final figure is exact.
+    put(f, "a.bin", b"F" * 100, rest=300)
+    assert (home / "a.bin").read_bytes() == b"C" * 300 + b"F" * 100
+    assert avbl(f) == 600
+    # In flight, 300 copied + 301 sent pass the 600 left.
+    f.sendcmd("REST 300")
+    reply = refused_upload(f, "a.bin", b"G" * 301)
     assert reply.startswith("552"), reply
-    assert sha256((home / "a.bin").read_bytes()) == sha256(b"C" * 400 + b"D" * 100 + b"F" * 500)
-    # REST 200 + STOR of 100 truncates to 300: 700 are free again.
-    put(f, "a.bin", b"H" * 100, rest=200)
+    assert sha256((home / "a.bin").read_bytes()) == sha256(b"C" * 300 + b"F" * 100)
+    # REST <size> + STOR appends in place: only the new bytes count.
+    put(f, "a.bin", b"E" * 600, rest=400)
+    assert avbl(f) == 0
+    assert (home / "a.bin").read_bytes() == b"C" * 300 + b"F" * 100 + b"E" * 600
+    # REST 200 + STOR of 100 truncates to 300: 700 are free again. (At a full
+    # quota its 200-byte copy would be refused: make room first.)
+    f.delete("a.bin")
+    put(f, "a.bin", b"H" * 500)
+    put(f, "a.bin", b"I" * 100, rest=200)
     assert (home / "a.bin").stat().st_size == 300
     assert avbl(f) == 700
     assert site_quota(f) == (300, 1)

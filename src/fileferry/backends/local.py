@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from fileferry.config.model import ServerConfig
     from fileferry.storage.base import Storage
+    from fileferry.storage.localsweep import Swept
     from fileferry.users.base import Account
 
 
@@ -60,6 +61,8 @@ class LocalStorageProvider:
 
         self._fsync = config.storage.fsync_uploads
         self._fs_calls = config.storage.fs_calls
+        self._resumable = config.storage.resumable_uploads
+        self._root = check(config.storage.root)
         self._executor = executor or make_executor()
         self._storages: dict[str, Storage] = {}
 
@@ -73,6 +76,7 @@ class LocalStorageProvider:
                 fsync_uploads=self._fsync,
                 executor=self._executor,
                 fs_calls=self._fs_calls,
+                resumable_uploads=self._resumable,
             )
             self._storages[directory] = storage
         return storage
@@ -86,6 +90,19 @@ class LocalStorageProvider:
             Mount(f.path, self._local(f.source), f.read_only) for f in account.virtual_folders
         ]
         return MountedStorage(home, mounts)
+
+    async def sweep(self, temp_max_age: float, partial_max_age: float) -> list[Swept]:
+        """Sweep the served folder and every home in use (``storage/localsweep.py``).
+
+        A folder inside another one in the list is covered by that one's walk.
+        """
+        self._local(self._root)
+        folders = sorted(self._storages)
+        outer = [d for d in folders if not any(d.startswith(o.rstrip("/") + "/") for o in folders)]
+        return [
+            await self._storages[d].sweep(temp_max_age, partial_max_age)  # type: ignore[attr-defined]
+            for d in outer
+        ]
 
     async def close(self) -> None:
         for storage in self._storages.values():

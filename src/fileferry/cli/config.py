@@ -48,6 +48,9 @@ accept_timeout = 60.0             # seconds a passive listener waits for the cli
 max_passive_ports_per_ip = 0      # passive ports one address may hold (0: a quarter of the range)
 fsync_uploads = false             # make 226 wait until an upload is on disk
 fs_calls = "auto"                 # open/stat/rename: "inline" on the loop, "thread", or "auto"
+temp_max_age = 3600.0             # seconds before a dead upload's temp file is swept
+resumable_uploads = false         # keep interrupted uploads for SIZE + APPE/REST to resume
+partial_max_age = 604800.0        # seconds an unresumed partial is kept (resumable mode)
 workers = 1                       # processes sharing one listening socket, one loop each
 shutdown_grace = 30.0             # on SIGTERM, seconds running transfers get to finish
 

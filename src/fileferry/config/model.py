@@ -70,6 +70,35 @@ class StorageConfig:
         "where local-disk metadata calls run: auto (inline on local file systems, "
         "a thread on network ones), inline, thread (auto)",
     )
+    #: Hidden temp files no upload is using any more (a crash's leftovers)
+    #: are deleted once this old, at start and periodically; one in use is
+    #: never touched, whatever its age (see storage/localsweep.py).
+    temp_max_age: float = setting(
+        3600.0,
+        "temp_max_age",
+        "delete temp files of dead uploads once this old (3600)",
+        metavar="SECONDS",
+        low=0,
+        high=365 * _DAY,
+        unit="seconds",
+    )
+    #: Interrupted uploads keep what they received, to be resumed (see
+    #: storage/localpartial.py).
+    resumable_uploads: bool = setting(
+        False,
+        "resumable_uploads",
+        "keep interrupted uploads as hidden partials that SIZE + APPE/REST resume",
+    )
+    #: A kept partial nobody resumed is deleted once its last write is this old.
+    partial_max_age: float = setting(
+        7 * _DAY,
+        "partial_max_age",
+        "with --resumable-uploads: delete partials not resumed for this long (604800)",
+        metavar="SECONDS",
+        low=0,
+        high=365 * _DAY,
+        unit="seconds",
+    )
 
 
 @dataclass(frozen=True, slots=True)

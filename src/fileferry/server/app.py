@@ -28,6 +28,7 @@ from fileferry.server.control import ControlConnection
 from fileferry.server.datapath import DataPaths
 from fileferry.server.implicit import ImplicitListener
 from fileferry.server.ports import PassiveShare, share_of
+from fileferry.server.sweeper import Sweeper
 from fileferry.server.tls import SelfSigned, TLSManager, make_self_signed
 from fileferry.server.tlspump import PUMP_THREADS, PumpPool
 from fileferry.storage.base import Capabilities, Storage
@@ -110,6 +111,12 @@ class App:
         self.defender = self.limits.bans
         self.login_checks = self.limits.logins
         self.passive_share = _passive_share(config)
+        storage = config.storage
+        self.sweeper = (
+            Sweeper(self._provider, storage.temp_max_age, storage.partial_max_age)
+            if hasattr(self._provider, "sweep")
+            else None
+        )
 
     def _core_config(self) -> CoreConfig:
         """The protocol core's view of this server: what FEAT, HELP and SITE offer.
@@ -140,6 +147,8 @@ class App:
 
     async def close(self) -> None:
         """Release what the composition root created (not what was passed in)."""
+        if self.sweeper is not None:
+            await self.sweeper.close()
         self.dispatcher.flush()
         await self.users.close()
         await self.limits.quotas.close()
@@ -307,6 +316,8 @@ class FTPServer:
                 handshake_timeout=self.config.data.accept_timeout,
                 run=self._session,
             )
+        if self.app.sweeper is not None:
+            self.app.sweeper.start()  # dead uploads' hidden files: now, then periodically
 
     def reload_tls(self) -> bool:
         """SIGHUP: new sessions get the re-read certificate; running ones keep theirs."""

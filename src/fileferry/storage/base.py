@@ -167,6 +167,21 @@ class Upload(abc.ABC):
 
     #: Bytes that will be at the target once committed (initial content + written).
     size: int
+    #: Set when the upload writes into the existing file in place (an append):
+    #: the file's size when it began. Its bytes are then on disk (and visible to
+    #: readers) before ``commit``, and ``abort`` truncates them away. ``None``:
+    #: the upload goes somewhere else and is swapped in at ``commit``.
+    in_place_base: int | None = None
+    #: Bytes of the old file copied into the pending upload (REST below the end):
+    #: disk the upload uses before it is committed, which a quota must count.
+    pending_copy: int = 0
+    #: Bytes this upload found already kept for it (the partial of an earlier,
+    #: interrupted upload in resumable mode): counted by a quota already.
+    charged_before: int = 0
+    #: Set by ``abort``: how many bytes the abort left on disk beyond
+    #: ``charged_before`` (resumable mode keeps what was received; may be
+    #: negative when a kept partial was started over). 0 when nothing is kept.
+    abort_change: int = 0
 
     @abc.abstractmethod
     async def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -237,6 +252,23 @@ class Storage(abc.ABC):
         ``AlreadyExists`` if the target exists by then (STOU). The parent must
         exist (``NotFound``); ``path`` must not be a directory (``IsADirectory``).
         """
+
+    async def resume_offset(self, path: str) -> int | None:
+        """Bytes kept of an interrupted upload to ``path`` that an upload would continue.
+
+        What SIZE answers while there is one, because that is how clients
+        (``curl -C -``, ``lftp put -c``) find where to resume. ``None`` (the
+        default): nothing kept, or a backend without resumable uploads.
+        """
+        return None
+
+    async def kept_bytes(self, path: str) -> int:
+        """Bytes of interrupted uploads kept in directory ``path`` (resumable mode).
+
+        Not listed, yet on disk and charged to a quota: a quota's measure
+        adds them (``storage.usage``). 0 (the default): a backend that keeps none.
+        """
+        return 0
 
     @abc.abstractmethod
     async def mkdir(self, path: str) -> None:

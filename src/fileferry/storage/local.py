@@ -20,7 +20,11 @@
 * **Uploads are hidden temp files** (``TEMP_PREFIX``) beside the target,
   ``os.replace``-d (or hard-linked, for exclusive uploads) into place on
   commit. Such names are never listed nor accepted, so a client can neither
-  see nor clobber a pending upload; crash leftovers may be swept by prefix.
+  see nor clobber a pending upload. APPE and REST at the end write in place
+  under a lock and a journal (``localappend``); resumable mode keeps
+  partials (``localpartial``); which one an upload gets is ``localopen``'s
+  call. Every such file is locked while in use, so crash leftovers are
+  swept safely (``localsweep``) and do not keep RMD from a folder.
 * **Errors are translated at the boundary** to :mod:`fileferry.errors` classes
   with their default text: no host path or OS message reaches a client. The
   ``OSError`` stays chained for the operator's logs.
@@ -33,7 +37,6 @@ import contextlib
 import errno
 import functools
 import os
-import secrets
 import stat as stat_mod
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -49,7 +52,6 @@ from fileferry.errors import (
     NotADirectory,
     PermissionDenied,
     StorageError,
-    StorageUnavailable,
 )
 from fileferry.paths import components, split
 from fileferry.storage.base import (
@@ -64,25 +66,29 @@ from fileferry.storage.base import (
 )
 from fileferry.storage.fscalls import Calls, inline_for
 from fileferry.storage.localfiles import (
+    APPEND,
     INLINE_FREE,
+    PARTIAL,
+    TEMP_PREFIX,
+    TEMP_PREFIX_B,
     LocalReader,
     LocalUpload,
     Opened,
     close_first,
-    copy_prefix,
-    discard,
     discard_opened,
     info_from_stat,
     run_in_pool,
     translate,
 )
+from fileferry.storage.localopen import open_upload
+from fileferry.storage.localpartial import kept_in, partial_size
+from fileferry.storage.localresume import InPlaceUpload, PartialUpload
 from fileferry.storage.localscan import scan_rows
+from fileferry.storage.localsweep import Swept, clear_hidden, sweep_tree
 
 __all__ = ["DEFAULT_WORKERS", "TEMP_PREFIX", "LocalStorage", "make_executor"]
 
-#: Hidden name prefix of in-progress uploads; such names are never listed or accepted.
-TEMP_PREFIX = ".fileferry-upload-"
-_TEMP_PREFIX_B = os.fsencode(TEMP_PREFIX)
+_TEMP_PREFIX_B = TEMP_PREFIX_B
 
 #: Thread pool size: enough for many concurrent transfers without a thread per client.
 DEFAULT_WORKERS = 32
@@ -91,7 +97,6 @@ _T = TypeVar("_T")
 _Rows = list[Row]
 _Infos = list[FileInfo]
 _READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
-_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
 
 
 def make_executor(max_workers: int = DEFAULT_WORKERS) -> ThreadPoolExecutor:
@@ -122,6 +127,7 @@ class LocalStorage(Storage):
         fsync_uploads: bool = False,
         executor: Executor | None = None,
         fs_calls: str = "auto",
+        resumable_uploads: bool = False,
     ) -> None:
         real = os.path.realpath(os.fsencode(root))
         if not os.path.isdir(real):
@@ -129,6 +135,8 @@ class LocalStorage(Storage):
         self._root = real
         self._prefix = real if real.endswith(b"/") else real + b"/"
         self._fsync_uploads = fsync_uploads
+        #: Interrupted uploads keep what they received (see ``localpartial``).
+        self._resumable = resumable_uploads
         self._owns_executor = executor is None
         self._executor: Executor = executor if executor is not None else make_executor()
         #: Where short metadata calls run (see ``fscalls``): inline on local disks.
@@ -316,70 +324,45 @@ class LocalStorage(Storage):
         # Seeding the temp file with the old content (REST, APPE) grows with
         # the file: only a fresh upload opens inline.
         opened = await self._open(
-            discard_opened, self._open_write_sync, host, keep, inline=keep == 0
+            discard_opened, self._open_write_sync, host, keep, exclusive, inline=keep == 0
         )
-        return LocalUpload(self, opened, split(path)[1], exclusive)
+        name = split(path)[1]
+        if opened[5] == APPEND:
+            return InPlaceUpload(self, opened, name, self._resumable)
+        if opened[5] == PARTIAL:
+            return PartialUpload(self, opened, name, exclusive)
+        upload = LocalUpload(self, opened, name, exclusive)
+        upload.pending_copy = opened[3]
+        return upload
 
-    def _open_write_sync(self, host: bytes, keep: int) -> Opened:
-        """Create the temp file, seeded with ``keep`` bytes of the target (-1: all)."""
-        # Resolving the whole target follows a symlink that stays inside the
-        # root (we then replace its target) and refuses one that escapes it.
-        target = self._real(host)
-        if target == self._root:
-            raise IsADirectory()
-        parent, name = os.path.split(target)
-        if name.startswith(_TEMP_PREFIX_B):
-            raise InvalidName()
-        src = -1
-        try:
-            if keep:
-                try:
-                    src = os.open(target, _READ_FLAGS)
-                except FileNotFoundError:
-                    src = -1
-                st = os.fstat(src) if src >= 0 else None
-            else:
-                try:
-                    st = os.stat(target)
-                except FileNotFoundError:
-                    st = None
-            if st is not None and stat_mod.S_ISDIR(st.st_mode):
-                raise IsADirectory()
-            if st is not None and not stat_mod.S_ISREG(st.st_mode):
-                raise PermissionDenied()
-            if keep > 0 and (st is None or keep > st.st_size):
-                if st is None:
-                    os.stat(parent)  # a missing parent is NotFound, not a bad offset
-                raise InvalidOffset()
-            fd, tmp = self._create_temp(parent)
-            try:
-                if st is not None:
-                    # Overwriting must not widen access to a file kept private.
-                    os.fchmod(fd, stat_mod.S_IMODE(st.st_mode) & 0o777)
-                size = 0
-                if src >= 0:
-                    os.set_blocking(src, True)
-                    want = st.st_size if keep < 0 and st is not None else keep
-                    size = copy_prefix(src, fd, want)
-                    if keep > 0 and size < keep:
-                        raise InvalidOffset()  # the file shrank under us
-            except BaseException:
-                discard(fd, tmp)
-                raise
-        finally:
-            if src >= 0:
-                os.close(src)
-        return fd, tmp, target, size, st.st_size if st is not None else 0
+    def _open_write_sync(self, host: bytes, keep: int, exclusive: bool) -> Opened:
+        # Resolving the whole target (``_real``) follows a symlink that stays
+        # inside the root (we then replace its target) and refuses one that escapes.
+        return open_upload(
+            self._real(host),
+            keep,
+            exclusive,
+            root=self._root,
+            resumable=self._resumable,
+            fsync=self._fsync_uploads,
+        )
 
-    @staticmethod
-    def _create_temp(parent: bytes) -> tuple[int, bytes]:
-        for _ in range(16):
-            tmp = os.path.join(parent, _TEMP_PREFIX_B + secrets.token_hex(8).encode())
-            try:
-                return os.open(tmp, _TEMP_FLAGS, 0o644), tmp
-            except FileExistsError:
-                continue
-        raise StorageUnavailable()
+    async def resume_offset(self, path: str) -> int | None:
+        """Bytes kept of an interrupted upload to ``path`` (resumable mode, ``localpartial``)."""
+        if not self._resumable or path == "/":
+            return None
+        return await self._meta(self._resume_offset_sync, self._host(path))
+
+    def _resume_offset_sync(self, host: bytes) -> int | None:
+        return partial_size(self._real(host), _TEMP_PREFIX_B)
+
+    async def kept_bytes(self, path: str) -> int:
+        if not self._resumable:
+            return 0
+        return await run_in_pool(self._executor, self._kept_bytes_sync, self._host(path))
+
+    def _kept_bytes_sync(self, host: bytes) -> int:
+        return kept_in(self._real(host), _TEMP_PREFIX_B)
 
     async def mkdir(self, path: str) -> None:
         if path == "/":
@@ -390,7 +373,33 @@ class LocalStorage(Storage):
     async def rmdir(self, path: str) -> None:
         if path == "/":
             raise PermissionDenied()
-        await self._meta(self._on_entry, os.rmdir, self._host(path))
+        await self._meta(self._on_entry, self._rmdir_sync, self._host(path))
+
+    def _rmdir_sync(self, real: bytes) -> None:
+        try:
+            os.rmdir(real)
+        except OSError as exc:
+            # A folder that lists empty may hold hidden upload files: dead
+            # ones are cleared, and only a live upload keeps it.
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            if not clear_hidden(real, _TEMP_PREFIX_B, self._resumable):
+                raise
+            os.rmdir(real)
+
+    async def sweep(self, temp_max_age: float, partial_max_age: float) -> Swept:
+        """Delete hidden upload files under the root that nothing uses (``localsweep``)."""
+        return await run_in_pool(
+            self._executor,
+            functools.partial(
+                sweep_tree,
+                self._root,
+                _TEMP_PREFIX_B,
+                temp_max_age=temp_max_age,
+                partial_max_age=partial_max_age,
+                keep_partial=self._resumable,
+            ),
+        )
 
     async def remove(self, path: str) -> None:
         if path == "/":

@@ -7,7 +7,8 @@ here acts on a descriptor that is already open and inside the root.
   ``sendfile``); ``position`` is the only cursor that matters.
 * **Uploads** write to a hidden temp file beside the target and commit with a
   rename (a hard link for exclusive STOU uploads), so nothing that looks whole
-  is ever half-written. Data arrives by ``splice`` on the loop, by buffered
+  is ever half-written. (Appends in place and resumable partials derive from
+  this class: ``localresume``.) Data arrives by ``splice`` on the loop, by buffered
   writes handed to the pool at least a megabyte at a time, or from a TLS pump
   thread (``write_blocking``). The commit's close + rename + stat is a short
   metadata call and runs inline on a local disk (``fscalls``), unless it
@@ -42,6 +43,7 @@ from fileferry.errors import (
 from fileferry.storage.base import FileInfo, FileKind, Reader, Upload
 from fileferry.storage.fastpaths import BlockingWriter, FileBacked, SpliceTarget
 from fileferry.storage.fscalls import Calls, log
+from fileferry.storage.localappend import roll_back
 
 if TYPE_CHECKING:
     from fileferry.storage.local import LocalStorage
@@ -60,10 +62,20 @@ _SPLICE_MOVE = getattr(os, "SPLICE_F_MOVE", 1)
 #: Upper bound for one ``Reader.read`` so a huge ``n`` cannot allocate unbounded memory.
 MAX_READ = 8 << 20
 
+#: Hidden name prefix of in-progress uploads (and of the journals of in-place
+#: appends, see ``localappend``); such names are never listed or accepted.
+TEMP_PREFIX = ".fileferry-upload-"
+TEMP_PREFIX_B = os.fsencode(TEMP_PREFIX)
+
+#: ``Opened`` kinds: a fresh temp file; an append in place (fd is the target's,
+#: the path its journal); a resumable partial (see ``localpartial``).
+TEMP, APPEND, PARTIAL = 0, 1, 2
+
 #: What ``open_write`` prepares:
-#: (temp fd, temp path, target path, bytes already in the temp file, size of the
-#: file it replaces: a large one is freed by the rename, so that commit is pooled)
-Opened = tuple[int, bytes, bytes, int, int]
+#: (fd, temp path, target path, bytes already in the upload, size of the file it
+#: replaces: a large one is freed by the rename, so that commit is pooled;
+#: the kind, bytes already charged for it: a kept partial's size)
+Opened = tuple[int, bytes, bytes, int, int, int, int]
 
 _ERRNO_MAP: dict[int, type[StorageError]] = {
     errno.ENOENT: NotFound,
@@ -147,6 +159,16 @@ def close_first(opened: tuple[int, ...]) -> None:
 
 
 def discard_opened(opened: Opened) -> None:
+    if opened[5] == PARTIAL:
+        os.close(opened[0])  # a kept partial stays; a new one is swept when stale
+        return
+    if opened[5] == APPEND:
+        fd = opened[0]
+        try:
+            roll_back(fd, opened[1], opened[3], keep=False)
+        finally:
+            os.close(fd)
+        return
     discard(opened[0], opened[1])
 
 
@@ -250,7 +272,8 @@ class LocalUpload(Upload, SpliceTarget, BlockingWriter):
 
     def __init__(self, storage: LocalStorage, opened: Opened, name: str, exclusive: bool) -> None:
         self._storage = storage
-        self._fd, self._tmp, self._target, self.size, self._replaces = opened
+        self._fd, self._tmp, self._target, self.size, self._replaces, _, charged = opened
+        self.charged_before = charged
         self._name = name
         self._exclusive = exclusive
         self._hops = _Hops(storage._executor, storage._calls)
@@ -364,16 +387,31 @@ class LocalUpload(Upload, SpliceTarget, BlockingWriter):
         if self._finished:
             return
         self._finished = True
-        self._buf = bytearray()
+        if not self._keeps():
+            self._buf = bytearray()
         await self._cleanup()
+
+    def _keeps(self) -> bool:
+        """Whether an abort keeps what was received (resumable mode)."""
+        return False
+
+    def _keep_sync(self, fd: int) -> int:
+        """Write the buffered tail of a kept upload; returns the file's size."""
+        chunk, self._buf = self._buf, bytearray()
+        if not self._failed:
+            _write_all(fd, chunk)
+        return os.fstat(fd).st_size
 
     async def _cleanup(self) -> None:
         await self._hops.settle()
         fd, self._fd = self._fd, -1
         try:
-            await self._hops.meta(discard, fd, self._tmp)
+            await self._hops.meta(self._discard_sync, fd)
         except RuntimeError:
             # The pool is already shut down (storage closed first): clean up inline.
-            discard(fd, self._tmp)
+            self._discard_sync(fd)
         except StorageError:
             pass  # nothing more can be done; the prefix marks it for sweeping
+
+    def _discard_sync(self, fd: int) -> None:
+        discard(fd, self._tmp)

@@ -168,6 +168,14 @@ class MountedStorage(Storage):
 
     # -- reads --------------------------------------------------------------------
 
+    async def resume_offset(self, path: str) -> int | None:
+        storage, inner, _ = self._route(path)
+        return await storage.resume_offset(inner)
+
+    async def kept_bytes(self, path: str) -> int:
+        storage, inner, _ = self._route(path)
+        return await storage.kept_bytes(inner)
+
     async def stat(self, path: str) -> FileInfo:
         storage, inner, mount = self._route(path)
         name = split(path)[1] or "/"

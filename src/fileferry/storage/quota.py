@@ -12,7 +12,14 @@ for DELE, RNTO and STOR stay unaware of quotas:
 * commit, delete and rename run in the account's section, look at what is
   there (the old size of an overwritten file, the size of a deleted one),
   act, and apply the exact difference; so APPE, REST+STOR, overwrites, DELE
-  and RNTO onto an existing file all keep the figure exact.
+  and RNTO onto an existing file all keep the figure exact. An append made
+  in place (``Upload.in_place_base``) is already in the file: its commit
+  adds exactly the appended bytes. An upload seeded with a copy of the old
+  file (``Upload.pending_copy``: REST below the end) is charged its whole
+  size while in flight, since that copy sits on disk beside the old file.
+  In resumable mode an aborted upload may keep what it received
+  (``Upload.abort_change``): that stays counted, and the upload that later
+  continues it (``Upload.charged_before``) adds only the rest.
 * the data fast paths stay open: a spliced upload reserves the ``n`` bytes
   before the kernel moves them, and the TLS pump threads reserve in their
   own thread before each blocking write (the ledger's check is thread-safe).
@@ -96,8 +103,20 @@ class _QuotaUpload(Upload):
         if not self._hold.take(growth):
             await self._hold.extend(growth)
 
+    def _growth(self, more: int) -> int:
+        """What the upload adds to the disk once ``more`` bytes are in.
+
+        Usually what the commit will add. An upload seeded with a copy of
+        the old file (REST below its end) holds all of its bytes beside the
+        old file until commit, so all of them count while it is in flight.
+        """
+        inner = self.inner
+        if inner.pending_copy:
+            return inner.size + more
+        return inner.size - self._old_size + more - inner.charged_before
+
     async def write(self, data: bytes | bytearray | memoryview) -> None:
-        growth = self.inner.size - self._old_size + len(data)
+        growth = self._growth(len(data))
         if not self._hold.take(growth):
             await self._hold.extend(growth)
         await self.inner.write(data)
@@ -106,27 +125,42 @@ class _QuotaUpload(Upload):
         hold = self._hold
         try:
             async with self._account.section():
+                base = self.inner.in_place_base
+                if base is not None:
+                    # Appended in place (the file is locked): the file on disk
+                    # already holds the new bytes, and only they are new.
+                    info = await self.inner.commit()
+                    await hold.settle(info.size - base, 0)
+                    return info
                 # The target may have changed since the upload began: look again.
                 old = await _file_at(self._storage, self._path)
                 old_size = old.size if old is not None else 0
-                await self._reserve(self.inner.size - old_size)
+                charged = self.inner.charged_before  # a kept partial, counted already
+                await self._reserve(self.inner.size - old_size - charged)
                 info = await self.inner.commit()
-                await hold.settle(info.size - old_size, 0 if old is not None else 1)
+                await hold.settle(info.size - old_size - charged, 0 if old is not None else 1)
         except BaseException:
             hold.release()  # a no-op once settled
             raise
         return info
 
     async def abort(self) -> None:
-        self._hold.release()
-        await self.inner.abort()
+        try:
+            await self.inner.abort()
+        finally:
+            change = self.inner.abort_change
+            if change:
+                # Resumable mode kept what was received: it stays counted.
+                await self._hold.settle(change, 0)
+            else:
+                self._hold.release()
 
 
 class _QuotaSplice(_QuotaUpload, SpliceTarget):
     """Over an upload the kernel fills from a pipe: each run is reserved before it moves."""
 
     async def splice_from(self, pipe: int, n: int) -> None:
-        await self._reserve(self.inner.size - self._old_size + n)
+        await self._reserve(self._growth(n))
         await cast(SpliceTarget, self.inner).splice_from(pipe, n)
 
 
@@ -138,7 +172,7 @@ class _QuotaBlocking(_QuotaUpload, BlockingWriter):
     """
 
     def write_blocking(self, data: bytes | bytearray | memoryview) -> None:
-        self._hold.take(self.inner.size - self._old_size + len(data))
+        self._hold.take(self._growth(len(data)))
         cast(BlockingWriter, self.inner).write_blocking(data)
 
 
@@ -195,9 +229,26 @@ class QuotaStorage(Storage):
         except BaseException:
             hold.release()
             raise
-        old_size = old.size if old is not None else 0
+        if inner.in_place_base is not None:
+            old_size = inner.in_place_base
+        else:
+            old_size = old.size if old is not None else 0
         kind = _wrapper_class(inner, hold)
-        return kind(inner, self.inner, self.account, path, old_size, hold)
+        upload = kind(inner, self.inner, self.account, path, old_size, hold)
+        if inner.pending_copy:
+            # The copy is on disk already: charge it before the 150, not after.
+            try:
+                await upload._reserve(upload._growth(0))
+            except BaseException:
+                await upload.abort()
+                raise
+        return upload
+
+    async def resume_offset(self, path: str) -> int | None:
+        return await self.inner.resume_offset(path)
+
+    async def kept_bytes(self, path: str) -> int:
+        return await self.inner.kept_bytes(path)
 
     async def mkdir(self, path: str) -> None:
         await self.inner.mkdir(path)

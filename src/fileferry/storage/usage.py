@@ -50,6 +50,8 @@ async def measure(storage: Storage, root: str = "/", exclude: Iterable[str] = ()
         path = pending.pop()
         try:
             entries = await storage.list(path)
+            # Resumable mode's kept partials are charged though not listed.
+            total_bytes += await storage.kept_bytes(path)
         except StorageError:
             continue
         for entry in entries:

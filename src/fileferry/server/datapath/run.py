@@ -9,10 +9,10 @@ fast path and the only path for ASCII and throttled transfers.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import TYPE_CHECKING, cast
 
-from fileferry.errors import QuotaExceeded
 from fileferry.protocol.ascii import FromNetwork, ToNetwork
 from fileferry.server import tlspump, zerocopy
 from fileferry.server.dataconn import DataConnection, DataConnectionError
@@ -28,8 +28,13 @@ if TYPE_CHECKING:
 READ_CHUNK = 1024 * 1024
 #: Receive buffer of the loop path.
 RECV_BUFFER = 256 * 1024
-#: Bytes of a refused upload still read, so the client finishes and hears the 552.
-DRAIN_LIMIT = 16 * 1024 * 1024
+#: Bytes still read after a refused upload's 552, so a client that sent a
+#: little too much finishes and hears it; one that keeps sending is cut off.
+#: (At 1 MiB, curl's 2 MB upload into a 50 kB quota saw a reset instead of the
+#: 552 now and then: what is not read must fit in the socket buffers.)
+DRAIN_LIMIT = 4 * 1024 * 1024
+#: Seconds that reading may take, however slowly the client sends.
+DRAIN_SECONDS = 2.0
 
 
 class DataPaths:
@@ -97,31 +102,27 @@ class DataPaths:
 
         Returns the route that moved the bytes.
 
-        A quota refusal (552) drains what the client still sends first, so
-        that it reads the reply instead of a connection reset.
+        A storage error (a quota refusal: 552) ends the reading at once; the
+        caller answers, then may :func:`drain_after_refusal` briefly.
         """
         route = choose.receive(
             upload, caps, plain=dc.zero_copy, ascii=ascii, throttled=throttle is not None
         )
         received = self.received
-        try:
-            if route is choose.Receive.SPLICE:
-                received[route] += 1
-                await zerocopy.receive(dc, cast(SpliceTarget, upload))
+        if route is choose.Receive.SPLICE:
+            received[route] += 1
+            await zerocopy.receive(dc, cast(SpliceTarget, upload))
+            return route
+        if route is not choose.Receive.LOOP:
+            writer = route is choose.Receive.TLS_PUMP_DIRECT
+            direct = cast(BlockingWriter, upload) if writer else None
+            received[route] += 1
+            if await tlspump.receive(self.pumps, dc, upload, direct):
                 return route
-            if route is not choose.Receive.LOOP:
-                writer = route is choose.Receive.TLS_PUMP_DIRECT
-                direct = cast(BlockingWriter, upload) if writer else None
-                received[route] += 1
-                if await tlspump.receive(self.pumps, dc, upload, direct):
-                    return route
-                received[route] -= 1  # no pump free: the loop it is
-            received[choose.Receive.LOOP] += 1
-            await _receive_loop(dc, upload, ascii, throttle)
-            return choose.Receive.LOOP
-        except QuotaExceeded:
-            await _drain_after_refusal(dc)
-            raise
+            received[route] -= 1  # no pump free: the loop it is
+        received[choose.Receive.LOOP] += 1
+        await _receive_loop(dc, upload, ascii, throttle)
+        return choose.Receive.LOOP
 
 
 async def _sendfile_paced(
@@ -171,14 +172,19 @@ async def _receive_loop(
         await upload.write(codec.flush())
 
 
-async def _drain_after_refusal(dc: DataConnection) -> None:
-    """Read and drop what the client still sends (up to a cap) after a refusal.
+async def drain_after_refusal(dc: DataConnection) -> None:
+    """Read and drop what the client still sends after a refusal, a little and briefly.
 
-    Closing a socket with unread data resets it, and many clients (curl)
-    then report "connection reset" and never read the 552 that says why.
+    Called once the 552 is on its way. Closing a socket with unread data
+    resets it, and clients blocked in a send (ftplib, curl) then report
+    "connection reset" without reading the reply; a client that overshot by
+    less than :data:`DRAIN_LIMIT` finishes its send and reads the 552. One
+    that goes on sending is cut off after that much: the server never reads
+    a whole refused file (it used to read up to 16 MiB more before answering).
     """
     view = memoryview(bytearray(RECV_BUFFER))
     left = DRAIN_LIMIT
-    with contextlib.suppress(DataConnectionError):
-        while left > 0 and (n := await dc.recv_into(view)):
-            left -= n
+    with contextlib.suppress(DataConnectionError, TimeoutError):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            while left > 0 and (n := await dc.recv_into(view[: min(left, RECV_BUFFER)])):
+                left -= n

@@ -66,7 +66,13 @@ async def rename_to(ctx: SessionContext, ev: events.RenameTo) -> Reply:
 
 
 async def file_size(ctx: SessionContext, ev: events.FileSize) -> Reply:
-    info = await ctx.require(_SIZE, ev.path).stat(ev.path)
+    storage = ctx.require(_SIZE, ev.path)
+    # Resumable mode: an interrupted upload's kept bytes are where a client
+    # (curl -C -, lftp put -c) resumes from, and SIZE is how it asks.
+    kept = await storage.resume_offset(ev.path)
+    if kept is not None:
+        return Reply(213, str(kept))
+    info = await storage.stat(ev.path)
     if info.is_dir:
         raise IsADirectory("Not a regular file.")
     return Reply(213, str(info.size))

@@ -22,6 +22,7 @@ from fileferry import paths
 from fileferry.errors import (
     AlreadyExists,
     NotFound,
+    QuotaExceeded,
     StorageError,
 )
 from fileferry.observability import events as seen
@@ -29,6 +30,7 @@ from fileferry.protocol import events
 from fileferry.protocol.commands import permission
 from fileferry.protocol.replies import Reply
 from fileferry.server.dataconn import DataConnection, DataConnectionError
+from fileferry.server.datapath.run import drain_after_refusal
 
 if TYPE_CHECKING:
     from fileferry.limits.throttle import Throttle
@@ -71,6 +73,9 @@ class Job(abc.ABC):
     @abc.abstractmethod
     async def discard(self) -> None:
         """After a failure or an abort: release and roll back. Must not raise."""
+
+    async def after_refusal(self, dc: DataConnection) -> None:  # noqa: B027 - optional hook
+        """After the 552 of a quota refusal went out, before the data connection closes."""
 
 
 class SendFile(Job):
@@ -152,6 +157,9 @@ class ReceiveFile(Job):
         except StorageError:
             log.warning("could not discard a failed upload to %s", self.path)
 
+    async def after_refusal(self, dc: DataConnection) -> None:
+        await drain_after_refusal(dc)
+
 
 def start(ctx: SessionContext, ev: events.Transfer, job: Job) -> asyncio.Task[None]:
     """Run ``job``'s data phase as a task of its own; the shell keeps the task."""
@@ -212,6 +220,18 @@ async def _run(ctx: SessionContext, ev: events.Transfer, job: Job) -> None:
         ctx.data.close()
         result = 426
         ctx.reply(Reply(426, f"Connection closed; transfer aborted ({exc})."), ev)
+    except QuotaExceeded as exc:
+        # Answer at once, then stop: the client must not send the rest of a
+        # refused file first (a brief drain lets one that overshot a little
+        # read the reply instead of a reset).
+        await job.discard()
+        result = exc.reply_code
+        ctx.reply(Reply(exc.reply_code, exc.message), ev)
+        try:
+            if dc is not None and ctx.data.connection is dc:  # not after a commit's refusal
+                await job.after_refusal(dc)
+        finally:
+            ctx.data.close()
     except StorageError as exc:
         await job.discard()
         ctx.data.close()
