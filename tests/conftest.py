@@ -32,3 +32,25 @@ if _WORKERS > 1:
         _original_init(self, dataclasses.replace(config, workers=workers), **kwargs)
 
     _thread.ServerThread.__init__ = _with_workers  # type: ignore[method-assign]
+
+
+# -- services some tests need, started once per session ---------------------------------
+import sys  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent / "services"))
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A SeaweedFS with its S3 gateway and a bucket (``tests/services/seaweed.py``)."""
+    from seaweed import start
+
+    server = start(tmp_path_factory.mktemp("seaweed"))
+    try:
+        yield server
+    finally:
+        server.stop()

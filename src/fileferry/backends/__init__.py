@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from fileferry.users.base import Account, HashedUserStore, StoredUser, UserStore
 
 #: Scheme -> module of a storage backend; a location without a scheme is "file".
-STORAGE: dict[str, str] = {"file": "fileferry.backends.local"}
+STORAGE: dict[str, str] = {"file": "fileferry.backends.local", "s3": "fileferry.backends.s3"}
 #: Scheme -> module of a user store backend; a location without a scheme is "file".
 USER_STORES: dict[str, str] = {"file": "fileferry.backends.sqlite"}
 
@@ -46,7 +46,7 @@ class StorageProvider(Protocol):
 class StorageBackend(Protocol):
     """What a storage backend module provides."""
 
-    def check(self, location: str) -> str:
+    def check(self, location: str, config: ServerConfig | None = None) -> str:
         """The location normalised, or a ConfigError naming ``root`` (run at start)."""
         ...
 
