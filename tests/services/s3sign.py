@@ -100,3 +100,19 @@ def list_multipart_uploads(server: Any, bucket: str, prefix: str) -> list[str]:
             "key-marker": root.findtext(f"{_NS}NextKeyMarker") or "",
             "upload-id-marker": root.findtext(f"{_NS}NextUploadIdMarker") or "",
         }
+
+
+def list_keys(server: Any, prefix: str, bucket: str | None = None) -> list[str]:
+    """Every key under ``prefix`` as the store lists it (ListObjectsV2, all pages)."""
+    keys: list[str] = []
+    query = {"list-type": "2", "prefix": prefix}
+    while True:
+        status, body = server.request("GET", f"/{bucket or server.bucket}", query)
+        if status != 200:
+            raise RuntimeError(f"ListObjectsV2: HTTP {status} {body[:300]!r}")
+        root = ET.fromstring(body)
+        keys += [c.findtext(f"{_NS}Key") or "" for c in root.iter(f"{_NS}Contents")]
+        token = root.findtext(f"{_NS}NextContinuationToken")
+        if root.findtext(f"{_NS}IsTruncated") != "true" or not token:
+            return keys
+        query = {"list-type": "2", "prefix": prefix, "continuation-token": token}

@@ -213,7 +213,7 @@ class Seaweed:
             return
         try:
             os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=5)
+            process.wait(timeout=2)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)

@@ -74,6 +74,8 @@ class LocalStorageProvider:
         self._executor = executor or make_executor()
         self._storages: dict[str, Storage] = {}
         self._elsewhere: dict[str, Any] = {}
+        if not self._root:
+            self._local(config.storage.root)  # a bucket root: opened now, so it is swept
 
     def _local(self, directory: str) -> Storage:
         from fileferry.storage.local import LocalStorage
@@ -116,10 +118,14 @@ class LocalStorageProvider:
             self._local(self._root)
         folders = sorted(self._storages)
         outer = [d for d in folders if not any(d.startswith(o.rstrip("/") + "/") for o in folders)]
-        return [
+        swept = [
             await self._storages[d].sweep(temp_max_age, partial_max_age)  # type: ignore[attr-defined]
             for d in outer
         ]
+        for opener in self._elsewhere.values():
+            if hasattr(opener, "sweep"):
+                swept += await opener.sweep(temp_max_age, partial_max_age)
+        return swept
 
     async def close(self) -> None:
         for storage in self._storages.values():

@@ -121,6 +121,7 @@ class S3Locations:
     """Every ``s3://`` storage of one server, sharing clients; made on first use."""
 
     def __init__(self, config: ServerConfig | None) -> None:
+        self._root = config.storage.root if config is not None else ""
         self.settings = S3Settings(config.s3 if config is not None else None)
         self._client: SignedClient | None = None
         self._stores: dict[str, Any] = {}
@@ -139,6 +140,19 @@ class S3Locations:
             if store is None:
                 store = self._stores[loc.bucket] = self.settings.store(loc.bucket)
             found = self._storages[str(loc)] = S3Storage(loc, store, self._client)
+        return found
+
+    async def sweep(self, temp_max_age: float, partial_max_age: float) -> list[Any]:
+        """Abort the dead multipart uploads of every bucket prefix in use (crash leftovers)."""
+        from fileferry.backends import scheme_of
+        from fileferry.storage.localsweep import Swept
+
+        if scheme_of(self._root) == "s3":
+            self.storage(self._root)
+        found = []
+        for storage in list(self._storages.values()):
+            aborted, _ = await storage.sweep_uploads(temp_max_age)  # type: ignore[attr-defined]
+            found.append(Swept(removed=aborted))
         return found
 
     async def close(self) -> None:

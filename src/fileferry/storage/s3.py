@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import time
 from typing import TYPE_CHECKING, Any
 
 from fileferry.errors import (
@@ -404,6 +405,33 @@ class S3Storage(Storage):
         """Tag object ``key``; a store without tagging simply keeps no tag (HASH then reads)."""
         with contextlib.suppress(Exception):
             await self._call("PUT", key, query={"tagging": ""}, body=tagging_body(tags))
+
+    async def sweep_uploads(self, older_than: float) -> tuple[int, int]:
+        """Abort multipart uploads under this prefix begun over ``older_than`` seconds ago.
+
+        What a crashed (or killed) server leaves: its uploads were never
+        completed, so no object shows, but the store keeps (and bills) the
+        parts. Another node's upload in progress is younger than the limit
+        (``temp_max_age``), so it is left alone. Returns (aborted, still pending).
+        """
+        from fileferry.storage.s3request import parse_uploads
+
+        cutoff = time.time() - older_than
+        prefix = self.location.folder("/")
+        query: dict[str, str] = {"uploads": "", "prefix": prefix}
+        aborted = kept = 0
+        while True:
+            answer = self._check(await self._call("GET", "", query=query), 200)
+            uploads, more = parse_uploads(answer.body)
+            for upload in uploads:
+                if upload.initiated > cutoff:
+                    kept += 1
+                    continue
+                done = await self._call("DELETE", upload.key, query={"uploadId": upload.upload_id})
+                aborted += done.status in (200, 204)
+            if more is None:
+                return aborted, kept
+            query = {"uploads": "", "prefix": prefix, **more}
 
     async def close(self) -> None:
         """Nothing to release: the store and client belong to the provider."""
