@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+
 from conftest import ServeS3, wait_until
 
 
@@ -40,9 +41,9 @@ def test_files_folders_and_listings(serve_s3: ServeS3) -> None:
         assert retr(f, "/a.bin", rest=1_000_000) == data[1_000_000:]
         assert f.mkd("/d") == "/d"
         stor(f, "/d/inner.txt", b"inner")
-        with pytest.raises(ftplib.error_perm, match="^550"):
+        with pytest.raises(ftplib.error_perm, match=r"^550"):
             f.rmd("/d")  # not empty
-        with pytest.raises(ftplib.error_perm, match="^550"):
+        with pytest.raises(ftplib.error_perm, match=r"^550"):
             f.mkd("/d")
         assert sorted(f.nlst("/")) == ["a.bin", "d", "empty"]
         facts = dict(f.mlsd("/"))
@@ -56,11 +57,11 @@ def test_files_folders_and_listings(serve_s3: ServeS3) -> None:
         assert f.nlst("/d") == []
         f.rmd("/d")
         assert sorted(f.nlst("/")) == ["a.bin", "empty"]
-        with pytest.raises(ftplib.error_perm, match="^550"):
+        with pytest.raises(ftplib.error_perm, match=r"^550"):
             f.cwd("/d")
-        with pytest.raises(ftplib.error_perm, match="^550"):
+        with pytest.raises(ftplib.error_perm, match=r"^550"):
             f.delete("/missing")
-        with pytest.raises(ftplib.error_perm, match="^550"):
+        with pytest.raises(ftplib.error_perm, match=r"^550"):
             retr(f, "/missing")
     assert sorted(s.keys()) == ["a.bin", "empty"]
     assert s.pending() == []
@@ -76,7 +77,7 @@ def test_append_and_rest_store_give_the_right_bytes(serve_s3: ServeS3) -> None:
         assert sha(retr(f, "/log")) == sha(head + tail)
         stor(f, "/log", b"XYZ", rest=5)
         assert retr(f, "/log") == head[:5] + b"XYZ"
-        with pytest.raises(ftplib.error_perm, match="^55"):
+        with pytest.raises(ftplib.error_perm, match=r"^55"):
             stor(f, "/log", b"x", rest=100)
         stor(f, "/new", b"appended", cmd="APPE")
         assert retr(f, "/new") == b"appended"
@@ -98,9 +99,9 @@ def test_rename_files_and_folders(serve_s3: ServeS3) -> None:
         assert sorted(f.nlst("/")) == ["g", "moved"]
         assert sorted(f.nlst("/moved")) == ["empty", "sub"]
         assert retr(f, "/moved/sub/3.txt") == b"3"
-        with pytest.raises(ftplib.error_perm, match="^550"):
+        with pytest.raises(ftplib.error_perm, match=r"^550"):
             f.rename("/missing", "/x")
-        with pytest.raises(ftplib.error_perm, match="^55"):
+        with pytest.raises(ftplib.error_perm, match=r"^55"):
             f.rename("/moved", "/moved/sub/inside")
     keys = s.keys()
     assert {f"moved/sub/{i}.txt" for i in range(5)} | {"g"} <= set(keys)
@@ -118,7 +119,7 @@ def test_folder_rename_above_the_limit_is_refused_whole(serve_s3: ServeS3) -> No
         status, _ = s.store.request("PUT", f"/{s.store.bucket}/{s.prefix}/big/{i}", body=b"x")
         assert status == 200
     with s.ftp() as f:
-        with pytest.raises(ftplib.error_perm, match="^550 Folder too large"):
+        with pytest.raises(ftplib.error_perm, match=r"^550 Folder too large"):
             f.rename("/big", "/elsewhere")
         assert len(f.nlst("/big")) == RENAME_LIMIT + 1
         assert "elsewhere" not in f.nlst("/")
@@ -185,7 +186,7 @@ def test_reset_mid_upload_leaves_nothing(serve_s3: ServeS3) -> None:
         wait_until(lambda: s.pending() != [], what="a multipart upload is pending")
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
         conn.close()  # RST, not FIN: an unclean end
-        with pytest.raises(ftplib.error_temp, match="^4(26|51)"):
+        with pytest.raises(ftplib.error_temp, match=r"^4(26|51)"):
             f.getresp()
         assert f.nlst("/") == []
     wait_until(lambda: s.pending() == [], what="no pending multipart upload")
