@@ -18,7 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,6 @@ class S3Served:
     proc: subprocess.Popen[str] | None = None
     host: str = "127.0.0.1"
     port: int = 0
-    stderr_lines: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -47,13 +46,15 @@ class S3Served:
 
     def start(self) -> S3Served:
         env = {**os.environ, **self.store.env()}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fileferry", "serve", self.url, "--port", "0", *self.args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
+        # The session log goes to a file: a pipe nobody drains would stall the server.
+        with open(self.store.root / f"serve-{self.prefix}.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "fileferry", "serve", self.url, "--port", "0", *self.args],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                env=env,
+            )
         assert self.proc.stdout is not None
         sel = selectors.DefaultSelector()
         sel.register(self.proc.stdout, selectors.EVENT_READ)
@@ -64,10 +65,13 @@ class S3Served:
         m = READY.search(line)
         if m is None:
             self.proc.kill()
-            _, err = self.proc.communicate(timeout=10)
-            raise AssertionError(f"no ready line: {line!r} {err}")
+            self.proc.wait(10)
+            raise AssertionError(f"no ready line: {line!r} {self.log()}")
         self.host, self.port = m["host"], int(m["port"])
         return self
+
+    def log(self) -> str:
+        return (self.store.root / f"serve-{self.prefix}.log").read_text(errors="replace")
 
     def ftp(self, user: str = "anonymous", password: str = "") -> ftplib.FTP:
         f = ftplib.FTP(timeout=60)

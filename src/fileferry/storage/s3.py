@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import time
+import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 from fileferry.errors import (
@@ -367,7 +368,7 @@ class S3Storage(Storage):
             return FileInfo(info.name, info.kind, 0, float(mtime), _DIR_MODE, info.unique)
         meta, attributes = found
         headers = {
-            "x-amz-copy-source": f"/{self.location.bucket}/{key}",
+            "x-amz-copy-source": urllib.parse.quote(f"/{self.location.bucket}/{key}", safe="/"),
             "x-amz-metadata-directive": "REPLACE",
             "x-amz-meta-" + META_MTIME: stamp,
         }

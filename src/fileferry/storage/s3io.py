@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from fileferry.storage.s3 import S3Storage
 
 #: Smallest chunk obstore hands over from a GET body (the last one may be shorter).
-READ_CHUNK = 256 << 10
+READ_CHUNK = 1 << 20
 #: Bytes per multipart part (S3's minimum is 5 MiB); also the single-PUT limit.
 PART_SIZE = 8 << 20
 #: Parts uploaded at once per upload.
@@ -68,12 +68,15 @@ class S3Reader(Reader):
             if self._stream is None:
                 return b""
             try:
-                self._buf = memoryview(await self._stream.__anext__())
+                block = await self._stream.__anext__()
             except StopAsyncIteration:
                 self._stream = None
                 return b""
             except Exception as exc:
                 raise store_error(exc) from None
+            if len(block) <= n:
+                return bytes(block)  # the common case: the whole chunk, one copy at most
+            self._buf = memoryview(block)
         chunk, self._buf = self._buf[: max(n, 0)], self._buf[max(n, 0) :]
         return bytes(chunk)
 
