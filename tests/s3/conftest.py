@@ -95,7 +95,7 @@ class S3Served:
     def pending(self) -> list[str]:
         return self.store.pending_uploads(self.prefix + "/")
 
-    def keys(self) -> list[str]:
+    def object_keys(self) -> list[str]:
         """Every key under the prefix, straight from the store (ListObjectsV2)."""
         from s3sign import list_keys
 

@@ -103,7 +103,7 @@ def test_lftp_mirrors_a_thousand_files_both_ways(serve_s3: ServeS3, tmp_path: Pa
     want = make_tree(up, files=1000)
     server = Server(None, up, s.host, s.port)  # type: ignore[arg-type]
     lftp.ok(server, f"mirror -R -P 8 --no-perms {up} /tree", debug=False)
-    keys = [k for k in s.keys() if not k.endswith("/")]
+    keys = [k for k in s.object_keys() if not k.endswith("/")]
     assert len(keys) == len(want) == 1000
     down = tmp_path / "down"
     lftp.ok(server, f"mirror -P 8 /tree {down}", debug=False)
@@ -123,7 +123,7 @@ def test_kill_9_mid_upload_leaves_nothing_visible(serve_s3: ServeS3, tmp_path: P
         wait_until(lambda: s.pending() != [], what="a multipart upload is pending")
         s.stop(signal.SIGKILL)
         conn.close()
-    assert s.keys() == []  # no object under the name, nothing half written
+    assert s.object_keys() == []  # no object under the name, nothing half written
     # The next start's sweep aborts what the dead server left pending.
     again = serve_s3("--write", "--temp-max-age", "0", prefix=prefix)
     wait_until(lambda: again.pending() == [], what="the sweep aborted the dead upload")

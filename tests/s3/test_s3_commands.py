@@ -63,7 +63,7 @@ def test_files_folders_and_listings(serve_s3: ServeS3) -> None:
             f.delete("/missing")
         with pytest.raises(ftplib.error_perm, match=r"^550"):
             retr(f, "/missing")
-    assert sorted(s.keys()) == ["a.bin", "empty"]
+    assert sorted(s.object_keys()) == ["a.bin", "empty"]
     assert s.pending() == []
 
 
@@ -103,7 +103,7 @@ def test_rename_files_and_folders(serve_s3: ServeS3) -> None:
             f.rename("/missing", "/x")
         with pytest.raises(ftplib.error_perm, match=r"^55"):
             f.rename("/moved", "/moved/sub/inside")
-    keys = s.keys()
+    keys = s.object_keys()
     assert {f"moved/sub/{i}.txt" for i in range(5)} | {"g"} <= set(keys)
     assert not any(k.startswith(("tree", "f")) for k in keys)
 
@@ -173,7 +173,7 @@ def test_abort_mid_upload_leaves_nothing(serve_s3: ServeS3) -> None:
         assert replies[-1] in ("226", "225") and replies[0] in ("426", "451", "226", "225")
         assert "aborted.bin" not in f.nlst("/")
     wait_until(lambda: s.pending() == [], what="no pending multipart upload")
-    assert s.keys() == []
+    assert s.object_keys() == []
 
 
 def test_reset_mid_upload_leaves_nothing(serve_s3: ServeS3) -> None:
@@ -190,7 +190,7 @@ def test_reset_mid_upload_leaves_nothing(serve_s3: ServeS3) -> None:
             f.getresp()
         assert f.nlst("/") == []
     wait_until(lambda: s.pending() == [], what="no pending multipart upload")
-    assert s.keys() == []
+    assert s.object_keys() == []
 
 
 def test_plain_serve_never_imports_obstore(tmp_path) -> None:
