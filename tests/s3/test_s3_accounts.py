@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ftplib
 import io
 import os
@@ -37,7 +38,7 @@ def test_user_with_s3_home_quota_and_read_only_s3_folder(seaweed: Any, tmp_path:
     home = f"s3://{seaweed.bucket}/{base}/homes/alice"
     added = cli(
         "user", "add", "alice", "--db", db, "--password-stdin", "--home", home,
-        "--permissions", "elradfmwT", "--quota-bytes", "1M",
+        "--permissions", "elradfmwT", "--quota-bytes", "12M",
         "--virtual-folder", f"/pub=s3://{seaweed.bucket}/{base}/pub:ro",
         env=env, stdin="secret-pw\n",
     )  # fmt: skip
@@ -69,8 +70,15 @@ def test_user_with_s3_home_quota_and_read_only_s3_folder(seaweed: Any, tmp_path:
         assert out.getvalue() == b"shared"
         with pytest.raises(ftplib.error_perm, match=r"^550"):
             f.storbinary("STOR /pub/nope.txt", io.BytesIO(b"x"))
+        # Past one part: refused mid-way through a multipart upload, which is aborted.
+        f.voidcmd("TYPE I")
+        conn = f.transfercmd("STOR /big.bin")
+        with contextlib.suppress(OSError):  # the server stops reading once it has refused
+            for _ in range(20):
+                conn.sendall(bytes(1 << 20))
+        conn.close()
         with pytest.raises(ftplib.error_perm, match=r"^552"):
-            f.storbinary("STOR /big.bin", io.BytesIO(bytes(2 << 20)))
+            f.getresp()
         assert sorted(f.nlst("/")) == ["mine.txt", "pub"]
         f.quit()
     finally:

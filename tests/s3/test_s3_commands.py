@@ -6,6 +6,7 @@ import ftplib
 import hashlib
 import io
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -191,6 +192,31 @@ def test_reset_mid_upload_leaves_nothing(serve_s3: ServeS3) -> None:
         assert f.nlst("/") == []
     wait_until(lambda: s.pending() == [], what="no pending multipart upload")
     assert s.object_keys() == []
+
+
+def test_shutdown_mid_upload_aborts_the_multipart_upload(serve_s3: ServeS3) -> None:
+    s = serve_s3("--write", "--shutdown-grace", "0")
+    f = s.ftp()
+    f.voidcmd("TYPE I")
+    conn = f.transfercmd("STOR /cut.bin")
+    for _ in range(12):
+        conn.sendall(bytes(1 << 20))
+    wait_until(lambda: s.pending() != [], what="a multipart upload is pending")
+    assert s.stop(signal.SIGTERM) == 0
+    with pytest.raises(ftplib.error_temp, match=r"^4(26|21|51)"):
+        f.getresp()
+    conn.close()
+    f.close()
+    assert s.pending() == []
+    assert s.object_keys() == []
+
+
+def test_feat_describes_the_bucket(serve_s3: ServeS3) -> None:
+    s = serve_s3("--write")
+    with s.ftp() as f:
+        feat = f.sendcmd("FEAT")
+        assert "MFMT" in feat and "HASH" in feat
+        assert "CHMOD" not in f.sendcmd("SITE HELP")
 
 
 def test_plain_serve_never_imports_obstore(tmp_path) -> None:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
     from fileferry.config.model import ServerConfig
-    from fileferry.storage.base import Storage
+    from fileferry.storage.base import Capabilities, Storage
     from fileferry.storage.localsweep import Swept
     from fileferry.users.base import Account
 
@@ -98,6 +98,15 @@ class LocalStorageProvider:
             )
             self._storages[directory] = storage
         return storage
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What FEAT describes before login: the root's backend (a bucket has no modes)."""
+        from fileferry.storage.base import Capabilities
+
+        if self._root:
+            return Capabilities()
+        return self._local(self._config.storage.root).capabilities
 
     def __call__(self, account: Account) -> Storage:
         """The home, with the account's virtual folders mounted into it."""
