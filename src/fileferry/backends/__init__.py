@@ -46,8 +46,13 @@ class StorageProvider(Protocol):
 class StorageBackend(Protocol):
     """What a storage backend module provides."""
 
-    def check(self, location: str, config: ServerConfig | None = None) -> str:
-        """The location normalised, or a ConfigError naming ``root`` (run at start)."""
+    def check(self, location: str) -> str:
+        """The location normalised, or a ConfigError naming ``root`` (run at start).
+
+        A backend that needs the configuration to check its location (a
+        bucket needs the endpoint and credentials to be asked whether it
+        exists) also provides ``probe(location, config)``, run after it.
+        """
         ...
 
     def provider(self, config: ServerConfig) -> StorageProvider: ...

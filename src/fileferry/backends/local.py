@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from fileferry.users.base import Account
 
 
-def check(location: str, config: ServerConfig | None = None) -> str:
+def check(location: str) -> str:
     """The folder's absolute, resolved path; it must exist and be readable."""
     if location.startswith("file://"):
         location = location[len("file://") :]

@@ -160,8 +160,8 @@ class S3Locations:
         self._stores.clear()
 
 
-def check(location: str, config: ServerConfig | None = None) -> str:
-    """``location`` normalised, after one request proving the bucket answers; else one line."""
+def check(location: str) -> str:
+    """``location`` normalised (``s3://bucket/prefix``), or one line saying what is wrong."""
     from fileferry.storage.s3paths import Location
 
     try:
@@ -174,13 +174,20 @@ def check(location: str, config: ServerConfig | None = None) -> str:
         import obstore  # noqa: F401 - the extra must be installed
     except ImportError:
         raise ConfigError("root: s3:// needs the S3 extra: pip install 'fileferry[s3]'") from None
-    problem = probe(S3Settings(config.s3 if config is not None else None), loc.bucket)
-    if problem is not None:
-        raise ConfigError(f"root: {loc}: {problem}")
     return str(loc)
 
 
-def probe(settings: S3Settings, bucket: str) -> str | None:
+def probe(location: str, config: ServerConfig | None = None) -> None:
+    """Ask the store once whether the bucket is there and the credentials work (at start)."""
+    from fileferry.storage.s3paths import Location
+
+    loc = Location.parse(location)
+    problem = bucket_problem(S3Settings(config.s3 if config is not None else None), loc.bucket)
+    if problem is not None:
+        raise ConfigError(f"root: {loc}: {problem}")
+
+
+def bucket_problem(settings: S3Settings, bucket: str) -> str | None:
     """Why ``bucket`` cannot be served (missing, denied, unreachable), or ``None``."""
     client = settings.client()
     try:

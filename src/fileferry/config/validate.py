@@ -32,7 +32,11 @@ def validate(cfg: ServerConfig) -> ServerConfig:
     _validate_tls(cfg)
     _validate_workers(cfg)
     _validate_users(cfg)
-    root = backends.storage_backend(cfg.storage.root).check(cfg.storage.root, cfg)
+    backend = backends.storage_backend(cfg.storage.root)
+    root = backend.check(cfg.storage.root)
+    probe = getattr(backend, "probe", None)
+    if probe is not None:
+        probe(root, cfg)
     served = [root] + [
         str(Path(u.home).expanduser())
         for u in cfg.users
