@@ -40,11 +40,11 @@ if TYPE_CHECKING:
     from fileferry.storage.s3 import S3Storage
 
 #: Smallest chunk obstore hands over from a GET body (the last one may be shorter).
-READ_CHUNK = 1 << 20
+READ_CHUNK = 256 << 10
 #: Bytes per multipart part (S3's minimum is 5 MiB); also the single-PUT limit.
-PART_SIZE = 8 << 20
+PART_SIZE = 5 << 20
 #: Parts uploaded at once per upload.
-PART_CONCURRENCY = 2
+PART_CONCURRENCY = 8
 #: Metadata (``x-amz-meta-...``) and tag names fileferry keeps on objects.
 META_SHA256 = "fileferry-sha256"
 META_MTIME = "fileferry-mtime"
@@ -130,14 +130,21 @@ class S3Upload(Upload):
             await reader.close()
 
     async def _take(self, data: bytes | bytearray | memoryview) -> None:
-        self._sha.update(data)
+        """Buffer ``data``; each full part is hashed beside the loop and queued.
+
+        The part handed on is the buffer itself (cut to size, its tail moved
+        to a new buffer), so a byte is copied once on its way to obstore,
+        and hashing 8 MiB (milliseconds) runs in a thread, off the loop.
+        """
         self._buf += data
         while len(self._buf) >= PART_SIZE:
-            part = bytes(self._buf[:PART_SIZE])
-            del self._buf[:PART_SIZE]
+            part = self._buf
+            self._buf = part[PART_SIZE:]
+            del part[PART_SIZE:]
+            await asyncio.to_thread(self._sha.update, part)
             await self._send(part)
 
-    async def _parts(self) -> AsyncIterator[bytes]:
+    async def _parts(self) -> AsyncIterator[bytes | bytearray]:
         assert self._queue is not None
         while True:
             item = await self._queue.get()
@@ -147,7 +154,7 @@ class S3Upload(Upload):
                 raise item
             yield item
 
-    async def _send(self, part: bytes | None) -> None:
+    async def _send(self, part: bytes | bytearray | None) -> None:
         """Queue a part for the multipart upload (starting it), waiting while the queue is full."""
         import obstore
 
@@ -194,6 +201,7 @@ class S3Upload(Upload):
             await self._copy_base()
         import obstore
 
+        self._sha.update(self._buf)
         digest = self._sha.hexdigest()
         store = self._storage.store
         try:
@@ -214,7 +222,7 @@ class S3Upload(Upload):
                     await self.abort()
                     raise AlreadyExists()
                 if self._buf:
-                    await self._send(bytes(self._buf))
+                    await self._send(self._buf)
                 await self._send(None)
                 self._done = True
                 await self._task
