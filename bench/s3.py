@@ -78,6 +78,7 @@ class Served:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait(10)
 
 
 def store_for(seaweed: Seaweed) -> Any:
@@ -135,16 +136,19 @@ def main() -> None:
     rounds = args.rounds
 
     work = Path(tempfile.mkdtemp(prefix="fileferry-s3-bench-"))
-    seaweed = Seaweed(work / "seaweed")
+    # Room for every object the runs write (overwritten ones are not reclaimed meanwhile).
+    seaweed = Seaweed(work / "seaweed", volume_mb=1024, volumes=40)
     seaweed.start()
     rows: list[tuple[str, float, float, str]] = []
     memory: list[tuple[str, float, float]] = []
+    servers: list[Served] = []
     try:
         store = store_for(seaweed)
         s3 = Served(f"s3://{seaweed.bucket}/bench", seaweed.env(), work / "s3.log")
         local_root = work / "local"
         local_root.mkdir()
         local = Served(str(local_root), {}, work / "local.log")
+        servers += [s3, local]
         print(
             f"SeaweedFS at {seaweed.endpoint}; fileferry on :{s3.port} (S3), :{local.port} (disk)"
         )
@@ -182,9 +186,13 @@ def main() -> None:
             await asyncio.gather(*(obstore_get(store, "bench/ten.bin") for _ in range(clients)))
 
         async def ob_many_put() -> None:
-            await asyncio.gather(
-                *(obstore_put(store, f"bench/raw-many/{i}", each) for i in range(clients))
+            results = await asyncio.gather(
+                *(obstore_put(store, f"bench/raw-many/{i}", each) for i in range(clients)),
+                return_exceptions=True,
             )
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if failed:
+                print(f"  obstore puts: {len(failed)} failed ({str(failed[0])[:200]})")
 
         total = clients * each
         secs, peak = ff_many(s3, "retr-many", "/ten.bin")
@@ -221,9 +229,9 @@ def main() -> None:
         ff = loadgen(s3.port, "list", "/wide", "--repeat", str(rounds))["secs"]
         ob = median_of(rounds, lambda: timed(ob_list))
         rows.append((f"LIST of {keys:,} keys", ff, ob, "s"))
-        s3.stop()
-        local.stop()
     finally:
+        for server in servers:
+            server.stop()
         seaweed.stop()
         shutil.rmtree(work, ignore_errors=True)
 

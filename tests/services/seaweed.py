@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -45,17 +46,36 @@ def weed_binary() -> str:
 
 
 def _free_ports(n: int) -> list[int]:
-    """``n`` distinct free loopback ports, held open together so none is handed out twice."""
-    socks = []
+    """``n`` distinct free loopback ports, below the kernel's ephemeral range.
+
+    weed's components connect to each other as they start; an outgoing
+    connection takes an ephemeral port, and one chosen by binding port 0 is
+    from that same range, so it can be taken before the component meant to
+    listen on it binds. Ports below the range are never handed out that way.
+    """
+    low, _ = _ephemeral_range()
+    rng = random.Random()
+    ports: list[int] = []
+    while len(ports) < n:
+        port = rng.randrange(max(1024, low - 12000), low)
+        if port in ports:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+    return ports
+
+
+def _ephemeral_range() -> tuple[int, int]:
     try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+            return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 @dataclass
@@ -66,6 +86,9 @@ class Seaweed:
     ports: dict[str, int] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     bucket: str = BUCKET
+    #: Volumes of this many MiB, at most ``volumes`` of them: the store's capacity.
+    volume_mb: int = 256
+    volumes: int = 32
 
     @property
     def endpoint(self) -> str:
@@ -118,10 +141,10 @@ class Seaweed:
             f"-master.port={p['master']}",
             f"-master.port.grpc={p['master_grpc']}",
             "-master.telemetry=false",
-            "-master.volumeSizeLimitMB=256",
+            f"-master.volumeSizeLimitMB={self.volume_mb}",
             f"-volume.port={p['volume']}",
             f"-volume.port.grpc={p['volume_grpc']}",
-            "-volume.max=32",
+            f"-volume.max={self.volumes}",
             "-filer",
             f"-filer.port={p['filer']}",
             f"-filer.port.grpc={p['filer_grpc']}",
@@ -221,7 +244,20 @@ class Seaweed:
             pass
 
 
-def start(root: Path) -> Seaweed:
-    server = Seaweed(root)
-    server.start()
-    return server
+def start(root: Path, attempts: int = 2) -> Seaweed:
+    """A started SeaweedFS; a second attempt on fresh ports if the first did not come up.
+
+    Free ports are found by binding and releasing them, so another process on
+    the machine can take one before weed binds it; that, not SeaweedFS, is
+    what a retry covers. A missing ``weed`` fails at once.
+    """
+    weed_binary()
+    for attempt in range(1, attempts + 1):
+        server = Seaweed(root / f"try{attempt}")
+        try:
+            server.start()
+            return server
+        except RuntimeError:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 #: obstore's retries: idempotent requests and 5xx/throttling answers are retried
 #: with exponential backoff, within this many seconds in all.
-RETRY_TIMEOUT = "10s"
+RETRY_TIMEOUT = "30s"
 
 
 def _env(name: str, *more: str) -> str | None:
@@ -94,7 +94,7 @@ class S3Settings:
                 "pool_idle_timeout": "30s",
             },
             retry_config={
-                "max_retries": 4,
+                "max_retries": 6,
                 "retry_timeout": _seconds(RETRY_TIMEOUT),
                 "backoff": {
                     "init_backoff": _seconds("0.1s"),

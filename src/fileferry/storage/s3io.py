@@ -3,11 +3,11 @@
 Reads: one GET per RETR, ranged from the REST offset, consumed as the data
 connection drains it. obstore hands the body over in chunks of at least
 :data:`READ_CHUNK` (the HTTP body is pulled only as we ask), so a transfer
-holds a few hundred KiB whatever the object's size; closing the reader
+holds a few MiB whatever the object's size; closing the reader
 drops the response, which closes its connection and stops the GET.
 
-Uploads: bytes are buffered up to one part (:data:`PART_SIZE`). An upload
-that ends within one part is one PUT (with ``If-None-Match: *`` for
+Uploads: bytes are buffered up to one part (:data:`PART_SIZE`, S3's
+minimum). An upload that ends within one part is one PUT (with ``If-None-Match: *`` for
 STOU/no-clobber, and its SHA-256 in the object's metadata). A longer one
 becomes a multipart upload fed through a bounded queue: at most one part
 waits in the queue and :data:`PART_CONCURRENCY` are in flight, so memory
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from fileferry.storage.s3 import S3Storage
 
 #: Smallest chunk obstore hands over from a GET body (the last one may be shorter).
-READ_CHUNK = 256 << 10
+READ_CHUNK = 1 << 20
 #: Bytes per multipart part (S3's minimum is 5 MiB); also the single-PUT limit.
 PART_SIZE = 5 << 20
 #: Parts uploaded at once per upload.
@@ -111,7 +111,7 @@ class S3Upload(Upload):
         self._copied = base == 0
         self._sha = hashlib.sha256()
         self._buf = bytearray()
-        self._queue: asyncio.Queue[bytes | _Failed | None] | None = None
+        self._queue: asyncio.Queue[bytes | bytearray | _Failed | None] | None = None
         self._task: asyncio.Task[Any] | None = None
         self._done = False
         self.size = base
@@ -134,7 +134,7 @@ class S3Upload(Upload):
 
         The part handed on is the buffer itself (cut to size, its tail moved
         to a new buffer), so a byte is copied once on its way to obstore,
-        and hashing 8 MiB (milliseconds) runs in a thread, off the loop.
+        and hashing a part (milliseconds) runs in a thread, off the loop.
         """
         self._buf += data
         while len(self._buf) >= PART_SIZE:
@@ -171,7 +171,11 @@ class S3Upload(Upload):
             )
         assert self._queue is not None
         put = asyncio.ensure_future(self._queue.put(part))
-        done, _ = await asyncio.wait({put, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            done, _ = await asyncio.wait({put, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            put.cancel()  # cancelled (ABOR, shutdown): the part must not land after abort()
+            raise
         if put not in done:
             put.cancel()
             await self._failed()
@@ -247,6 +251,7 @@ class S3Upload(Upload):
             return
         queue = self._queue
         assert queue is not None
+        await asyncio.sleep(0)  # a put cancelled just now is gone before the queue is drained
         while not queue.empty():
             queue.get_nowait()
         queue.put_nowait(_Failed())

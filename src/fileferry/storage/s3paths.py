@@ -47,6 +47,13 @@ class StoreUnreachable(StorageError):
     reply_text = "Object store unreachable; try again later"
 
 
+class StoreFailed(StorageError):
+    """The store answered a server error (500 InternalError...) even after retries."""
+
+    reply_code = 451
+    reply_text = "Object store failed the request; try again later"
+
+
 class AccessDenied(PermissionDenied):
     reply_text = "Access denied by the object store"
 
@@ -137,15 +144,14 @@ def classify(text: str, status: int | None = None) -> StorageError:
         return StoreBusy()
     if status in (401, 403) or "AccessDenied" in text or "403 Forbidden" in text:
         return AccessDenied()
-    if (
-        status is None
-        and (
-            "error sending request" in text
-            or "onnection refused" in text
-            or "timed out" in text
-            or "dns error" in text
-            or "Connect" in text
-        )
-    ) or (isinstance(status, int) and status >= 500):
+    if status is None and (
+        "error sending request" in text
+        or "onnection refused" in text
+        or "timed out" in text
+        or "dns error" in text
+        or "Connect" in text
+    ):
         return StoreUnreachable()
+    if (isinstance(status, int) and status >= 500) or re.search(r"status code: 5\d\d", text):
+        return StoreFailed()
     return StorageUnavailable()

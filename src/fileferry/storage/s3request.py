@@ -8,19 +8,20 @@ object's metadata in place (MFMT) or set tags after an upload (the SHA-256
 of a multipart upload is known only at its end); and it cannot list or
 abort pending multipart uploads (the sweep after a crash). Those calls are
 rare and small, so they go through the standard library here: AWS
-Signature Version 4 over ``urllib``, in a worker thread. Secrets are used
-to sign and never appear in an error text.
+Signature Version 4 over ``http.client`` with kept-alive connections (no
+TLS handshake per request), in a worker thread. Secrets are used to sign
+and never appear in an error text.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import hashlib
 import hmac
-import urllib.error
+import http.client
 import urllib.parse
-import urllib.request
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
@@ -68,6 +69,8 @@ class SignedClient:
         self._region = region
         self._credentials = credentials
         self._timeout = timeout
+        #: Kept-alive connections not in use (list pop/append are atomic across threads).
+        self._idle: list[http.client.HTTPConnection] = []
 
     def _headers(
         self, method: str, path: str, query: str, body: bytes, extra: dict[str, str]
@@ -125,16 +128,40 @@ class SignedClient:
             f"{_quote(k)}={_quote(v)}" for k, v in sorted((query or {}).items())
         )
         signed = self._headers(method, path, canonical_query, body, headers or {})
-        url = f"{self._endpoint.scheme}://{self._endpoint.netloc}{path}"
-        if canonical_query:
-            url += "?" + canonical_query
-        req = urllib.request.Request(url, data=body or None, method=method, headers=signed)
-        try:
-            with urllib.request.urlopen(req, timeout=self._timeout) as response:
-                return Answer(response.status, dict(response.headers), response.read(MAX_BODY))
-        except urllib.error.HTTPError as exc:
-            with exc:
-                return Answer(exc.code, dict(exc.headers), exc.read(MAX_BODY))
+        target = path + ("?" + canonical_query if canonical_query else "")
+        for attempt in (1, 2):
+            conn = self._connection()
+            try:
+                conn.request(method, target, body=body or None, headers=signed)
+                response = conn.getresponse()
+                data = response.read(MAX_BODY)
+                answer = Answer(response.status, dict(response.headers), data)
+                if response.will_close or not response.isclosed():
+                    conn.close()  # unread rest, or the server will close: not reusable
+                else:
+                    self._idle.append(conn)
+                return answer
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                conn.close()
+                if attempt == 2:
+                    raise
+                # A kept-alive connection the server had closed: once more on a new one.
+            except http.client.HTTPException as exc:
+                conn.close()
+                raise OSError(f"bad answer from the object store ({type(exc).__name__})") from None
+            except BaseException:
+                conn.close()
+                raise
+        raise AssertionError("unreachable")
+
+    def _connection(self) -> http.client.HTTPConnection:
+        """An idle kept-alive connection, or a new one: no TLS handshake per request."""
+        with contextlib.suppress(IndexError):
+            return self._idle.pop()
+        host, port = self._endpoint.hostname or "", self._endpoint.port
+        if self._endpoint.scheme == "https":
+            return http.client.HTTPSConnection(host, port, timeout=self._timeout)
+        return http.client.HTTPConnection(host, port, timeout=self._timeout)
 
     async def request(
         self,
