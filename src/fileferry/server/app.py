@@ -14,6 +14,7 @@ import shutil
 import socket
 import ssl
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from fileferry.backends import open_storage, open_users, scheme_of
 from fileferry.config import ServerConfig
@@ -34,6 +35,10 @@ from fileferry.server.tlspump import PUMP_THREADS, PumpPool
 from fileferry.storage.base import Capabilities, Storage
 from fileferry.users.base import Account, UserStore
 
+if TYPE_CHECKING:
+    from fileferry.observability.hooks import HookRunner
+    from fileferry.server.context import UploadGate
+
 log = logging.getLogger("fileferry.server")
 
 StorageFactory = Callable[[Account], Storage]
@@ -49,6 +54,15 @@ def _usage_file(config: ServerConfig) -> str | None:
     if db is None or scheme_of(db) != "file":
         return None
     return f"{db}.usage"
+
+
+def _hook_runner(config: ServerConfig) -> HookRunner | None:
+    """The ``[[hook]]`` observer, if any hook is configured (else not even imported)."""
+    if not config.hooks:
+        return None
+    from fileferry.observability.hooks import HookRunner
+
+    return HookRunner(config.hooks, config.limits.hooks)
 
 
 def _passive_share(config: ServerConfig) -> PassiveShare | None:
@@ -92,7 +106,15 @@ class App:
         self._own_pumps = pumps is None
         self.pumps = pumps if pumps is not None else PumpPool(PUMP_THREADS)
         self.data_paths = DataPaths(self.pumps)
-        self.dispatcher = Dispatcher((SessionLog(),) if observers is None else observers)
+        chosen = (SessionLog(),) if observers is None else tuple(observers)
+        self.hooks = _hook_runner(config)
+        if self.hooks is not None:
+            chosen = (*chosen, self.hooks)
+        self.dispatcher = Dispatcher(chosen)
+        #: The ``before_reply`` upload hooks, as the check each upload passes.
+        self.upload_gate: UploadGate | None = (
+            self.hooks.check_upload if self.hooks is not None and self.hooks.gates else None
+        )
         self.users = users or open_users(config)
         self._provider = None if storage_for else open_storage(config)
         self.storage_for: StorageFactory = storage_for or self._provider  # type: ignore[assignment]
@@ -150,6 +172,8 @@ class App:
         if self.sweeper is not None:
             await self.sweeper.close()
         self.dispatcher.flush()
+        if self.hooks is not None:
+            await self.hooks.close()
         await self.users.close()
         await self.limits.quotas.close()
         if self._provider is not None:
