@@ -147,7 +147,7 @@ class HookRunner:
                     await self._gate_slots.acquire()
             except TimeoutError:
                 log.warning(
-                    "hook %s: no free slot within %g s for session=%d path=%r; upload refused",
+                    "hook %s: no free slot within %g s for session=%d path=%r: upload refused",
                     hook.name,
                     hook.timeout,
                     event.origin.session,
@@ -184,10 +184,11 @@ class HookRunner:
     ) -> None:
         if outcome.output and log.isEnabledFor(logging.INFO):
             log.info(
-                "hook %s on %s session=%d: %s; output %s%s",
+                "hook %s on %s session=%d%s: %s; output %s%s",
                 hook.name,
                 kind,
                 event.origin.session,
+                _about(event),
                 outcome.summary,
                 _text(outcome.output),
                 f" (+{outcome.dropped} bytes dropped)" if outcome.dropped else "",
@@ -209,11 +210,12 @@ class HookRunner:
         output = f"; output {_text(outcome.output)}" if outcome.output else ""
         dropped = f" (+{outcome.dropped} bytes dropped)" if outcome.dropped else ""
         log.warning(
-            "hook %s (%s) on %s session=%d %s%s: %s%s%s",
+            "hook %s (%s) on %s session=%d%s %s%s: %s%s%s",
             hook.name,
             target,
             kind,
             event.origin.session,
+            _about(event),
             what,
             tries,
             outcome.summary,
@@ -236,6 +238,12 @@ class HookRunner:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=wait)
+
+
+def _about(event: seen.SessionEvent) -> str:
+    """Which file the event was about, for the log line (``repr``: no line breaks)."""
+    path = getattr(event, "path", None) or getattr(event, "src", None)
+    return f" path={path!r}" if path else ""
 
 
 def _text(output: bytes) -> str:
