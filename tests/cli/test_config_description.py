@@ -59,6 +59,8 @@ CONTRACT: dict[str, tuple[str, object]] = {
     "upload_rate": ("2M", 2 * 1024**2),
     "download_rate": ("1K", 1024),
     "workers": ("3", 3),
+    "hook_max_running": ("2", 2),
+    "hook_queue": ("50", 50),
 }
 
 #: Flags of ``serve`` before they were generated, with how a value is given.

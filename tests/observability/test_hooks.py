@@ -362,3 +362,22 @@ def test_a_full_queue_drops_events_with_one_log_line(root, records, caplog):
     full = [x for x in _hook_lines(caplog) if "hook queue full" in x]
     assert len(full) == 1
     assert any("4 hook run(s) were dropped" in x for x in _hook_lines(caplog))
+
+
+def test_abor_during_a_before_reply_check_removes_the_upload(root, records):
+    gate = _hook(records, "hang", ["upload"], before_reply=True, timeout=60)
+    with _serve(root, [gate]) as server:
+        ftp = _login(server)
+        ftp.voidcmd("TYPE I")
+        conn = ftp.transfercmd("STOR pending.bin")
+        conn.sendall(b"p" * 10_000)
+        conn.close()
+        child = _wait(lambda: list(records.glob("child-*")), "the check to start")
+        # The check is cut short: the STOR is answered 426, never 226; then ABOR's 226.
+        assert ftp.abort().startswith("426")
+        assert ftp.getresp().startswith("226")
+        assert ftp.nlst() == []
+        ftp.quit()
+    pid = int(child[0].read_text())
+    _wait(lambda: not _alive(pid), "the check's process group to be killed", timeout=10)
+    assert os.listdir(root) == []

@@ -112,7 +112,10 @@ class HookRunner:
         """Run ``item``, then whatever else waits, while there is any."""
         try:
             while True:
-                await self._run_async(*item)
+                try:
+                    await self._run_async(*item)
+                except Exception:  # a bug here must not stop the queue
+                    log.exception("hook %s on %s: unexpected error", item[0].name, item[1])
                 if not self._queue:
                     return
                 item = self._queue.popleft()

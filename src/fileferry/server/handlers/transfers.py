@@ -177,12 +177,24 @@ class ReceiveFile(Job):
                 self.origin, self.command, self.path, info.size, self.storage.local_path(self.path)
             )
             if self.gate is not None:
-                refusal = await self.gate(self.uploaded)
+                refusal = await self._check(self.gate, self.uploaded)
                 if refusal is not None:
                     self.uploaded = None
                     await self._withdraw()
                     raise UploadRefused(refusal)
         return "Transfer complete."
+
+    async def _check(self, gate: UploadGate, uploaded: seen.FileUploaded) -> str | None:
+        """The gate's verdict; a check that breaks or is cut short never accepts."""
+        try:
+            return await gate(uploaded)
+        except asyncio.CancelledError:  # ABOR or shutdown: the client hears 426, not 226
+            self.uploaded = None
+            await self._withdraw()
+            raise
+        except Exception:
+            log.exception("the upload check of %r failed", self.path)
+            return "The upload check failed."
 
     async def _withdraw(self) -> None:
         """Remove a committed upload a hook refused."""
