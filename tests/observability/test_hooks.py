@@ -207,7 +207,10 @@ def test_a_before_reply_hook_refuses_an_infected_upload_and_removes_it(root, rec
 
 
 def test_a_before_reply_hook_that_hangs_is_a_550_and_its_process_group_is_killed(root, records):
-    gate = _hook(records, "hang", ["upload"], before_reply=True, timeout=1)
+    # A shell (it starts in milliseconds, even on a loaded machine) whose child hangs.
+    hang = 'sleep 120 & echo $! > "$0/child-$$"; wait'
+    gate = {"on": ["upload"], "command": ["/bin/sh", "-c", hang, str(records)]}
+    gate |= {"before_reply": True, "timeout": 1}
     with _serve(root, [gate]) as server:
         ftp = _login(server)
         with pytest.raises(ftplib.error_perm) as refused:
@@ -232,7 +235,9 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         server.seen.append((self.path, dict(self.headers), body))
         status = server.statuses.pop(0) if server.statuses else 200
-        reply = b"busy, try later\n" if status >= 500 else b"ok\n"
+        reply = {5: b"busy, try later\n", 4: b"refused: not on the allowlist\n\nmore"}.get(
+            status // 100, b"ok\n"
+        )
         self.send_response(status)
         self.send_header("Content-Length", str(len(reply)))
         self.end_headers()
@@ -381,3 +386,18 @@ def test_abor_during_a_before_reply_check_removes_the_upload(root, records):
     pid = int(child[0].read_text())
     _wait(lambda: not _alive(pid), "the check's process group to be killed", timeout=10)
     assert os.listdir(root) == []
+
+
+def test_a_url_can_judge_uploads_before_the_226(root, web):
+    site = web(statuses=(403,))
+    url = f"http://127.0.0.1:{site.server_address[1]}/check"
+    gate = {"on": ["upload"], "url": url, "before_reply": True, "timeout": 10}
+    with _serve(root, [gate]) as server:
+        ftp = _login(server)
+        with pytest.raises(ftplib.error_perm) as refused:
+            ftp.storbinary("STOR first.bin", io.BytesIO(b"1"))
+        assert str(refused.value) == "550 refused: not on the allowlist"
+        assert ftp.storbinary("STOR second.bin", io.BytesIO(b"2")).startswith("226")
+        ftp.quit()
+    assert [json.loads(body)["path"] for _, _, body in site.seen] == ["/first.bin", "/second.bin"]
+    assert os.listdir(root) == ["second.bin"]
