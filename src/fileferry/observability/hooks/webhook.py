@@ -21,7 +21,6 @@ import contextlib
 import ssl
 import urllib.parse
 
-from fileferry import __version__
 from fileferry.config.hooks import HookConfig
 from fileferry.observability.hooks.outcome import Outcome
 from fileferry.observability.hooks.payload import first_line
@@ -67,7 +66,7 @@ def _request(hook: HookConfig, body: bytes) -> tuple[str, int, bytes]:
     lines = [
         f"POST {target} HTTP/1.1",
         f"Host: {authority}",
-        f"User-Agent: fileferry/{__version__}",
+        "User-Agent: fileferry",
         "Content-Type: application/json",
         f"Content-Length: {len(body)}",
         "Connection: close",
