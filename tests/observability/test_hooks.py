@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import pytest
 
 from fileferry.config import build, parse_user_spec
+from fileferry.config.tables import users_from_toml
 from fileferry.server.testcerts import make_test_certificates
 from fileferry.server.thread import ServerThread
 
@@ -256,7 +257,7 @@ def web(request) -> Iterator[Callable[..., Any]]:
         server.seen, server.statuses = [], list(statuses)
         if context is not None:
             server.socket = context.wrap_socket(server.socket, server_side=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         servers.append(server)
         return server
 
@@ -401,3 +402,18 @@ def test_a_url_can_judge_uploads_before_the_226(root, web):
         ftp.quit()
     assert [json.loads(body)["path"] for _, _, body in site.seen] == ["/first.bin", "/second.bin"]
     assert os.listdir(root) == ["second.bin"]
+
+
+def test_a_refused_upload_gives_its_bytes_back_to_the_quota(root, records):
+    gate = _hook(records, "scan", ["upload"], before_reply=True, timeout=20)
+    quota = users_from_toml([{"name": "q", "password": "pw", "quota_bytes": 10_000}], "test")
+    with _serve(root, [gate], users=quota) as server:
+        ftp = _login(server, "q", "pw")
+        with pytest.raises(ftplib.error_perm, match=r"^550 INFECTED"):
+            ftp.storbinary("STOR bad.bin", io.BytesIO(b"EICAR" + b"v" * 5995))
+        # 6000 more bytes fit only if the refused 6000 were given back.
+        assert ftp.storbinary("STOR good.bin", io.BytesIO(b"g" * 6000)).startswith("226")
+        with pytest.raises(ftplib.Error, match=r"^552"):
+            ftp.storbinary("STOR more.bin", io.BytesIO(b"m" * 6000))
+        ftp.quit()
+    assert sorted(os.listdir(root)) == ["good.bin"]
