@@ -101,10 +101,17 @@ class HookRunner:
         if self._dropping and len(self._queue) < self._max_queued:
             log.warning("hook queue has room again; %d hook run(s) were dropped", self._dropping)
             self._dropping = 0
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # the loop is gone (after shutdown): nothing can run them
+            if self._queue:
+                log.warning("no event loop: %d hook run(s) dropped", len(self._queue))
+                self._queue.clear()
+            return
         while self._running < self._max_running and self._queue:
             item = self._queue.popleft()
             self._running += 1
-            task = asyncio.get_running_loop().create_task(self._work(item))
+            task = loop.create_task(self._work(item))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
