@@ -133,17 +133,19 @@ class Node:
     def banner(self) -> str:
         return f"fileferry node {self.name} ready."
 
-    def start(self, backend: Backend, extra: Sequence[str] = ()) -> None:
+    def start(self, backend: Backend, extra: Sequence[str] = (), *, proxied: bool = True) -> None:
+        """Start the node; ``proxied=False``: on its own, for clients straight to it."""
         args = [
             sys.executable, "-m", "fileferry", "serve", backend.root,
             "--db", backend.db,
             "--host", self.host, "--port", "0",
             "--no-anonymous",
-            "--proxy-protocol", "--trusted-proxy", f"{BALANCER}/32",
             "--passive-ports", f"{self.passive[0]}-{self.passive[1]}",
-            "--masquerade-address", BALANCER,
             *extra,
         ]  # fmt: skip
+        if proxied:
+            args += ["--proxy-protocol", "--trusted-proxy", f"{BALANCER}/32"]
+            args += ["--masquerade-address", BALANCER]
         if _supports("--node-name"):
             args += ["--node-name", self.name]
         env = {**os.environ, **backend.env, "FILEFERRY_LOGIN_FAILURE_DELAY": "0"}
@@ -234,14 +236,16 @@ def haproxy_config(port: int, nodes: Sequence[Node]) -> str:
 class Cluster:
     """HAProxy in front of ``count`` nodes sharing one :class:`Backend`."""
 
-    def __init__(self, workdir: Path, backend: Backend, count: int = 2) -> None:
+    def __init__(
+        self, workdir: Path, backend: Backend, count: int = 2, width: int = RANGE_WIDTH
+    ) -> None:
         self.workdir = workdir
         self.backend = backend
         taken: set[int] = set()
         self.nodes = []
         for i in range(count):
             host = f"127.0.0.{2 + i}"
-            passive = free_range(RANGE_WIDTH, (BALANCER, host), taken)
+            passive = free_range(width, (BALANCER, host), taken)
             self.nodes.append(Node(chr(ord("a") + i), host, passive, workdir / f"node-{i}.log"))
         self.port = 0
         self.haproxy: subprocess.Popen[str] | None = None
