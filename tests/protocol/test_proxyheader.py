@@ -139,6 +139,13 @@ def test_v2_inet6() -> None:
     assert rest == CLIENT_BYTES
 
 
+def test_encode_v2_without_a_destination_and_with_mixed_families() -> None:
+    assert read(encode_v2(("2001:db8::9", 7)))[0].destination == ("::", 0)
+    assert read(encode_v2(("192.0.2.9", 7)))[0].destination == ("0.0.0.0", 0)
+    with pytest.raises(ValueError, match="one address family"):
+        encode_v2(("2001:db8::9", 7), ("10.0.0.1", 21))
+
+
 def test_v2_local_is_the_balancer_itself() -> None:
     # A LOCAL header may still carry an address block: it is ignored.
     wire = v2(0x0, 0x11, bytes(12))

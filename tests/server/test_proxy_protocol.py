@@ -32,7 +32,7 @@ def v1(client: str, port: int = 40000) -> bytes:
 
 
 def v2(client: str, port: int = 40000) -> bytes:
-    return encode_v2((client, port), ("127.0.0.1", 21))
+    return encode_v2((client, port), ("::1" if ":" in client else "127.0.0.1", 21))
 
 
 class ProxiedFTP(ftplib.FTP):
@@ -320,3 +320,21 @@ def test_proxy_settings_are_checked() -> None:
         config.build({"trusted_proxy": "10.0.0.0/33"})
     cfg = config.build({"proxy_protocol": True, "trusted_proxy": "10.0.0.1, 2001:db8::/32"})
     assert cfg.proxy.trusted == ("10.0.0.1/32", "2001:db8::/32")
+
+
+def test_an_ipv6_client_named_over_ipv4_counts_by_its_64(
+    proxied: Callable[..., ServerThread], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
+    server = proxied(max_sessions_per_ip=1)
+    first = ProxiedFTP(lambda: v2("2001:db8:1:2::7"))
+    assert first.connect(*server.address).startswith("220")
+    first.login("alice", "secret")
+    # Another address of the same /64 is the same client for the caps...
+    assert _raw(server, v2("2001:db8:1:2::8")).startswith(b"421")
+    # ...one of another /64 is not.
+    other = ProxiedFTP(lambda: v2("2001:db8:1:3::7"))
+    assert other.connect(*server.address).startswith("220")
+    other.close()
+    first.quit()
+    assert "peer=2001:db8:1:2::7 user=alice" in caplog.text

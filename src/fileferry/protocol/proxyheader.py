@@ -245,9 +245,9 @@ def encode_v2(
         body = tlvs
         return V2_SIGNATURE + bytes([0x20 | _V2_LOCAL, 0]) + len(body).to_bytes(2, "big") + body
     src = ipaddress.ip_address(source[0])
-    dst = ipaddress.ip_address(
-        destination[0] if destination else ("0.0.0.0" if src.version == 4 else "::")
-    )
+    dst = ipaddress.ip_address(destination[0]) if destination else type(src)(0)
+    if dst.version != src.version:
+        raise ValueError("source and destination must be of one address family")
     dport = destination[1] if destination else 0
     family = _AF_INET if src.version == 4 else _AF_INET6
     body = src.packed + dst.packed + source[1].to_bytes(2, "big") + dport.to_bytes(2, "big") + tlvs
