@@ -123,6 +123,21 @@ def test_the_header_names_the_client_for_transfers_and_logs(
     assert not any("peer=127.0.0.1" in line for line in sessions)
 
 
+def test_a_client_on_the_balancers_own_address_gets_its_bytes_unmixed_with_headers(
+    proxied: Callable[..., ServerThread], root: Any
+) -> None:
+    server = proxied()
+    data = b"0123456789" * 10000
+    f = ProxiedFTP(lambda: v2("127.0.0.1"))  # the header names the balancer's own address
+    f.connect(*server.address)
+    f.login("alice", "secret")
+    f.storbinary("STOR same.bin", io.BytesIO(data))
+    f.quit()
+    assert (
+        hashlib.sha256((root / "same.bin").read_bytes()).digest() == hashlib.sha256(data).digest()
+    )
+
+
 def test_active_mode_goes_to_the_named_client_and_only_there(
     proxied: Callable[..., ServerThread],
 ) -> None:

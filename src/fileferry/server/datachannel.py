@@ -196,11 +196,16 @@ class DataChannel:
 
     def _from_peer(self, sock: socket.socket, host: str) -> bool:
         """Whether ``sock`` comes from the control peer; if not, closes it unless
-        it came from a trusted balancer (then :meth:`_through_proxy` decides)."""
-        if same_host(host, self.peer_host):
-            return True
+        it came from a trusted balancer (then :meth:`_through_proxy` decides).
+
+        The balancer is asked first: its connections always carry a header,
+        even when the client it names has the balancer's own address (a
+        client on the balancer's host), and those bytes must not pass as data.
+        """
         if self.proxies is not None and self.proxies.trusts(host):
             return False
+        if same_host(host, self.peer_host):
+            return True
         log.warning(
             "refused data connection from %s (control peer is %s)",
             unmap(host),
