@@ -79,6 +79,11 @@ max_list_entries = 200000         # entries a listing returns at most
 hook_max_running = 4              # event hooks running at once (per worker)
 hook_queue = 1000                 # hook runs waiting at most; more are dropped and logged
 
+# --- behind a TCP load balancer (docs/scale-out.md) --------------------------------------
+proxy_protocol = false            # every connection opens with a PROXY header (v1 or v2)
+# trusted_proxy = ["10.0.0.1/32"]  # the balancer's networks: headers from anyone else refused
+proxy_header_timeout = 5.0        # seconds for the header to arrive
+
 # --- users in this file (besides the database) ---------------------------------------
 # Every key below is optional except name and password (or password_hash).
 [[user]]
