@@ -64,6 +64,11 @@ CONTRACT: dict[str, tuple[str, object]] = {
     "upload_rate": ("2M", 2 * 1024**2),
     "download_rate": ("1K", 1024),
     "workers": ("3", 3),
+    "hook_max_running": ("2", 2),
+    "hook_queue": ("50", 50),
+    "proxy_protocol": ("on", True),
+    "trusted_proxy": ("10.0.0.0/8", ("10.0.0.0/8",)),
+    "proxy_header_timeout": ("2", 2.0),
 }
 
 #: Flags of ``serve`` before they were generated, with how a value is given.
@@ -101,6 +106,8 @@ FLAGS: dict[str, list[str]] = {
     "s3_allow_http": ["--s3-allow-http"],
     "s3_access_key_id": ["--s3-access-key-id", "AKIAEXAMPLE"],
     "s3_secret_access_key_file": ["--s3-secret-access-key-file", "/run/secrets/s3"],
+    "proxy_protocol": ["--proxy-protocol"],
+    "trusted_proxy": ["--trusted-proxy", "10.0.0.0/8"],
 }
 
 
@@ -258,3 +265,10 @@ def test_the_readme_options_table_lists_every_generated_flag() -> None:
         if leaf.meta.help is not None:
             flag = leaf.meta.flag
             assert f"`{flag}" in table or f"`--no-{flag[2:]}" in table, flag
+
+
+def test_a_repeatable_flag_adds_up() -> None:
+    args = build_parser().parse_args(
+        ["serve", "--trusted-proxy", "10.0.0.1", "--trusted-proxy", "2001:db8::/32,192.0.2.0/24"]
+    )
+    assert flag_values(args)["trusted_proxy"] == ("10.0.0.1/32", "2001:db8::/32", "192.0.2.0/24")

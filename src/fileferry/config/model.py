@@ -11,10 +11,13 @@ variables and the ``serve`` flags are all generated from these classes
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
 
 from fileferry.config.describe import setting
+from fileferry.config.hooks import HookConfig
+from fileferry.errors import ConfigError
 from fileferry.users import fields as account_fields
 
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -24,6 +27,7 @@ FS_CALLS: tuple[str, ...] = FsCalls.__args__  # type: ignore[attr-defined]
 
 _TLS = "FTPS (RFC 4217)"
 _LIMITS = "limits"
+_PROXY = "behind a load balancer"
 _DAY = 86400.0
 
 
@@ -290,10 +294,69 @@ class RateLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class HookLimits:
+    """How much the ``[[hook]]`` programs and URLs may take of the server."""
+
+    #: Hooks running at once (each ``before_reply`` upload check also counts
+    #: against a cap of this size, of its own); more wait in the queue.
+    max_running: int = setting(
+        4, "hook_max_running", "event hooks running at once (4)", metavar="N",
+        group=_LIMITS, low=1, high=1024,
+    )  # fmt: skip
+    #: Hook runs waiting for a slot, at most; past it events are dropped
+    #: (and logged) rather than held: a stuck hook never grows memory.
+    queue: int = setting(1000, "hook_queue", low=1, high=1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
 class LimitsConfig:
     sessions: SessionLimits = field(default_factory=SessionLimits)
     bans: BanLimits = field(default_factory=BanLimits)
     rates: RateLimits = field(default_factory=RateLimits)
+    hooks: HookLimits = field(default_factory=HookLimits)
+
+
+def _parse_networks(value: object, key: str) -> tuple[str, ...]:
+    """CIDRs (``10.0.0.0/8``; a bare address is one host): a TOML list, or
+    comma-separated text from a flag or the environment; normalised."""
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    networks: list[str] = []
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(text, strict=False)))
+        except ValueError:
+            raise ConfigError(f"{key}: {text!r} is not an address or a CIDR network") from None
+    return tuple(networks)
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    """The PROXY protocol, for nodes behind a TCP load balancer (docs/scale-out.md)."""
+
+    #: Every control connection must open with a PROXY header (v1 or v2) from
+    #: a ``trusted`` network; its address is the client's from then on.
+    protocol: bool = setting(
+        False,
+        "proxy_protocol",
+        "expect a PROXY protocol header (v1/v2) from a --trusted-proxy on every connection",
+        group=_PROXY,
+    )
+    trusted: tuple[str, ...] = setting(
+        (),
+        "trusted_proxy",
+        "balancer network allowed to send PROXY headers (repeatable)",
+        metavar="CIDR",
+        group=_PROXY,
+        parse=_parse_networks,
+        repeatable=True,
+    )
+    #: A header not complete this long after the connection is refused.
+    header_timeout: float = setting(
+        5.0, "proxy_header_timeout", low=0, high=3600, open_low=True, unit="seconds"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,6 +400,8 @@ class ServerConfig:
     #: ``--user`` and ``[[user]]`` accounts, besides the user store.
     users: tuple[UserConfig, ...] = ()
     site_exec: tuple[SiteExecCommand, ...] = ()
+    #: ``[[hook]]`` tables (config/hooks.py).
+    hooks: tuple[HookConfig, ...] = ()
     storage: StorageConfig = field(default_factory=StorageConfig)
     s3: S3Config = field(default_factory=S3Config)
     user_store: UserStoreConfig = field(default_factory=UserStoreConfig)
@@ -344,3 +409,4 @@ class ServerConfig:
     tls: TLSConfig = field(default_factory=TLSConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)

@@ -32,6 +32,7 @@ def validate(cfg: ServerConfig) -> ServerConfig:
     _validate_tls(cfg)
     _validate_workers(cfg)
     _validate_users(cfg)
+    _validate_proxy(cfg)
     backend = backends.storage_backend(cfg.storage.root)
     root = backend.check(cfg.storage.root)
     probe = getattr(backend, "probe", None)
@@ -66,6 +67,15 @@ def _validate_addresses(cfg: ServerConfig) -> None:
             raise ConfigError(
                 f"masquerade_address: {masquerade!r} is not an IPv4 address"
             ) from None
+
+
+def _validate_proxy(cfg: ServerConfig) -> None:
+    """A PROXY header is believed only from a named balancer, never from anyone."""
+    proxy = cfg.proxy
+    if proxy.protocol and not proxy.trusted:
+        raise ConfigError("proxy_protocol: needs trusted_proxy (the balancer's networks)")
+    if proxy.trusted and not proxy.protocol:
+        raise ConfigError("trusted_proxy: only with proxy_protocol")
 
 
 def _validate_tls(cfg: ServerConfig) -> None:

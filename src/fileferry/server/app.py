@@ -14,6 +14,7 @@ import shutil
 import socket
 import ssl
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from fileferry.backends import open_storage, open_users, scheme_of
 from fileferry.config import ServerConfig
@@ -28,11 +29,16 @@ from fileferry.server.control import ControlConnection
 from fileferry.server.datapath import DataPaths
 from fileferry.server.implicit import ImplicitListener
 from fileferry.server.ports import PassiveShare, share_of
+from fileferry.server.proxied import TrustedProxies
 from fileferry.server.sweeper import Sweeper
 from fileferry.server.tls import SelfSigned, TLSManager, make_self_signed
 from fileferry.server.tlspump import PUMP_THREADS, PumpPool
 from fileferry.storage.base import Capabilities, Storage
 from fileferry.users.base import Account, UserStore
+
+if TYPE_CHECKING:
+    from fileferry.observability.hooks import HookRunner
+    from fileferry.server.context import UploadGate
 
 log = logging.getLogger("fileferry.server")
 
@@ -49,6 +55,15 @@ def _usage_file(config: ServerConfig) -> str | None:
     if db is None or scheme_of(db) != "file":
         return None
     return f"{db}.usage"
+
+
+def _hook_runner(config: ServerConfig) -> HookRunner | None:
+    """The ``[[hook]]`` observer, if any hook is configured (else not even imported)."""
+    if not config.hooks:
+        return None
+    from fileferry.observability.hooks import HookRunner
+
+    return HookRunner(config.hooks, config.limits.hooks)
 
 
 def _passive_share(config: ServerConfig) -> PassiveShare | None:
@@ -92,7 +107,15 @@ class App:
         self._own_pumps = pumps is None
         self.pumps = pumps if pumps is not None else PumpPool(PUMP_THREADS)
         self.data_paths = DataPaths(self.pumps)
-        self.dispatcher = Dispatcher((SessionLog(),) if observers is None else observers)
+        chosen = (SessionLog(),) if observers is None else tuple(observers)
+        self.hooks = _hook_runner(config)
+        if self.hooks is not None:
+            chosen = (*chosen, self.hooks)
+        self.dispatcher = Dispatcher(chosen)
+        #: The ``before_reply`` upload hooks, as the check each upload passes.
+        self.upload_gate: UploadGate | None = (
+            self.hooks.check_upload if self.hooks is not None and self.hooks.gates else None
+        )
         self.users = users or open_users(config)
         self._provider = None if storage_for else open_storage(config)
         self.storage_for: StorageFactory = storage_for or self._provider  # type: ignore[assignment]
@@ -111,6 +134,11 @@ class App:
         self.defender = self.limits.bans
         self.login_checks = self.limits.logins
         self.passive_share = _passive_share(config)
+        proxy = config.proxy
+        #: Behind a balancer (``--proxy-protocol``): whose PROXY headers to believe.
+        self.proxies = (
+            TrustedProxies(proxy.trusted, proxy.header_timeout) if proxy.protocol else None
+        )
         storage = config.storage
         self.sweeper = (
             Sweeper(self._provider, storage.temp_max_age, storage.partial_max_age)
@@ -150,6 +178,8 @@ class App:
         if self.sweeper is not None:
             await self.sweeper.close()
         self.dispatcher.flush()
+        if self.hooks is not None:
+            await self.hooks.close()
         await self.users.close()
         await self.limits.quotas.close()
         if self._provider is not None:
@@ -315,6 +345,7 @@ class FTPServer:
                 context=self._tls_context,
                 handshake_timeout=self.config.data.accept_timeout,
                 run=self._session,
+                identify=self.app.proxies.implicit_client if self.app.proxies else None,
             )
         if self.app.sweeper is not None:
             self.app.sweeper.start()  # dead uploads' hidden files: now, then periodically
@@ -327,7 +358,14 @@ class FTPServer:
         sock: socket.socket | None = writer.get_extra_info("socket")
         if sock is not None:
             _tune(sock)
-        key = client_key(writer.get_extra_info("peername")[0])
+        peer: str = writer.get_extra_info("peername")[0]
+        client: str | None = None
+        if self.app.proxies is not None:
+            client = await self.app.proxies.control_client(reader, peer)
+            if client is None:  # refused (and logged): not a word to a stranger
+                writer.close()
+                return
+        key = client_key(client or peer)
         refusal = self._admission(key)
         if refusal is not None:
             log.info("refused %s: %s", key, refusal)
@@ -335,12 +373,15 @@ class FTPServer:
                 writer.write(f"421 {refusal}\r\n".encode())
                 writer.close()
             return
-        await self._session(reader, writer, None, key)
+        await self._session(reader, writer, None, key, client)
 
-    def _admit_implicit(self, sock: socket.socket) -> str | None:
-        """Admission for implicit FTPS, before any handshake: the key, or None."""
+    def _admit_implicit(self, sock: socket.socket, client: str | None) -> str | None:
+        """Admission for implicit FTPS, before any handshake: the key, or None.
+
+        ``client``: the address a trusted balancer's PROXY header named.
+        """
         try:
-            key = client_key(sock.getpeername()[0])
+            key = client_key(client or sock.getpeername()[0])
         except OSError:
             return None  # already gone
         refusal = self._admission(key)
@@ -360,8 +401,12 @@ class FTPServer:
         writer: asyncio.StreamWriter,
         tls_context: ssl.SSLContext | None,
         key: str,
+        client: str | None = None,
     ) -> None:
-        """Run one admitted session to its end; its admission slot is released after."""
+        """Run one admitted session to its end; its admission slot is released after.
+
+        ``client``: the address a trusted balancer's PROXY header named.
+        """
         task = asyncio.current_task()
         assert task is not None
         self.app.sessions.add(task)
@@ -374,6 +419,7 @@ class FTPServer:
                 core=app.core_config,
                 dispatcher=app.dispatcher,
                 tls_context=tls_context,
+                peer_host=client,
             )
             self._connections[task] = conn
             if self._draining:  # admitted just before the listener closed
