@@ -10,7 +10,7 @@ local-disk server.
 
     .venv/bin/python bench/s3.py                 # ~10 min on 2 cores
     .venv/bin/python bench/s3.py --quick         # 64 MiB, 50 clients, 1,000 keys
-    .venv/bin/python bench/s3.py --markdown      # also print the table for docs/storage.md
+    .venv/bin/python bench/s3.py --only list     # one part: big, many, list
 
 Not part of CI; nothing is asserted.
 """
@@ -127,8 +127,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--markdown", action="store_true")
+    p.add_argument("--only", default="big,many,list", help="comma-separated parts: big, many, list")
     args = p.parse_args()
+    parts = set(args.only.split(","))
     big = 64 * MIB if args.quick else 512 * MIB
     clients = 50 if args.quick else 300
     each = 10 * MIB
@@ -153,99 +154,123 @@ def main() -> None:
             f"SeaweedFS at {seaweed.endpoint}; fileferry on :{s3.port} (S3), :{local.port} (disk)"
         )
 
-        # -- one big file each way -------------------------------------------------
-        ff = median_of(
-            rounds, lambda: loadgen(s3.port, "stor", "/big.bin", "--size", str(big))["secs"]
-        )
-        ob = median_of(rounds, lambda: timed(lambda: obstore_put(store, "bench/raw.bin", big)))
-        rows.append((f"STOR {big // MIB} MiB", big / ff / 1e6, big / ob / 1e6, "MB/s"))
-        ff = median_of(rounds, lambda: loadgen(s3.port, "retr", "/big.bin")["secs"])
-        ob = median_of(rounds, lambda: timed(lambda: obstore_get(store, "bench/big.bin")))
-        rows.append((f"RETR {big // MIB} MiB", big / ff / 1e6, big / ob / 1e6, "MB/s"))
-        print(rows[-2:])
-
-        # -- many at once ----------------------------------------------------------
-        asyncio.run(obstore_put(store, "bench/ten.bin", each))
-        (local_root / "ten.bin").write_bytes(bytes(each))
-        (local_root / "many").mkdir()
-        import obstore
-
-        async def keep() -> None:
-            await obstore.put_async(store, "bench/many/.keep", b"")
-
-        asyncio.run(keep())
-
-        def ff_many(server: Served, scenario: str, path: str, *extra: str) -> tuple[float, Any]:
-            with PeakSampler(server.proc.pid) as sampler:
-                out = loadgen(server.port, scenario, path, "--clients", str(clients), *extra)
-            if out.get("failed"):
-                print(f"  {scenario}: {out['failed']} failed ({out.get('error')})")
-            return out["secs"], sampler.peak
-
-        async def ob_many_get() -> None:
-            await asyncio.gather(*(obstore_get(store, "bench/ten.bin") for _ in range(clients)))
-
-        async def ob_many_put() -> None:
-            results = await asyncio.gather(
-                *(obstore_put(store, f"bench/raw-many/{i}", each) for i in range(clients)),
-                return_exceptions=True,
-            )
-            failed = [r for r in results if isinstance(r, BaseException)]
-            if failed:
-                print(f"  obstore puts: {len(failed)} failed ({str(failed[0])[:200]})")
-
-        total = clients * each
-        secs, peak = ff_many(s3, "retr-many", "/ten.bin")
-        ob = timed(ob_many_get)
-        rows.append((f"{clients} x RETR 10 MiB", total / secs / 1e6, total / ob / 1e6, "MB/s"))
-        _, local_peak = ff_many(local, "retr-many", "/ten.bin")
-        memory.append((f"{clients} downloads", peak.pss / MIB, local_peak.pss / MIB))
-        secs, peak = ff_many(s3, "stor-many", "/many", "--size", str(each))
-        ob = timed(ob_many_put)
-        rows.append((f"{clients} x STOR 10 MiB", total / secs / 1e6, total / ob / 1e6, "MB/s"))
-        _, local_peak = ff_many(local, "stor-many", "/many", "--size", str(each))
-        memory.append((f"{clients} uploads", peak.pss / MIB, local_peak.pss / MIB))
-        print(rows[-2:], memory)
-
-        # -- a big folder ----------------------------------------------------------
-        async def fill() -> None:
-            import obstore
-
-            sem = asyncio.Semaphore(64)
-
-            async def one(i: int) -> None:
-                async with sem:
-                    await obstore.put_async(store, f"bench/wide/k{i:06d}", b"x")
-
-            await asyncio.gather(*(one(i) for i in range(keys)))
-
-        asyncio.run(fill())
-
-        async def ob_list() -> None:
-            import obstore
-
-            await obstore.list_with_delimiter_async(store, "bench/wide")
-
-        ff = loadgen(s3.port, "list", "/wide", "--repeat", str(rounds))["secs"]
-        ob = median_of(rounds, lambda: timed(ob_list))
-        rows.append((f"LIST of {keys:,} keys", ff, ob, "s"))
+        if "big" in parts:
+            run_big(s3.port, store, big, rounds, rows)
+        if "many" in parts:
+            run_many(s3, local, local_root, store, clients, each, rows, memory)
+        if "list" in parts:
+            run_list(s3.port, store, keys, rounds, rows)
     finally:
         for server in servers:
             server.stop()
         seaweed.stop()
         shutil.rmtree(work, ignore_errors=True)
+    report(rows, memory)
 
+
+def run_big(port: int, store: Any, big: int, rounds: int, rows: list[Any]) -> None:
+    """One 512 MiB object each way: fileferry (loadgen) and obstore on the same store."""
+    size = str(big)
+    ff = median_of(rounds, lambda: loadgen(port, "stor", "/big.bin", "--size", size)["secs"])
+    ob = median_of(rounds, lambda: timed(lambda: obstore_put(store, "bench/raw.bin", big)))
+    rows.append((f"STOR {big // MIB} MiB", big / ff / 1e6, big / ob / 1e6, "MB/s"))
+    ff = median_of(rounds, lambda: loadgen(port, "retr", "/big.bin")["secs"])
+    ob = median_of(rounds, lambda: timed(lambda: obstore_get(store, "bench/big.bin")))
+    rows.append((f"RETR {big // MIB} MiB", big / ff / 1e6, big / ob / 1e6, "MB/s"))
+    print(rows[-2:], flush=True)
+
+
+def run_many(
+    s3: Served,
+    local: Served,
+    local_root: Path,
+    store: Any,
+    clients: int,
+    each: int,
+    rows: list[Any],
+    memory: list[Any],
+) -> None:
+    """``clients`` transfers of 10 MiB at once, with the server's PSS beside local disk's."""
+    import obstore
+
+    async def seed() -> None:
+        await obstore_put(store, "bench/ten.bin", each)
+        await obstore.put_async(store, "bench/many/.keep", b"")
+
+    asyncio.run(seed())
+    (local_root / "ten.bin").write_bytes(bytes(each))
+    (local_root / "many").mkdir()
+
+    def ff_many(server: Served, scenario: str, path: str, *extra: str) -> tuple[float, Any]:
+        with PeakSampler(server.proc.pid) as sampler:
+            out = loadgen(server.port, scenario, path, "--clients", str(clients), *extra)
+        if out.get("failed"):
+            print(f"  {scenario}: {out['failed']} failed ({out.get('error')})", flush=True)
+        return out["secs"], sampler.peak
+
+    async def ob_many_get() -> None:
+        await asyncio.gather(*(obstore_get(store, "bench/ten.bin") for _ in range(clients)))
+
+    async def ob_many_put() -> None:
+        results = await asyncio.gather(
+            *(obstore_put(store, f"bench/raw-many/{i}", each) for i in range(clients)),
+            return_exceptions=True,
+        )
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            print(f"  obstore puts: {len(failed)} failed ({str(failed[0])[:200]})", flush=True)
+
+    total = clients * each
+    secs, peak = ff_many(s3, "retr-many", "/ten.bin")
+    ob = timed(ob_many_get)
+    rows.append((f"{clients} x RETR 10 MiB", total / secs / 1e6, total / ob / 1e6, "MB/s"))
+    _, local_peak = ff_many(local, "retr-many", "/ten.bin")
+    memory.append((f"{clients} downloads", peak.pss / MIB, local_peak.pss / MIB))
+    secs, peak = ff_many(s3, "stor-many", "/many", "--size", str(each))
+    ob = timed(ob_many_put)
+    rows.append((f"{clients} x STOR 10 MiB", total / secs / 1e6, total / ob / 1e6, "MB/s"))
+    _, local_peak = ff_many(local, "stor-many", "/many", "--size", str(each))
+    memory.append((f"{clients} uploads", peak.pss / MIB, local_peak.pss / MIB))
+    print(rows[-2:], memory, flush=True)
+
+
+def run_list(port: int, store: Any, keys: int, rounds: int, rows: list[Any]) -> None:
+    """LIST of a folder of ``keys`` objects against obstore's delimiter listing of it."""
+    import obstore
+
+    async def fill() -> None:
+        sem = asyncio.Semaphore(16)
+
+        async def one(i: int) -> None:
+            async with sem:
+                await obstore.put_async(store, f"bench/wide/k{i:06d}", b"x")
+
+        await asyncio.gather(*(one(i) for i in range(keys)))
+
+    asyncio.run(fill())
+
+    async def ob_list() -> None:
+        await obstore.list_with_delimiter_async(store, "bench/wide")
+
+    ff = loadgen(port, "list", "/wide", "--repeat", str(rounds))["secs"]
+    ob = median_of(rounds, lambda: timed(ob_list))
+    rows.append((f"LIST of {keys:,} keys", ff, ob, "s"))
+    print(rows[-1:], flush=True)
+
+
+def report(rows: list[Any], memory: list[Any]) -> None:
     print()
     print("| what | fileferry over S3 | obstore alone | ratio |")
     print("| --- | ---: | ---: | ---: |")
     for what, ff, ob, unit in rows:
         ratio = ob / ff if unit == "s" else ff / ob
         print(f"| {what} | {ff:,.2f} {unit} | {ob:,.2f} {unit} | {ratio:.2f}x |")
-    print()
-    print("| server PSS, peak | fileferry over S3 | fileferry on local disk |")
-    print("| --- | ---: | ---: |")
-    for what, s3_pss, local_pss in memory:
-        print(f"| {what} | {s3_pss:,.0f} MiB | {local_pss:,.0f} MiB |")
+    if memory:
+        print()
+        print("| server PSS, peak | fileferry over S3 | fileferry on local disk |")
+        print("| --- | ---: | ---: |")
+        for what, s3_pss, local_pss in memory:
+            print(f"| {what} | {s3_pss:,.0f} MiB | {local_pss:,.0f} MiB |")
 
 
 if __name__ == "__main__":
