@@ -9,8 +9,7 @@ import signal
 from pathlib import Path
 
 from interop_helpers import Curl, Lftp, Server, make_tree, require_tool, tree_digests
-
-from conftest import ServeS3, wait_until
+from s3kit import ServeS3, wait_until
 
 GIB = 1 << 30
 

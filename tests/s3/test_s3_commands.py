@@ -12,8 +12,7 @@ import subprocess
 import sys
 
 import pytest
-
-from conftest import ServeS3, wait_until
+from s3kit import ServeS3, wait_until
 
 
 def sha(data: bytes) -> str:
