@@ -59,6 +59,12 @@ CONTRACT: dict[str, tuple[str, object]] = {
     "upload_rate": ("2M", 2 * 1024**2),
     "download_rate": ("1K", 1024),
     "workers": ("3", 3),
+    "log_format": ("JSON", "json"),
+    "xferlog": ("/var/log/xferlog", "/var/log/xferlog"),
+    "metrics": ("[::1]:9101", ("::1", 9101)),
+    "metrics_per_user": ("off", False),
+    "metrics_max_users": ("50", 50),
+    "node_name": ("ftp-1.example", "ftp-1.example"),
 }
 
 #: Flags of ``serve`` before they were generated, with how a value is given.
@@ -91,6 +97,11 @@ FLAGS: dict[str, list[str]] = {
     "max_login_checks_per_ip": ["--max-login-checks-per-ip", "2"],
     "max_login_checks_per_user": ["--max-login-checks-per-user", "6"],
     "max_passive_ports_per_ip": ["--max-passive-ports-per-ip", "5"],
+    "log_format": ["--log-format", "json"],
+    "xferlog": ["--xferlog", "/var/log/xferlog"],
+    "metrics": ["--metrics", "[::1]:9101"],
+    "metrics_per_user": ["--no-metrics-per-user"],
+    "node_name": ["--node-name", "ftp-1.example"],
 }
 
 
