@@ -11,6 +11,8 @@ import os
 import re
 import selectors
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -109,6 +111,29 @@ class Served:
             if self.proc.poll() is None:
                 self.proc.kill()
                 self.proc.wait(10)
+
+
+class ReusingFTP_TLS(ftplib.FTP_TLS):
+    """ftplib's FTP_TLS resuming the control TLS session on data connections
+    (which fileferry requires by default, as vsftpd does)."""
+
+    def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int]:
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:  # type: ignore[attr-defined]
+            conn = self.context.wrap_socket(
+                conn, server_hostname=self.host, session=self.sock.session
+            )
+        return conn, size
+
+
+def tls_client(port: int) -> ReusingFTP_TLS:
+    """A client of a server with a throwaway (self-signed) certificate."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    f = ReusingFTP_TLS(context=context, timeout=20)
+    f.connect("127.0.0.1", port)
+    return f
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

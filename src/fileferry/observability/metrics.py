@@ -174,12 +174,15 @@ class Metrics:
         if event.command not in FILE_TRANSFERS:
             return  # a listing: counted as a command only
         upload = event.direction == "upload"
-        labels = (self._user(event.origin.user),) if self.per_user else ()
-        moved = (self.upload_bytes if upload else self.download_bytes).labels(*labels)
+        moved = self.upload_bytes if upload else self.download_bytes
+        files = self.upload_files if upload else self.download_files
+        if self.per_user:
+            user = self._user(event.origin.user)
+            moved, files = moved.labels(user), files.labels(user)
         if event.bytes:
             moved.inc(event.bytes)
         if event.reply_code == 226:
-            (self.upload_files if upload else self.download_files).labels(*labels).inc()
+            files.inc()
             self.transfer_seconds.labels(event.direction).observe(event.seconds)
 
     def _user(self, name: str | None) -> str:

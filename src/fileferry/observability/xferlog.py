@@ -104,7 +104,9 @@ class XferLog:
             return
         with self._lock:
             old, self._fd = self._fd, fd
-        os.close(old)
+        if old >= 0:
+            os.close(old)
+        log.info("xferlog %s reopened", self.path)
 
     def close(self) -> None:
         with self._lock:
