@@ -20,6 +20,12 @@ thread: an observer shared between workers must be thread-safe.
 go only to observers with a true ``wants_detail`` attribute, and
 :attr:`Dispatcher.detailed` tells the producers whether to build them at
 all: without such an observer a command costs nothing more than before.
+An observer that only *counts* commands (metrics) offers
+``count_command(verb, reply_code)`` instead of taking ``CommandCompleted``
+events: called inline, it costs a dictionary update where an event, its
+queue and its delivery cost a quarter of a NOOP's CPU. (Such an observer
+still receives ``CommandCompleted`` events when another one wants them, and
+ignores them.)
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from fileferry.observability.events import SessionEvent
@@ -65,6 +71,12 @@ class Dispatcher:
         )
         #: Whether anyone wants detail events: if not, do not build them.
         self.detailed = bool(self.detail_observers)
+        #: The fast path of observers that count commands (``count_command``).
+        self.command_counters: tuple[Callable[[str, int], None], ...] = tuple(
+            o.count_command for o in self.detail_observers if hasattr(o, "count_command")
+        )
+        #: Whether some detail observer wants a ``CommandCompleted`` event per command.
+        self.command_events = any(not hasattr(o, "count_command") for o in self.detail_observers)
         self._max_pending = max_pending
         self._batch = batch
         self._pending: deque[SessionEvent] = deque()

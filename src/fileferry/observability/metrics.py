@@ -22,7 +22,9 @@ and switched off altogether by ``--no-metrics-per-user``.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 
 from prometheus_client import (
     CollectorRegistry,
@@ -44,6 +46,8 @@ __all__ = ["Metrics"]
 #: Transfer duration buckets, seconds: a small file on a LAN to a large one over a WAN.
 TRANSFER_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 _OTHER_USER = "_other"
+#: Seconds at most between a command and its appearance in ``/metrics``.
+FLUSH_EVERY = 1.0
 _LOGIN_RESULTS = {
     seen.LoginSucceeded: "success",
     seen.LoginFailed: "failure",
@@ -131,6 +135,10 @@ class Metrics:
             **r,
         )
         self._command_children: dict[tuple[str, int], object] = {}
+        #: Commands counted and not yet published: (verb, reply class) -> count.
+        self._pending: dict[tuple[str, int], int] = {}
+        self._pending_lock = threading.Lock()  # ServerThread workers share one
+        self._flush_due = False
         # Known label values exist from the start, at 0, so that a rate() over
         # the first failure is not computed from nothing.
         for result in _LOGIN_RESULTS.values():
@@ -142,15 +150,14 @@ class Metrics:
 
     def __call__(self, event: seen.SessionEvent) -> None:
         kind = type(event)
-        if kind is seen.CommandCompleted:
-            self._command(event.command, event.reply_code)  # type: ignore[attr-defined]
-        elif kind is seen.TransferFinished:
+        if kind is seen.TransferFinished:
             self._transfer(event)  # type: ignore[arg-type]
         elif kind is seen.SessionOpened:
             self.sessions.inc()
             self.connections.inc()
         elif kind is seen.SessionClosed:
             self.sessions.dec()
+            self.flush_commands()  # a session's commands are all counted once it ended
         elif kind in _LOGIN_RESULTS:
             self.logins.labels(_LOGIN_RESULTS[kind]).inc()
         elif kind is seen.Banned:
@@ -160,17 +167,41 @@ class Metrics:
         elif kind is seen.StorageFailed:
             self.storage_errors.labels(self.backend, event.error).inc()  # type: ignore[attr-defined]
 
-    def _command(self, verb: str, code: int) -> None:
+    def count_command(self, verb: str, code: int) -> None:
+        """One command got its final reply: counted in a dictionary, published later.
+
+        Called inline for every command (see dispatch.py), so it does the
+        least it can: the prometheus-client counters (a lock each, and a
+        file write in multiprocess mode) are updated by
+        :meth:`flush_commands`, at the end of each session and at most
+        :data:`FLUSH_EVERY` seconds after a command of a longer one.
+        """
         key = (verb, code // 100)
-        child = self._command_children.get(key)
-        if child is None:
-            child = self._command_children[key] = self.commands.labels(
-                verb or "unknown", f"{code // 100}xx"
-            )
-        child.inc()  # type: ignore[attr-defined]
+        with self._pending_lock:
+            pending = self._pending
+            pending[key] = pending.get(key, 0) + 1
+        if not self._flush_due:
+            self._flush_due = True
+            try:
+                asyncio.get_running_loop().call_later(FLUSH_EVERY, self.flush_commands)
+            except RuntimeError:  # not on a loop (a test calling directly)
+                self.flush_commands()
+
+    def flush_commands(self) -> None:
+        """Publish the commands counted since the last flush."""
+        with self._pending_lock:
+            pending, self._pending = self._pending, {}
+            self._flush_due = False
+        children = self._command_children
+        for key, count in pending.items():
+            child = children.get(key)
+            if child is None:
+                verb, kind = key
+                child = children[key] = self.commands.labels(verb or "unknown", f"{kind}xx")
+            child.inc(count)  # type: ignore[attr-defined]
 
     def _transfer(self, event: seen.TransferFinished) -> None:
-        self._command(event.command, event.reply_code)
+        self.count_command(event.command, event.reply_code)
         if event.command not in FILE_TRANSFERS:
             return  # a listing: counted as a command only
         upload = event.direction == "upload"

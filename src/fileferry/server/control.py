@@ -70,7 +70,9 @@ class ControlConnection:
         self.config = config = services.config
         self._dispatcher = dispatcher
         #: Someone counts commands (metrics): build an event per command.
-        self._count_commands = dispatcher.detailed
+        self._count_commands = dispatcher.detailed and (
+            bool(dispatcher.command_counters) or dispatcher.command_events
+        )
         self.id = next(_ids)
         self.reader = reader
         self.writer = writer
@@ -209,7 +211,7 @@ class ControlConnection:
                         await asyncio.sleep(pause)
                     code = await self.dispatch(event)
                     if code is not None and self._count_commands:
-                        self.emit(seen.CommandCompleted(self.origin, self.session.verb, code))
+                        self._command_done(code)
                     await self._drain()
                     continue
                 if read is None and self.transfer_task is None:
@@ -256,6 +258,15 @@ class ControlConnection:
             if read is not None:
                 read.cancel()
             await self.shutdown()
+
+    def _command_done(self, code: int) -> None:
+        """Tell whoever counts commands (only called when someone does)."""
+        verb = self.session.verb
+        dispatcher = self._dispatcher
+        for count in dispatcher.command_counters:
+            count(verb, code)
+        if dispatcher.command_events:
+            self.emit(seen.CommandCompleted(self.origin, verb, code))
 
     async def _read_idle(self, idle_timeout: float) -> bytes | None:
         """The next bytes from the client (b"" at EOF); None after a 421 for a timeout."""
@@ -319,7 +330,7 @@ class ControlConnection:
         try:
             outcome = await handler(self, event)
         except StorageError as exc:
-            if self._count_commands:
+            if self._dispatcher.detailed:
                 error, code = type(exc).__name__, exc.reply_code
                 self.emit(seen.StorageFailed(self.origin, self.session.verb, error, code))
             self.reply(Reply(exc.reply_code, exc.message), event)
