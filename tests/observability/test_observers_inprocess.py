@@ -6,6 +6,7 @@ import ftplib
 import io
 import json
 import logging
+import re
 import subprocess
 import sys
 import threading
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from obskit import samples, until, value
+from prometheus_client.parser import text_string_to_metric_families
 
 from fileferry import config
 from fileferry.observability import Origin, SessionLog
@@ -154,3 +156,29 @@ def test_a_plain_server_never_imports_prometheus_client(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_the_documented_metrics_are_the_exposed_ones() -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    metrics = Metrics()
+    origin = Origin(1, "127.0.0.1", "bob")
+    for event in (
+        seen.SessionOpened(origin),
+        seen.TransferFinished(origin, "STOR", "/a", "upload", 5, 0.2, 226),
+        seen.TransferFinished(origin, "RETR", "/a", "download", 5, 0.1, 226),
+        seen.StorageFailed(origin, "RETR", "NotFound", 550),
+        seen.Banned(origin, "127.0.0.1"),
+    ):
+        metrics(event)
+    text = metrics.exposition().decode()
+    exposed = {name for name, _ in samples(text)}
+    exposed |= {family.name for family in text_string_to_metric_families(text)}
+    for name in (
+        "fileferry_sessions",
+        "fileferry_logins_total",
+        "fileferry_transfer_seconds_count",
+    ):
+        assert name in exposed
+    for source in ("operations.md", "grafana-dashboard.json"):
+        named = set(re.findall(r"fileferry_[a-z_]+[a-z]", (docs / source).read_text()))
+        assert named and named <= exposed, (source, named - exposed)
