@@ -182,3 +182,18 @@ def test_the_documented_metrics_are_the_exposed_ones() -> None:
     for source in ("operations.md", "grafana-dashboard.json"):
         named = set(re.findall(r"fileferry_[a-z_]+[a-z]", (docs / source).read_text()))
         assert named and named <= exposed, (source, named - exposed)
+
+
+def test_a_full_disk_under_the_xferlog_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    from fileferry.observability.xferlog import XferLog
+
+    full = XferLog("/dev/full")  # every write fails with ENOSPC
+    origin = Origin(1, "127.0.0.1", "bob")
+    with caplog.at_level(logging.WARNING, "fileferry.xferlog"):
+        for _ in range(3):
+            full(seen.TransferFinished(origin, "STOR", "/a", "upload", 5, 0.2, 226))
+    full.close()
+    warnings = [r for r in caplog.records if r.name == "fileferry.xferlog"]
+    assert [r.getMessage() for r in warnings] == [
+        "cannot write the xferlog /dev/full: No space left on device"
+    ]

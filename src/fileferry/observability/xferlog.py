@@ -75,6 +75,7 @@ class XferLog:
         #: Account names that are anonymous logins (access mode ``a``).
         self._anonymous = set(anonymous_users)
         self._lock = threading.Lock()  # reopen may come from another thread
+        self._failing = False
         self._fd = self._open()
 
     def _open(self) -> int:
@@ -93,7 +94,12 @@ class XferLog:
             try:
                 os.write(self._fd, data)
             except OSError as exc:
-                log.warning("cannot write the xferlog %s: %s", self.path, exc.strerror)
+                # Once per outage (a full disk), not once per transfer.
+                if not self._failing:
+                    log.warning("cannot write the xferlog %s: %s", self.path, exc.strerror)
+                self._failing = True
+            else:
+                self._failing = False
 
     def reopen(self) -> None:
         """After a rotation (SIGHUP): lines go to a file under the configured name."""
