@@ -65,6 +65,9 @@ CONTRACT: dict[str, tuple[str, object]] = {
     "metrics_per_user": ("off", False),
     "metrics_max_users": ("50", 50),
     "node_name": ("ftp-1.example", "ftp-1.example"),
+    "proxy_protocol": ("on", True),
+    "trusted_proxy": ("10.0.0.0/8", ("10.0.0.0/8",)),
+    "proxy_header_timeout": ("2", 2.0),
 }
 
 #: Flags of ``serve`` before they were generated, with how a value is given.
@@ -102,6 +105,8 @@ FLAGS: dict[str, list[str]] = {
     "metrics": ["--metrics", "[::1]:9101"],
     "metrics_per_user": ["--no-metrics-per-user"],
     "node_name": ["--node-name", "ftp-1.example"],
+    "proxy_protocol": ["--proxy-protocol"],
+    "trusted_proxy": ["--trusted-proxy", "10.0.0.0/8"],
 }
 
 
@@ -259,3 +264,10 @@ def test_the_readme_options_table_lists_every_generated_flag() -> None:
         if leaf.meta.help is not None:
             flag = leaf.meta.flag
             assert f"`{flag}" in table or f"`--no-{flag[2:]}" in table, flag
+
+
+def test_a_repeatable_flag_adds_up() -> None:
+    args = build_parser().parse_args(
+        ["serve", "--trusted-proxy", "10.0.0.1", "--trusted-proxy", "2001:db8::/32,192.0.2.0/24"]
+    )
+    assert flag_values(args)["trusted_proxy"] == ("10.0.0.1/32", "2001:db8::/32", "192.0.2.0/24")
