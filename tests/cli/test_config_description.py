@@ -65,6 +65,8 @@ CONTRACT: dict[str, tuple[str, object]] = {
     "metrics_per_user": ("off", False),
     "metrics_max_users": ("50", 50),
     "node_name": ("ftp-1.example", "ftp-1.example"),
+    "hook_max_running": ("2", 2),
+    "hook_queue": ("50", 50),
     "proxy_protocol": ("on", True),
     "trusted_proxy": ("10.0.0.0/8", ("10.0.0.0/8",)),
     "proxy_header_timeout": ("2", 2.0),

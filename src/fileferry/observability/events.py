@@ -44,6 +44,8 @@ class SessionEvent:
     #: per-command ones would cost every command, and the session log has
     #: never had these lines.
     detail: ClassVar[bool] = False
+    #: Whether the session log writes a line for it (not for a fact another line already says).
+    logged: ClassVar[bool] = True
 
     origin: Origin
     at: float = field(default_factory=time.time, kw_only=True)
@@ -240,6 +242,27 @@ class StorageFailed(SessionEvent):
     command: str
     error: str
     reply_code: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileUploaded(SessionEvent):
+    """An upload was committed and answered 226: ``path`` now holds ``size`` bytes.
+
+    Separate from :class:`TransferFinished`, which also reports failures and
+    counts the bytes moved (an APPE moves less than the file holds): hooks
+    that act on a finished file want exactly this. ``local_path`` is where
+    the file lies on the server's disk, when the storage can say (local
+    disk); ``None`` for other backends.
+    """
+
+    name: ClassVar[str] = "upload"
+    #: The ``transfer`` line already says it.
+    logged: ClassVar[bool] = False
+    #: ``STOR``, ``APPE`` or ``STOU``.
+    command: str
+    path: str
+    size: int
+    local_path: str | None = None
 
 
 # --- changes to the tree ---------------------------------------------------------------

@@ -38,7 +38,9 @@ from fileferry.storage.base import Capabilities, Storage
 from fileferry.users.base import Account, UserStore
 
 if TYPE_CHECKING:
+    from fileferry.observability.hooks import HookRunner
     from fileferry.observability.metricshttp import MetricsEndpoint
+    from fileferry.server.context import UploadGate
 
 log = logging.getLogger("fileferry.server")
 
@@ -55,6 +57,15 @@ def _usage_file(config: ServerConfig) -> str | None:
     if db is None or scheme_of(db) != "file":
         return None
     return f"{db}.usage"
+
+
+def _hook_runner(config: ServerConfig) -> HookRunner | None:
+    """The ``[[hook]]`` observer, if any hook is configured (else not even imported)."""
+    if not config.hooks:
+        return None
+    from fileferry.observability.hooks import HookRunner
+
+    return HookRunner(config.hooks, config.limits.hooks)
 
 
 def _passive_share(config: ServerConfig) -> PassiveShare | None:
@@ -102,12 +113,18 @@ class App:
         self.data_paths = DataPaths(self.pumps)
         self.node = config.node
         own = standard_observers(config) if observers is None else []
-        self.dispatcher = Dispatcher(own or observers or ())
+        chosen = tuple(own) if observers is None else tuple(observers)
+        self.hooks = _hook_runner(config)
+        if self.hooks is not None:
+            chosen = (*chosen, self.hooks)
+        self.dispatcher = Dispatcher(chosen)
         #: Observers made here, closed by :meth:`close` (an xferlog's file).
         self._own_observers = own
         #: What ``/metrics`` renders, if metrics are on.
-        self.metrics = next(
-            (o for o in self.dispatcher.observers if hasattr(o, "exposition")), None
+        self.metrics = next((o for o in chosen if hasattr(o, "exposition")), None)
+        #: The ``before_reply`` upload hooks, as the check each upload passes.
+        self.upload_gate: UploadGate | None = (
+            self.hooks.check_upload if self.hooks is not None and self.hooks.gates else None
         )
         self.users = users or open_users(config)
         self._provider = None if storage_for else open_storage(config)
@@ -174,6 +191,8 @@ class App:
         for observer in self._own_observers:
             if hasattr(observer, "close"):
                 observer.close()
+        if self.hooks is not None:
+            await self.hooks.close()
         await self.users.close()
         await self.limits.quotas.close()
         if self._provider is not None:
