@@ -16,6 +16,7 @@ import os
 import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -80,11 +81,33 @@ def aws_env(values: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+_made: list[tuple[Any, Any, int]] = []
+
+
 def s3_storage(env: dict[str, str], url: str) -> Storage:
     from fileferry.backends.s3 import S3Locations
 
     with aws_env(env):
-        return S3Locations(None).storage(url)
+        locations = S3Locations(None)
+    storage = locations.storage(url)
+    port = urllib.parse.urlsplit(env["AWS_ENDPOINT_URL"]).port or 0
+    _made.append((locations, storage, port))
+    return storage
+
+
+@pytest.fixture(autouse=True)
+def _release_clients() -> Iterator[None]:
+    """Close the clients a test made and wait until their pools' sockets are gone."""
+    yield
+    from seaweed import wait_released
+
+    ports = set()
+    for locations, storage, port in _made:
+        asyncio.run(locations.close())
+        storage.store = None
+        ports.add(port)
+    _made.clear()
+    wait_released(*ports)
 
 
 def _closed_port() -> int:

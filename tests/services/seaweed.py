@@ -14,6 +14,8 @@ config, so a test that forgets a credential fails like it would on AWS.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
 import random
@@ -242,6 +244,40 @@ class Seaweed:
             process.wait(timeout=10)
         except ProcessLookupError:
             pass
+
+
+def connections_to(port: int) -> int:
+    """TCP sockets of this process connected to loopback ``port`` (from /proc)."""
+    ours = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            link = os.readlink(f"/proc/self/fd/{fd}")
+            if link.startswith("socket:["):
+                ours.add(link[8:-1])
+    found = 0
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+                if remote_port == port and fields[9] in ours:
+                    found += 1
+    return found
+
+
+def wait_released(*ports: int, timeout: float = 15.0) -> None:
+    """Until this process holds no connection to ``ports``: a dropped client's pool is closed.
+
+    obstore's pool closes its connections on its own runtime thread once the
+    store is dropped; a test that counts descriptors must not see that later.
+    """
+    gc.collect()
+    deadline = time.monotonic() + timeout
+    while any(connections_to(p) for p in ports):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"connections to {ports} still open after {timeout} s")
+        time.sleep(0.02)
 
 
 def start(root: Path, attempts: int = 2) -> Seaweed:

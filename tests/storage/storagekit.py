@@ -227,7 +227,17 @@ def s3_backend(server: Any) -> Backend:
     with _aws_env(server.env()):
         locations = S3Locations(None)
     storage = locations.storage(f"s3://{server.bucket}/{prefix}")
-    return Backend(storage, lambda: server.pending_uploads(prefix + "/"), [locations.close])
+
+    async def release() -> None:
+        # Drop the clients and wait until their pooled connections are closed,
+        # so no later test (counting descriptors) sees them go.
+        from seaweed import wait_released
+
+        await locations.close()
+        storage.store = None  # type: ignore[attr-defined]
+        await asyncio.to_thread(wait_released, server.ports["s3"])
+
+    return Backend(storage, lambda: server.pending_uploads(prefix + "/"), [release])
 
 
 @contextlib.contextmanager

@@ -156,6 +156,8 @@ class S3Locations:
         return found
 
     async def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
         self._storages.clear()
         self._stores.clear()
 

@@ -154,6 +154,12 @@ class SignedClient:
                 raise
         raise AssertionError("unreachable")
 
+    def close(self) -> None:
+        """Close the kept-alive connections (the client stays usable: it opens new ones)."""
+        while self._idle:
+            with contextlib.suppress(IndexError):
+                self._idle.pop().close()
+
     def _connection(self) -> http.client.HTTPConnection:
         """An idle kept-alive connection, or a new one: no TLS handshake per request."""
         with contextlib.suppress(IndexError):
