@@ -51,6 +51,18 @@ def _usage_file(config: ServerConfig) -> str | None:
     return f"{db}.usage"
 
 
+def _shared_database(config: ServerConfig) -> str | None:
+    """The database every node shares its limits through: a PostgreSQL ``db``."""
+    db = config.user_store.db
+    return db if db is not None and scheme_of(db) in ("postgresql", "postgres") else None
+
+
+def node_name(config: ServerConfig) -> str:
+    """This node's name in shared state: ``--node-name`` once it exists, else the host name."""
+    named = getattr(config, "node_name", None) or getattr(config.logging, "node_name", None)
+    return str(named) if named else socket.gethostname()
+
+
 def _passive_share(config: ServerConfig) -> PassiveShare | None:
     """This worker's cap on the passive listeners of one address (with a range only)."""
     data = config.data
@@ -103,7 +115,13 @@ class App:
             self.tls = TLSManager(self._self_signed.cert, self._self_signed.key)
         elif config.tls.cert and config.tls.key:
             self.tls = TLSManager(config.tls.cert, config.tls.key)
-        self.limits = make_limits(config, shared, _usage_file(config))
+        self.limits = make_limits(
+            config,
+            shared,
+            _usage_file(config),
+            database=_shared_database(config),
+            node=node_name(config),
+        )
         self.accounts = AccountRegistry(config, self.limits)
         self.core_config = self._core_config()
         self.sessions: set[asyncio.Task[None]] = set()
