@@ -18,8 +18,9 @@ rows of instances whose lease ran out long ago.
 
 **Staleness bound.** A ban or a count made on another node reaches this one
 within ``interval`` plus :data:`MIN_GAP` and two round trips (its write,
-woken at once, then our next read): 0.55 s and a few milliseconds by default. A failed login is scored in the database
-at once (the thread is woken), and the node where it happened also scores it
+woken at once, then our next read): 0.55 s and a few milliseconds by
+default. A failed login is scored in the database at once (the thread is
+woken), and the node where it happened also scores it
 locally, exactly as a single node does, so 10 failures on one node ban at
 the 10th; failures spread over nodes ban in the database, everywhere within
 the bound. Per-address and per-account caps are counted across the cluster;
