@@ -255,9 +255,14 @@ class PgLedger(LedgerBase):
             cluster.url,
             min_size=1,
             max_size=POOL_SIZE,
-            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": CONNECT_TIMEOUT,
+                "application_name": f"fileferry quota {cluster.node}",
+            },
             timeout=CONNECT_TIMEOUT,
             name="fileferry-quota",
+            check=ConnectionPool.check_connection,
             open=True,
         )
         self._threads = ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="fileferry-quota")

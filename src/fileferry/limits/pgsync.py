@@ -160,7 +160,12 @@ class Cluster:
     # -- the background thread ---------------------------------------------------
 
     def _connect(self) -> psycopg.Connection[Any]:
-        conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+        conn = psycopg.connect(
+            self.url,
+            autocommit=True,
+            connect_timeout=CONNECT_TIMEOUT,
+            application_name=f"fileferry limits {self.node}",
+        )
         try:
             migrate(conn)
         except BaseException:

@@ -221,7 +221,14 @@ class PostgresUserStore(HashedUserStore, UserAdmin):
             url,
             min_size=1,
             max_size=POOL_SIZE,
-            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": CONNECT_TIMEOUT,
+                "application_name": "fileferry users",
+            },
+            # A connection the server dropped (a restart, a failover) is replaced,
+            # not handed to a login.
+            check=ConnectionPool.check_connection,
             timeout=CONNECT_TIMEOUT,
             name="fileferry-users",
             open=True,
