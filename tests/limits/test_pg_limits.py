@@ -160,15 +160,35 @@ def test_the_section_is_exclusive_across_nodes(nodes: tuple[Limits, Limits]) -> 
                 await b.apply(1, 0)
             inside.remove("b")
 
+        async def quitter() -> None:
+            async with b.section():
+                raise AssertionError("entered while node a holds the section")
+
         tasks = asyncio.gather(holder(), waiter())
         await entered.wait()
-        await asyncio.sleep(0)  # the waiter is now blocked on node a's lock
+        # A session that gives up waiting (its client left) must not keep a connection.
+        gave_up = asyncio.ensure_future(quitter())
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(gave_up), 0.3)
+        gave_up.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await gave_up
         assert inside == ["a"]
         leave.set()
         await asyncio.wait_for(tasks, 10)
         hold = await b.begin(new=False, append=False)
         assert b.usage == (2, 1)
         hold.release()
+        pool = b._ledger._pool  # type: ignore[attr-defined]
+
+        def all_back() -> bool:
+            stats = pool.get_stats()
+            return stats.get("pool_available", 0) == stats.get("pool_size", -1)
+
+        deadline = time.monotonic() + 10
+        while not all_back():
+            assert time.monotonic() < deadline, pool.get_stats()
+            await asyncio.sleep(0.02)
 
     asyncio.run(body())
 

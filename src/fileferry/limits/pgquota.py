@@ -222,19 +222,36 @@ class PgAccount:
             return
         async with self._lock:
             ledger = self._ledger
-            conn = await ledger.run(ledger.take_connection)
+            opening = asyncio.ensure_future(ledger.run(self._open))
+            try:
+                conn = await asyncio.shield(opening)
+            except BaseException:
+                # Cancelled while the lock was awaited: hand the connection back once it comes.
+                opening.add_done_callback(self._abandon)
+                raise
             token = _in_section.set((self, conn))
             try:
-                await ledger.run(lambda: self._enter(conn))
                 yield
             finally:
                 _in_section.reset(token)
                 # What ran inside reflects what was done on disk: always keep it.
                 await asyncio.shield(ledger.run(lambda: ledger.give_back(conn)))
 
-    def _enter(self, conn: Conn) -> None:
-        conn.execute("BEGIN")
-        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (SECTION_LOCK, self._lock_id))
+    def _open(self) -> Conn:
+        """A connection in a transaction holding the account's advisory lock (waits for it)."""
+        conn = self._ledger.take_connection()
+        try:
+            conn.execute("BEGIN")
+            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (SECTION_LOCK, self._lock_id))
+        except BaseException:
+            self._ledger.give_back(conn)
+            raise
+        return conn
+
+    def _abandon(self, opening: asyncio.Future[Conn]) -> None:
+        if not opening.cancelled() and opening.exception() is None:
+            conn = opening.result()
+            self._ledger.later(lambda: self._ledger.give_back(conn))
 
     def hold(self) -> bool:
         self.uses += 1
@@ -320,6 +337,11 @@ class PgLedger(LedgerBase):
         with conn.transaction():
             return body(conn)
 
+    def later(self, job: Callable[[], object]) -> None:
+        """Run ``job`` on a pool thread without waiting (ignored once closed)."""
+        with contextlib.suppress(RuntimeError):
+            self._threads.submit(job)
+
     def behind(self, sql: str, args: tuple[object, ...]) -> None:
         """Run ``sql`` soon, on a pool thread, without waiting (errors are logged)."""
 
@@ -332,8 +354,7 @@ class PgLedger(LedgerBase):
             except Exception as exc:
                 log.warning("quota database: %s", str(exc).strip().splitlines()[0])
 
-        with contextlib.suppress(RuntimeError):  # shut down: the lease is given up anyway
-            self._threads.submit(job)
+        self.later(job)  # once shut down, the lease given up frees it anyway
 
     # -- QuotaLedger ------------------------------------------------------------------
 
