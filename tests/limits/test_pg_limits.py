@@ -338,3 +338,36 @@ def test_nodes_keep_serving_through_lost_connections_and_catch_up(
         assert account.usage == (100, 1)
 
     asyncio.run(upload())  # the quota pool replaced its dropped connections
+
+
+def test_nodes_starting_at_once_create_the_tables_once(pg_url: str) -> None:
+    """Four instances made at the same moment on an empty database: one migrates."""
+    import threading
+
+    cfg, made, errors = _config(), [], []
+    barrier = threading.Barrier(4)
+
+    def start(name: str) -> None:
+        barrier.wait()
+        try:
+            made.append(make_limits(cfg, database=pg_url, node=name))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(f"n{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert errors == [] and len(made) == 4
+        with psycopg.connect(pg_url) as conn:
+            versions = conn.execute(
+                "SELECT version FROM fileferry_schema WHERE component = 'limits'"
+            ).fetchall()
+            assert versions == [(1,)]
+            nodes = conn.execute("SELECT node FROM fileferry_nodes ORDER BY node").fetchall()
+            assert nodes == [("n0",), ("n1",), ("n2",), ("n3",)]
+    finally:
+        for limits in made:
+            asyncio.run(limits.quotas.close())
