@@ -130,7 +130,8 @@ class Cluster:
             else:
                 counts.pop(key, None)
             self._dirty.add((kind, key))
-        self._wake.set()
+        if not self._wake.is_set():  # a flag read; set() takes a lock and notifies
+            self._wake.set()
 
     def count(self, kind: str, key: str) -> int:
         """Sessions of ``key`` on every live instance, as last seen (ours exact)."""
