@@ -202,6 +202,7 @@ SERVE_READY = re.compile(r"ftp://(?:\[[^\]]+\]|[\d.]+):(\d+)")
 def _serve(url: str, homes: Path) -> tuple[subprocess.Popen[str], int]:
     env = {**os.environ, "FILEFERRY_LEASE_TIME": str(LEASE)}
     flags = ["--port", "0", "--no-anonymous", "--db", url, "--login-timeout", "30"]
+    flags += ["--node-name", "doomed"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "fileferry", "serve", str(homes), *flags],
         stdout=subprocess.PIPE,
@@ -254,6 +255,9 @@ def test_a_node_killed_with_kill_9_frees_its_sessions_and_reservations_after_the
             return False
 
         eventually(refused)  # max_sessions = 2, both on the doomed node
+        with psycopg.connect(pg_url) as conn:  # each instance under its node's name
+            named = conn.execute("SELECT node FROM fileferry_nodes ORDER BY node").fetchall()
+            assert ("doomed",) in named and len(named) == 2
         doomed.send_signal(signal.SIGKILL)
         doomed.wait(10)
         killed = time.monotonic()
