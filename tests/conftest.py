@@ -33,6 +33,8 @@ if _WORKERS > 1:
 
     _thread.ServerThread.__init__ = _with_workers  # type: ignore[method-assign]
 
+# Real services a test can ask for by fixture name (``postgres``, ``pg_url``).
+pytest_plugins = ["services.postgres"]
 
 # -- services some tests need, started once per session ---------------------------------
 import sys  # noqa: E402
