@@ -111,6 +111,12 @@ class ControlConnection:
         #: drain may end the session right away (see :meth:`drain`).
         self._parked = False
         self._task: asyncio.Task[None] | None = None
+        #: The idle/login deadline of the read in progress (loop time), or
+        #: None outside :meth:`_read_idle`; one watchdog timer per session
+        #: checks it, instead of a timer armed and cancelled per command.
+        self._read_due: float | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._expired = False
 
     # --- the session context (server/context.py) --------------------------------
 
@@ -129,6 +135,9 @@ class ControlConnection:
     @property
     def observed(self) -> bool:
         return self._dispatcher.active
+
+    def wants(self, kind: type[seen.SessionEvent]) -> bool:
+        return self._dispatcher.wants(kind)
 
     @property
     def transfer_running(self) -> bool:
@@ -254,23 +263,62 @@ class ControlConnection:
             await self.shutdown()
 
     async def _read_idle(self, idle_timeout: float) -> bytes | None:
-        """The next bytes from the client (b"" at EOF); None after a 421 for a timeout."""
+        """The next bytes from the client (b"" at EOF); None after a 421 for a timeout.
+
+        The deadline is watched by one timer per session (:meth:`_watch`),
+        re-armed only when it fires early or must fire sooner: arming and
+        cancelling an ``asyncio.timeout`` around every read was a tenth of
+        the CPU of a NOOP.
+        """
         timeout = idle_timeout
         if self.account is None:
             # An absolute deadline: trickling bytes cannot keep a
             # connection that never logs in alive.
             timeout = max(0.0, min(idle_timeout, self.login_deadline - time.monotonic()))
+        if timeout <= 0.0:
+            data = _take_buffered(self.reader)  # what already arrived still counts
+            if data:
+                return data
+            self._timed_out()
+            return None
+        loop = asyncio.get_running_loop()
+        due = self._read_due = loop.time() + timeout
+        watchdog = self._watchdog
+        if watchdog is None or due < watchdog.when():
+            if watchdog is not None:
+                watchdog.cancel()
+            self._watchdog = loop.call_at(due, self._watch)
         self._parked = True
         try:
-            async with asyncio.timeout(timeout):
-                return await self.reader.read(_READ_SIZE)
-        except TimeoutError:
+            return await self.reader.read(_READ_SIZE)
+        except asyncio.CancelledError:
+            if not self._expired:
+                raise  # a drain or a shutdown: ``run`` answers it
+            self._expired = False
+            task = self._task
+            if task is not None:
+                task.uncancel()
             self._timed_out()
             return None
         except (ConnectionError, OSError):
             return b""
         finally:
             self._parked = False
+            self._read_due = None
+
+    def _watch(self) -> None:
+        """The watchdog fired: end a read past its deadline, or wait for the next one."""
+        self._watchdog = None
+        due = self._read_due
+        if due is None or self._task is None or self.closing:
+            return  # not reading: the next read arms it again
+        loop = asyncio.get_running_loop()
+        # The loop may run a timer up to its clock resolution early.
+        if due - loop.time() > 0.01:
+            self._watchdog = loop.call_at(due, self._watch)
+            return
+        self._expired = True
+        self._task.cancel()
 
     def _timed_out(self) -> None:
         if self.account is not None:
@@ -372,6 +420,9 @@ class ControlConnection:
                 await task
         if self.transfer_job is not None:
             await transfers.abandon(self, self.transfer_job, answer=False)
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         self.data.close()
         if self.lease is not None:
             self.lease.release()
