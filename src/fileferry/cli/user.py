@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
-import json
 import os
-import secrets
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -197,11 +194,15 @@ def _read_password(args: argparse.Namespace) -> tuple[str, bool]:
             raise UsageError("no password on standard input")
         return password, False
     if args.generate_password:
+        import secrets
+
         return secrets.token_urlsafe(15), True
     if not sys.stdin.isatty():
         raise UsageError(
             "no terminal to ask for a password: use --password-stdin or --generate-password"
         )
+    import getpass  # only when a password is typed
+
     password = getpass.getpass("Password: ")
     if not password:
         raise UsageError("the password may not be empty")
@@ -326,6 +327,8 @@ async def _list(args: argparse.Namespace) -> int:
     now = time.time()
     if args.json:
         rows = [_json(u, now) for u in users]
+        import json
+
         print(json.dumps(rows, indent=2))
         return 0
     table = [("NAME", "STATUS", "PERMISSIONS", "QUOTA", "FILES", "HOME")]
@@ -393,6 +396,8 @@ async def _show(args: argparse.Namespace) -> int:
     if args.json:
         data = _json(user, now)
         data["usage"] = None if usage is None else {"bytes": usage[0], "files": usage[1]}
+        import json
+
         print(json.dumps(data, indent=2))
         return 0
     lines = [

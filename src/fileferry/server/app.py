@@ -14,25 +14,28 @@ import shutil
 import socket
 import ssl
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from fileferry.backends import open_storage, open_users, scheme_of
 from fileferry.config import ServerConfig
 from fileferry.limits.factory import make_limits
 from fileferry.limits.keys import client_key
-from fileferry.limits.shared import SharedLimits
 from fileferry.limits.table import LockLost
 from fileferry.observability import Dispatcher, Observer, SessionLog
 from fileferry.protocol.commands import CoreConfig, site_commands
 from fileferry.server.accounts import AccountRegistry
 from fileferry.server.control import ControlConnection
 from fileferry.server.datapath import DataPaths
-from fileferry.server.implicit import ImplicitListener
 from fileferry.server.ports import PassiveShare, share_of
 from fileferry.server.sweeper import Sweeper
-from fileferry.server.tls import SelfSigned, TLSManager, make_self_signed
 from fileferry.server.tlspump import PUMP_THREADS, PumpPool
 from fileferry.storage.base import Capabilities, Storage
 from fileferry.users.base import Account, UserStore
+
+if TYPE_CHECKING:
+    from fileferry.limits.shared import SharedLimits
+    from fileferry.server.implicit import ImplicitListener
+    from fileferry.server.tls import SelfSigned, TLSManager
 
 log = logging.getLogger("fileferry.server")
 
@@ -98,11 +101,16 @@ class App:
         self.storage_for: StorageFactory = storage_for or self._provider  # type: ignore[assignment]
         self._self_signed: SelfSigned | None = None
         self.tls: TLSManager | None = None
-        if config.tls.self_signed:
-            self._self_signed = make_self_signed([config.host])
-            self.tls = TLSManager(self._self_signed.cert, self._self_signed.key)
-        elif config.tls.cert and config.tls.key:
-            self.tls = TLSManager(config.tls.cert, config.tls.key)
+        if config.tls.self_signed or (config.tls.cert and config.tls.key):
+            # The TLS modules (and a certificate generator) only when TLS is set up.
+            from fileferry.server.tls import TLSManager, make_self_signed
+
+            if config.tls.self_signed:
+                self._self_signed = make_self_signed([config.host])
+                self.tls = TLSManager(self._self_signed.cert, self._self_signed.key)
+            else:
+                assert config.tls.cert and config.tls.key
+                self.tls = TLSManager(config.tls.cert, config.tls.key)
         self.limits = make_limits(config, shared, _usage_file(config))
         self.accounts = AccountRegistry(config, self.limits)
         self.core_config = self._core_config()
@@ -307,6 +315,8 @@ class FTPServer:
                 self._server.close()
                 raise
         if implicit_sock is not None:
+            from fileferry.server.implicit import ImplicitListener
+
             self._implicit = ImplicitListener(
                 implicit_sock,
                 backlog=LISTEN_BACKLOG,

@@ -42,6 +42,9 @@ from fileferry.users.base import (
     upgrade_hash,
 )
 from fileferry.users.fields import check_account
+from fileferry.users.location import default_db_path
+
+__all__ = ["SCHEMA_VERSION", "SQLiteUserStore", "default_db_path"]
 
 _T = TypeVar("_T")
 
@@ -89,13 +92,6 @@ _USER_COLUMNS = (
     " upload_rate, download_rate, allowed_networks, expires, disabled, created, updated,"
     " last_login"
 )
-
-
-def default_db_path(environ: dict[str, str] | None = None) -> Path:
-    """``$XDG_DATA_HOME/fileferry/users.db``, else ``~/.local/share/fileferry/users.db``."""
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "fileferry" / "users.db"
 
 
 class SQLiteUserStore(HashedUserStore, UserAdmin):
