@@ -337,6 +337,32 @@ def start(names: list[str], work: Path, payload: bytes, baseline: Path | None) -
 # --- report ------------------------------------------------------------------------------
 
 
+def ls_reference(root: Path, rows: list[str], n: int) -> dict[str, float]:
+    """CPU µs of ``ls -lnU`` over the same folders: the physical floor of a listing.
+
+    ``ls -lnU`` does what any LIST must (read the folder, ``lstat`` each
+    entry, format a line) and nothing more (``-n``: no user name look-ups,
+    ``-U``: no sorting); GNU ls adds two extended-attribute reads per entry,
+    so it is a generous floor. Its CPU comes from ``RUSAGE_CHILDREN``.
+    """
+    import resource
+    import subprocess
+
+    ls = shutil.which("ls")
+    out: dict[str, float] = {}
+    for row, folder in (("list1k", "list1k"), ("list10k", "list10k")):
+        if row not in rows or ls is None:
+            continue
+        count = max(1, n // ROWS[row][1])
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        for _ in range(count):
+            subprocess.run([ls, "-lnU", str(root / folder)], stdout=subprocess.DEVNULL, check=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        secs = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        out[row] = secs / count * 1e6
+    return out
+
+
 def table(results: dict[str, Any]) -> str:
     """Markdown: µs of server CPU per operation, and fileferry's ratio to each peer."""
     names = list(results["servers"])
@@ -403,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default 2)")
     p.add_argument("--only", help=f"rows, comma-separated: {','.join(ROWS)}")
     p.add_argument("--servers", default="fileferry,fileferry-base,pyftpdlib,vsftpd,pure-ftpd")
+    p.add_argument("--no-ls", action="store_true", help="skip the ls -lnU reference of LIST")
     p.add_argument("--baseline", type=Path, help="another checkout, run as fileferry-base")
     p.add_argument("--work", default="/tmp/fileferry-cpuop", help="server roots, results")
     p.add_argument("--write-docs", action="store_true", help="the table into docs/benchmarks.md")
@@ -445,11 +472,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     print(f"  r{rnd + 1} {row:8} {server.name:15} {per:9.1f} µs/op", flush=True)
     finally:
         srv.kill_all(servers)
+    if servers and not args.no_ls:
+        reference = ls_reference(servers[0].root, rows, n)
+        for row, per in reference.items():
+            samples.setdefault("ls -lnU", {}).setdefault(row, []).append(per)
     results = {
         "when": time.strftime("%Y-%m-%d"),
         "n": n,
         "rounds": args.rounds,
-        "servers": {s.name: s.version for s in servers},
+        "servers": {s.name: s.version for s in servers} | {"ls -lnU": "GNU ls, the same folders"},
         "per_op": {
             name: {row: statistics.median(v) for row, v in rows_.items()}
             for name, rows_ in samples.items()
