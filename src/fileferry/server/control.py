@@ -214,8 +214,17 @@ class ControlConnection:
                     pause = self.rate.delay()
                     if pause:  # a flood of commands slows this client, not the server
                         await asyncio.sleep(pause)
-                    await self.dispatch(event)
-                    await self._drain()
+                    if type(event) is events.Answer and self.account is not None:
+                        # What the core answered by itself (NOOP, TYPE...), without
+                        # a coroutine for dispatch: the commonest command of all.
+                        self.reply(event.reply)
+                        if event.reply.code == 421:
+                            self.closing = True
+                    else:
+                        await self.dispatch(event)
+                    transport = self.writer.transport
+                    if transport.is_closing() or transport.get_write_buffer_size():
+                        await self._drain()
                     continue
                 if read is None and self.transfer_task is None:
                     # The common case, no transfer running: await the read
