@@ -397,7 +397,8 @@ def doc_block(results: dict[str, Any]) -> str:
             "lockstep client on loopback. Microseconds of the server's own CPU (`utime + stime` "
             "from `/proc/PID/stat`, every thread, plus reaped children) per operation, median "
             "over rounds; lower is better. In brackets: the peer's CPU over fileferry's "
-            "(>= 1.00x: fileferry uses no more CPU than that peer).",
+            "(>= 1.00x: fileferry uses no more CPU than that peer)."
+            + (f" {results['note']}" if results.get("note") else ""),
             "",
             table(results),
             "",
