@@ -13,6 +13,7 @@ keys, exactly as in a TOML file, coerced and checked like one.
 """
 
 from fileferry.config.describe import parse_port_range
+from fileferry.config.hooks import HOOK_EVENTS, HookConfig, hooks_from_toml
 from fileferry.config.load import build, from_environment, load_toml
 from fileferry.config.model import (
     FS_CALLS,
@@ -21,6 +22,7 @@ from fileferry.config.model import (
     DataConfig,
     LimitsConfig,
     LoggingConfig,
+    MetricsConfig,
     RateLimits,
     ServerConfig,
     SessionLimits,
@@ -36,12 +38,15 @@ from fileferry.config.validate import validate
 
 __all__ = [
     "FS_CALLS",
+    "HOOK_EVENTS",
     "LOG_LEVELS",
     "SETTINGS",
     "BanLimits",
     "DataConfig",
+    "HookConfig",
     "LimitsConfig",
     "LoggingConfig",
+    "MetricsConfig",
     "RateLimits",
     "ServerConfig",
     "SessionLimits",
@@ -53,6 +58,7 @@ __all__ = [
     "build",
     "flatten",
     "from_environment",
+    "hooks_from_toml",
     "load_toml",
     "parse_port_range",
     "parse_user_spec",
