@@ -1,7 +1,7 @@
 """What a running ``fileferry serve`` has imported: only what its configuration uses.
 
 Every module a server imports stays in its memory for its whole life, and
-a server started from flags alone has no use for a TOML parser, SQLite,
+a server started from flags alone has no use for a TOML parser, SQLite, PostgreSQL,
 Argon2, the TLS modules, the shared-memory limits of ``--workers``, or the
 FTP client. The server writes ``sys.modules`` to the file named by
 ``FILEFERRY_DEBUG_MODULES`` before its ready line; these tests read it.
@@ -20,6 +20,8 @@ from pathlib import Path
 NOT_FOR_FLAGS_ONLY = (
     "tomllib",
     "sqlite3",
+    "psycopg",
+    "psycopg_pool",
     "argon2",
     "_argon2_cffi_bindings",
     "cryptography",
