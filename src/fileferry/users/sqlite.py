@@ -42,6 +42,7 @@ from fileferry.users.base import (
     upgrade_hash,
 )
 from fileferry.users.fields import check_account
+from fileferry.users.sqliteadmins import ADMIN_TABLES, SQLiteAdmins
 
 _T = TypeVar("_T")
 
@@ -81,6 +82,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (user_id, path)
         )""",
     ),
+    # 2: web administrators and their API tokens (users/sqliteadmins.py).
+    ADMIN_TABLES,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -98,7 +101,7 @@ def default_db_path(environ: dict[str, str] | None = None) -> Path:
     return Path(base) / "fileferry" / "users.db"
 
 
-class SQLiteUserStore(HashedUserStore, UserAdmin):
+class SQLiteUserStore(HashedUserStore, UserAdmin, SQLiteAdmins):
     """Users in the SQLite file at ``path``, opened (and migrated) on construction.
 
     ``create=False`` refuses a missing file instead of creating an empty
