@@ -158,6 +158,8 @@ async def _serve(cfg: ServerConfig) -> int:
     tls = server.app.tls
     cert = tls.cert if tls is not None and cfg.tls.self_signed else None
     announce(cfg, server.address, server.implicit_address, cert)
+    if server.admin is not None:
+        print(f"web admin and API at {server.admin.url}", flush=True)
     await stop
     return 0
 

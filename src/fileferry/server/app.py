@@ -14,9 +14,11 @@ import shutil
 import socket
 import ssl
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from fileferry.backends import open_storage, open_users, scheme_of
 from fileferry.config import ServerConfig
+from fileferry.errors import ConfigError
 from fileferry.limits.factory import make_limits
 from fileferry.limits.keys import client_key
 from fileferry.limits.shared import SharedLimits
@@ -33,6 +35,10 @@ from fileferry.server.tls import SelfSigned, TLSManager, make_self_signed
 from fileferry.server.tlspump import PUMP_THREADS, PumpPool
 from fileferry.storage.base import Capabilities, Storage
 from fileferry.users.base import Account, UserStore
+
+if TYPE_CHECKING:
+    from fileferry.backends import AdminStore
+    from fileferry.webadmin.service import AdminService
 
 log = logging.getLogger("fileferry.server")
 
@@ -260,6 +266,9 @@ class FTPServer:
         #: event that tells it a later ``stop`` moved that moment closer.
         self._deadline = 0.0
         self._hurried = asyncio.Event()
+        #: The web admin (``--admin``), once started; see server/adminhost.py.
+        self.admin: AdminService | None = None
+        self._admin_store: AdminStore | None = None
 
     @property
     def config(self) -> ServerConfig:
@@ -316,8 +325,39 @@ class FTPServer:
                 handshake_timeout=self.config.data.accept_timeout,
                 run=self._session,
             )
+        if self.config.admin.listen is not None:
+            try:
+                self.admin = await self._start_admin()
+            except BaseException:
+                self._server.close()
+                if self._implicit is not None:
+                    self._implicit.close()
+                raise
         if self.app.sweeper is not None:
             self.app.sweeper.start()  # dead uploads' hidden files: now, then periodically
+
+    async def _start_admin(self) -> AdminService:
+        """The web admin on ``--admin``'s address, with its own connection to the user database."""
+        from fileferry.backends import user_store_backend
+        from fileferry.config.hostport import split_host_port
+        from fileferry.server.adminhost import start_admin
+        from fileferry.users.admins import AdminDirectory
+
+        db = self.config.user_store.db
+        assert db is not None  # config/validate.py
+        store = user_store_backend(db).open(db, create=False)
+        if not isinstance(store, AdminDirectory):
+            await store.close()
+            raise ConfigError(f"admin: the user database {db} cannot hold administrators")
+        sock = bind_or_explain(*split_host_port(self.config.admin.listen or ""))
+        try:
+            service = await start_admin(self.app, self._connections, store, store, sock)
+        except BaseException:
+            sock.close()
+            await store.close()
+            raise
+        self._admin_store = store
+        return service
 
     def reload_tls(self) -> bool:
         """SIGHUP: new sessions get the re-read certificate; running ones keep theirs."""
@@ -444,6 +484,10 @@ class FTPServer:
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
+        if self.admin is not None:
+            await self.admin.close()
+        if self._admin_store is not None:
+            await self._admin_store.close()
         await self.app.close()
         self._stopped.set()
 

@@ -111,6 +111,12 @@ class ControlConnection:
         #: drain may end the session right away (see :meth:`drain`).
         self._parked = False
         self._task: asyncio.Task[None] | None = None
+        #: What the web admin shows: when the session was last heard from, and
+        #: what it asked (two stores per command, nothing more).
+        self.started = self.last_active = time.monotonic()
+        self.last_event: events.Event | None = None
+        #: The 421 text a session ended from outside (shutdown, an admin's kick) gets.
+        self.farewell = "Server shutting down."
 
     # --- the session context (server/context.py) --------------------------------
 
@@ -198,7 +204,7 @@ class ControlConnection:
         try:
             while not self.closing:
                 if self.draining and not self.transfer_running:
-                    self.reply(Reply(421, "Server shutting down."))
+                    self.reply(Reply(421, self.farewell))
                     break
                 event = self.session.next_event()
                 if event is not events.NEED_DATA:
@@ -246,7 +252,7 @@ class ControlConnection:
                     read = None
                     self.session.receive_data(data)
         except asyncio.CancelledError:
-            self.reply(Reply(421, "Server shutting down."))
+            self.reply(Reply(421, self.farewell))
             raise
         finally:
             if read is not None:
@@ -291,6 +297,8 @@ class ControlConnection:
             self.closing = True
 
     async def dispatch(self, event: events.Event) -> None:
+        self.last_event = event
+        self.last_active = time.monotonic()
         if self.account is None and type(event) is not events.ConnectionClosed:
             # Banned since it connected (guesses on its other connections):
             # nothing more before a login, USER and PASS included.
@@ -362,6 +370,13 @@ class ControlConnection:
             task.cancel()
         elif self._parked and self._task is not None:
             self._task.cancel()
+
+    def kick(self, farewell: str) -> None:
+        """An administrator ends this session: a running transfer ends with 426
+        (an upload is discarded, nothing appears under its name), then 421
+        ``farewell`` and the connection closes."""
+        self.farewell = farewell
+        self.abort_for_shutdown()
 
     async def shutdown(self) -> None:
         """Release everything this connection holds; safe on every path out."""

@@ -1,0 +1,143 @@
+"""The web admin's view of the live sessions, and its kick.
+
+Everything here is read from what the sessions already keep: the control
+connection's last command and its time, the TLS facts of the protocol core,
+and the running transfer's data connection byte counter (which every data
+path advances anyway, for STAT). Rates are differences between two reads,
+taken when someone looks, so the data path pays nothing for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from fileferry.protocol import events
+from fileferry.server.handlers.transfers import SendFile
+from fileferry.webadmin.model import SessionView, TransferView
+
+if TYPE_CHECKING:
+    from fileferry.server.control import ControlConnection
+
+_VERBS: dict[type[events.Event], str] = {
+    events.Authenticate: "PASS",
+    events.ChangeDirectory: "CWD",
+    events.MakeDirectory: "MKD",
+    events.RemoveDirectory: "RMD",
+    events.DeleteFile: "DELE",
+    events.RenameFrom: "RNFR",
+    events.RenameTo: "RNTO",
+    events.FileSize: "SIZE",
+    events.ModificationTime: "MDTM",
+    events.SetModificationTime: "MFMT",
+    events.Status: "STAT",
+    events.MachineListFile: "MLST",
+    events.EnterPassive: "PASV",
+    events.EnterActive: "PORT",
+    events.Abort: "ABOR",
+    events.Quit: "QUIT",
+    events.Reinitialize: "REIN",
+    events.StartTLS: "AUTH",
+    events.SiteCommand: "SITE",
+    events.AvailableSpace: "AVBL",
+    events.FileHash: "HASH",
+    events.RetrieveFile: "RETR",
+    events.ListDirectory: "LIST",
+}
+#: A rate is recomputed at most this often (seconds); reads in between reuse it.
+_RATE_PERIOD = 0.5
+
+
+def _verb(conn: ControlConnection) -> str:
+    job = conn.transfer_job if conn.transfer_running else None
+    if job is not None and job.command:
+        return job.command
+    event = conn.last_event
+    if event is None:
+        return "-"
+    if isinstance(event, events.StoreFile):
+        return event.mode.value
+    return _VERBS.get(type(event), "-")
+
+
+def _tls(conn: ControlConnection) -> str:
+    state = conn.state
+    if not state.tls_control:
+        return "none"
+    return "control+data" if state.prot_private else "control"
+
+
+class LiveSessions:
+    """Reads the server's ``connections`` (task -> connection) when asked."""
+
+    def __init__(self, connections: dict[asyncio.Task[None], ControlConnection]) -> None:
+        self._connections = connections
+        #: session id -> (job, bytes, time, rate) of the last read of its transfer.
+        self._samples: dict[int, tuple[object, int, float, float]] = {}
+
+    def sessions(self) -> list[SessionView]:
+        now = time.monotonic()
+        return [
+            SessionView(
+                conn.id,
+                conn.peer_host,
+                conn.account.name if conn.account is not None else None,
+                _tls(conn),
+                0.0 if conn.transfer_running else now - conn.last_active,
+                now - conn.started,
+                _verb(conn),
+            )
+            for conn in sorted(self._connections.values(), key=lambda c: c.id)
+        ]
+
+    def transfers(self) -> list[TransferView]:
+        now = time.monotonic()
+        found: list[TransferView] = []
+        samples: dict[int, tuple[object, int, float, float]] = {}
+        for conn in sorted(self._connections.values(), key=lambda c: c.id):
+            job = conn.transfer_job
+            dc = conn.data.connection
+            if job is None or not conn.transfer_running or dc is None:
+                continue
+            moved = dc.bytes
+            last = self._samples.get(conn.id)
+            if last is None or last[0] is not job:
+                samples[conn.id] = (job, moved, now, 0.0)  # first look: no rate yet
+                rate = 0.0
+            elif now - last[2] >= _RATE_PERIOD:
+                rate = (moved - last[1]) / (now - last[2])
+                samples[conn.id] = (job, moved, now, rate)
+            else:  # looked again too soon for a fair figure: keep the older base
+                rate = last[3]
+                samples[conn.id] = last
+            event = job.event
+            size = None
+            if isinstance(job, SendFile):
+                offset = getattr(event, "offset", 0) or 0
+                size = max(0, job.reader.size - offset)
+            found.append(
+                TransferView(
+                    conn.id,
+                    conn.account.name if conn.account is not None else None,
+                    conn.peer_host,
+                    job.command,
+                    getattr(event, "path", ""),
+                    job.direction,
+                    dc.bytes,
+                    size,
+                    rate,
+                )
+            )
+        self._samples = samples
+        return found
+
+    async def kick(self, session_id: int, farewell: str) -> bool:
+        for task, conn in list(self._connections.items()):
+            if conn.id == session_id:
+                conn.kick(farewell)
+                # Return once it is gone (its upload discarded), so the
+                # caller's next look no longer shows it.
+                await asyncio.wait({task}, timeout=10)
+                return True
+        return False
