@@ -109,7 +109,7 @@ class Guard:
             )
             await send({"type": "http.response.body", "body": body})
             return
-        await self.app(scope, receive, send)
+        await self.app(scope, receive, with_headers)
 
 
 def build_app(host: Host, stats: Stats, *, secure: bool) -> tuple[ASGIApp, Gatekeeper]:
