@@ -59,6 +59,7 @@ CONTRACT: dict[str, tuple[str, object]] = {
     "upload_rate": ("2M", 2 * 1024**2),
     "download_rate": ("1K", 1024),
     "workers": ("3", 3),
+    "admin": ("127.0.0.1:8021", "127.0.0.1:8021"),
 }
 
 #: Flags of ``serve`` before they were generated, with how a value is given.
@@ -91,6 +92,7 @@ FLAGS: dict[str, list[str]] = {
     "max_login_checks_per_ip": ["--max-login-checks-per-ip", "2"],
     "max_login_checks_per_user": ["--max-login-checks-per-user", "6"],
     "max_passive_ports_per_ip": ["--max-passive-ports-per-ip", "5"],
+    "admin": ["--admin", "127.0.0.1:8021"],
 }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fileferry import __version__
+from fileferry.webadmin.version import version
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -76,7 +76,7 @@ _ACCOUNT_FIELDS: dict[str, Any] = {
 def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
-        "info": {"title": "fileferry admin API", "version": __version__},
+        "info": {"title": "fileferry admin API", "version": version()},
         "security": [{"token": []}],
         "paths": {
             "/api/v1/status": {

@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from fileferry import __version__
 from fileferry.users import fields
+from fileferry.webadmin.version import version
 
 if TYPE_CHECKING:
     from fileferry.limits.interfaces import Ban
@@ -79,7 +79,7 @@ def status(host: Host, stats: Stats) -> dict[str, object]:
     hour = stats.hour()
     disk = host.disk()
     return {
-        "version": __version__,
+        "version": version(),
         "sessions": len(host.live.sessions()),
         "transfers": len(host.live.transfers()),
         "logins_last_hour": sum(m.logins for m in hour),
