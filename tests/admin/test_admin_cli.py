@@ -34,7 +34,9 @@ def ff(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.
 def env(tmp_path: Path) -> dict[str, str]:
     data = tmp_path / "xdg"
     data.mkdir()
-    return {**os.environ, "XDG_DATA_HOME": str(data), "HOME": str(tmp_path)}
+    environ = {**os.environ, "XDG_DATA_HOME": str(data), "HOME": str(tmp_path)}
+    environ.pop("FILEFERRY_WORKERS", None)  # the admin runs with one worker (tests/conftest.py)
+    return environ
 
 
 def test_add_list_passwd_token_revoke_and_delete(tmp_path: Path, env: dict[str, str]):

@@ -46,7 +46,7 @@ def test_bans_are_listed_with_address_reason_and_time_left(views):
     assert sorted(b.key for b in bans) == ["192.0.2.7", "2001:db8:1:2::/64"]
     for ban in bans:
         assert ban.left == pytest.approx(90, abs=0.01)
-        assert ban.count == 1
+        assert ban.times == 1
         assert ban.reason == "3 failed logins within 60 s"
     clock.now += 91
     assert first.bans() == []
@@ -59,7 +59,7 @@ def test_a_lifted_ban_ends_everywhere_and_starts_short_again(views):
         for _ in range(3):
             first.record_failure("192.0.2.7")
         clock.now += 1
-    assert first.bans()[0].count == 2  # escalated: 200 s
+    assert first.bans()[0].times == 2  # escalated: 200 s
     assert last.lift("192.0.2.7") is True
     assert first.banned_for("192.0.2.7") == 0 and last.banned_for("192.0.2.7") == 0
     assert first.bans() == []
@@ -67,7 +67,7 @@ def test_a_lifted_ban_ends_everywhere_and_starts_short_again(views):
     for _ in range(3):
         first.record_failure("192.0.2.7")
     (ban,) = last.bans()
-    assert ban.count == 1 and ban.left == pytest.approx(100, abs=0.01)
+    assert ban.times == 1 and ban.left == pytest.approx(100, abs=0.01)
 
 
 def test_a_lift_of_an_expired_ban_says_so(views):

@@ -34,7 +34,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     admin.add_argument(
         "--db", metavar="PATH", help=f"user database (default {backends.default_user_store()})"
     )
-    admin.set_defaults(run=lambda args: (admin.print_help(), 2)[1])
+
+    def usage(args: argparse.Namespace) -> int:
+        admin.print_help()
+        return 2
+
+    admin.set_defaults(run=usage)
     commands = admin.add_subparsers(dest="admin_command", metavar="ACTION")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)

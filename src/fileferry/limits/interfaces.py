@@ -121,7 +121,7 @@ class Ban(NamedTuple):
     #: Seconds until the ban ends.
     left: float
     #: How many times this address was banned (each ban is twice as long).
-    count: int
+    times: int
     #: Why, in words.
     reason: str
 

@@ -331,7 +331,9 @@ class Pages:
 
     @staticmethod
     def _submitted(form: FormData) -> dict[str, Any]:
-        values = {k: str(v) for k, v in form.items() if k not in ("csrf", "perm", "password")}
+        values: dict[str, Any] = {
+            k: str(v) for k, v in form.items() if k not in ("csrf", "perm", "password")
+        }
         values["permissions"] = "".join(str(p) for p in form.getlist("perm"))
         values["disabled"] = form.get("disabled") == "on"
         return values

@@ -53,7 +53,7 @@ def ban(b: Ban) -> dict[str, object]:
         "reason": b.reason,
         "seconds_left": round(b.left, 1),
         "until": fields.format_expiry(time.time() + b.left),
-        "times_banned": b.count,
+        "times_banned": b.times,
     }
 
 
