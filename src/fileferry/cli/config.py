@@ -36,6 +36,9 @@ write = false                     # let anonymous users upload, rename, delete, 
 # default ~/.local/share/fileferry/users.db is used if it exists. It must not
 # lie inside a served folder.
 # db = "/var/lib/fileferry/users.db"
+# The web admin and REST API (pip install 'fileferry[admin]'; needs db and one
+# worker); administrators come from `fileferry admin add NAME`.
+# admin = "127.0.0.1:8021"
 upload_rate = 0                   # bytes/s for all sessions together (e.g. "100M"); 0 = unlimited
 download_rate = 0
 
