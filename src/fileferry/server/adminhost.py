@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import shutil
 import socket
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
+from fileferry.config.hostport import split_host_port
 from fileferry.errors import ConfigError
 from fileferry.server.live import LiveSessions
+from fileferry.users.admins import AdminDirectory
 from fileferry.webadmin.model import Usage
 from fileferry.webadmin.service import AdminService
 from fileferry.webadmin.stats import Stats
@@ -24,7 +27,6 @@ if TYPE_CHECKING:
     from fileferry.limits.interfaces import BanList, LoginChecks
     from fileferry.server.app import App
     from fileferry.server.control import ControlConnection
-    from fileferry.users.admins import AdminDirectory
     from fileferry.users.base import Account
     from fileferry.webadmin.model import UserAdminStore
 
@@ -86,18 +88,28 @@ class AdminHost:
 async def start_admin(
     app: App,
     connections: dict[asyncio.Task[None], ControlConnection],
-    store: UserAdminStore,
-    admins: AdminDirectory,
-    sock: socket.socket,
+    store: object,
+    bind: Callable[[str, int], socket.socket],
 ) -> AdminService:
-    """Serve the admin on ``sock`` (bound to ``--admin``), counting events for the dashboard.
+    """Serve the admin on ``--admin``'s address, counting events for the dashboard.
 
-    Under ``--tls-cert``/``--tls-key`` (or a self-signed certificate) it is
-    HTTPS with the same certificate as FTPS.
+    ``store``: the user database, which must hold administrators too
+    (:class:`~fileferry.users.admins.AdminDirectory`). Under
+    ``--tls-cert``/``--tls-key`` (or a self-signed certificate) the admin
+    is HTTPS with the same certificate as FTPS.
     """
-    stats = Stats()
+    if not isinstance(store, AdminDirectory):
+        raise ConfigError("admin: this user database cannot hold administrators")
+    assert app.config.admin.listen is not None
+    sock = bind(*split_host_port(app.config.admin.listen))
+    try:
+        stats = Stats()
+        tls = (app.tls.cert, app.tls.key) if app.tls is not None else None
+        host = AdminHost(app, connections, cast("UserAdminStore", store), store)
+        service = AdminService(host, stats, sock, tls)
+        await service.start()
+    except BaseException:
+        sock.close()
+        raise
     app.dispatcher.add(stats)
-    tls = (app.tls.cert, app.tls.key) if app.tls is not None else None
-    service = AdminService(AdminHost(app, connections, store, admins), stats, sock, tls)
-    await service.start()
     return service

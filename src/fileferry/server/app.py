@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 from fileferry.backends import open_storage, open_users, scheme_of
 from fileferry.config import ServerConfig
-from fileferry.errors import ConfigError
 from fileferry.limits.factory import make_limits
 from fileferry.limits.keys import client_key
 from fileferry.limits.shared import SharedLimits
@@ -332,32 +331,21 @@ class FTPServer:
                 self._server.close()
                 if self._implicit is not None:
                     self._implicit.close()
+                if self._admin_store is not None:
+                    await self._admin_store.close()
                 raise
         if self.app.sweeper is not None:
             self.app.sweeper.start()  # dead uploads' hidden files: now, then periodically
 
     async def _start_admin(self) -> AdminService:
-        """The web admin on ``--admin``'s address, with its own connection to the user database."""
+        """The web admin (server/adminhost.py), with its own connection to the user database."""
         from fileferry.backends import user_store_backend
-        from fileferry.config.hostport import split_host_port
         from fileferry.server.adminhost import start_admin
-        from fileferry.users.admins import AdminDirectory
 
         db = self.config.user_store.db
         assert db is not None  # config/validate.py
-        store = user_store_backend(db).open(db, create=False)
-        if not isinstance(store, AdminDirectory):
-            await store.close()
-            raise ConfigError(f"admin: the user database {db} cannot hold administrators")
-        sock = bind_or_explain(*split_host_port(self.config.admin.listen or ""))
-        try:
-            service = await start_admin(self.app, self._connections, store, store, sock)
-        except BaseException:
-            sock.close()
-            await store.close()
-            raise
-        self._admin_store = store
-        return service
+        self._admin_store = store = user_store_backend(db).open(db, create=False)
+        return await start_admin(self.app, self._connections, store, bind_or_explain)
 
     def reload_tls(self) -> bool:
         """SIGHUP: new sessions get the re-read certificate; running ones keep theirs."""
