@@ -122,3 +122,19 @@ def test_serve_admin_announces_its_url_and_stops_on_sigterm(tmp_path: Path, env:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_an_admin_port_in_use_is_one_line_and_status_1(tmp_path: Path, env: dict[str, str]):
+    import socket
+
+    db = str(tmp_path / "u.db")
+    ff(env, "admin", "--db", db, "add", "ops", "--password-stdin", stdin="pw\n")
+    served = tmp_path / "served"
+    served.mkdir()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = ff(env, "serve", str(served), "--db", db, "--port", "0", "--admin", f"127.0.0.1:{port}")
+    assert r.returncode == 1
+    assert r.stderr.strip() == f"fileferry: port {port} on 127.0.0.1 is already in use"
