@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Fuzz the protocol core for a bounded time: fuzz/run.sh [SECONDS] (default 60).
+# The PROXY header parser has a target of its own: fuzz/fuzz_proxyheader.py (same flags).
 # Findings (crash-*, timeout-*) are written to fuzz/findings/; the corpus grows
 # in fuzz/corpus/. Both are ignored by git.
 set -euo pipefail

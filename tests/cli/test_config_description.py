@@ -60,6 +60,9 @@ CONTRACT: dict[str, tuple[str, object]] = {
     "download_rate": ("1K", 1024),
     "workers": ("3", 3),
     "admin": ("127.0.0.1:8021", "127.0.0.1:8021"),
+    "proxy_protocol": ("on", True),
+    "trusted_proxy": ("10.0.0.0/8", ("10.0.0.0/8",)),
+    "proxy_header_timeout": ("2", 2.0),
 }
 
 #: Flags of ``serve`` before they were generated, with how a value is given.
@@ -93,6 +96,8 @@ FLAGS: dict[str, list[str]] = {
     "max_login_checks_per_user": ["--max-login-checks-per-user", "6"],
     "max_passive_ports_per_ip": ["--max-passive-ports-per-ip", "5"],
     "admin": ["--admin", "127.0.0.1:8021"],
+    "proxy_protocol": ["--proxy-protocol"],
+    "trusted_proxy": ["--trusted-proxy", "10.0.0.0/8"],
 }
 
 
@@ -250,3 +255,10 @@ def test_the_readme_options_table_lists_every_generated_flag() -> None:
         if leaf.meta.help is not None:
             flag = leaf.meta.flag
             assert f"`{flag}" in table or f"`--no-{flag[2:]}" in table, flag
+
+
+def test_a_repeatable_flag_adds_up() -> None:
+    args = build_parser().parse_args(
+        ["serve", "--trusted-proxy", "10.0.0.1", "--trusted-proxy", "2001:db8::/32,192.0.2.0/24"]
+    )
+    assert flag_values(args)["trusted_proxy"] == ("10.0.0.1/32", "2001:db8::/32", "192.0.2.0/24")

@@ -40,3 +40,20 @@ def test_fuzz_protocol_core_briefly(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert "Done 20000 runs" in result.stderr
+
+
+def test_fuzz_proxy_header_parser_briefly(tmp_path: Path) -> None:
+    try:
+        import atheris  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("atheris is required in CI")
+        pytest.skip("atheris not installed")
+    target = TARGET.parent / "fuzz_proxyheader.py"
+    result = subprocess.run(
+        [sys.executable, str(target), "-runs=20000", "-max_len=600",
+         f"-artifact_prefix={tmp_path}/"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "Done 20000 runs" in result.stderr

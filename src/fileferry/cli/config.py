@@ -80,6 +80,11 @@ max_login_checks_per_user = 8     # password checks at once per user name, any a
 max_line = 4200                   # longest command line accepted
 max_list_entries = 200000         # entries a listing returns at most
 
+# --- behind a TCP load balancer (docs/scale-out.md) --------------------------------------
+proxy_protocol = false            # every connection opens with a PROXY header (v1 or v2)
+# trusted_proxy = ["10.0.0.1/32"]  # the balancer's networks: headers from anyone else refused
+proxy_header_timeout = 5.0        # seconds for the header to arrive
+
 # --- users in this file (besides the database) ---------------------------------------
 # Every key below is optional except name and password (or password_hash).
 [[user]]

@@ -43,6 +43,8 @@ class Setting:
     unit: str = ""
     #: Replaces the coercion derived from the type (sizes like ``"10M"``).
     parse: Parser | None = None
+    #: A list: the flag may be given several times (each adds to it).
+    repeatable: bool = False
 
     @property
     def flag(self) -> str:

@@ -51,6 +51,8 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
         else:
             options["type"] = _argument_type(leaf)
             options["metavar"] = meta.metavar
+            if meta.repeatable:
+                options["action"] = "append"
         target.add_argument(meta.flag, **options)  # type: ignore[arg-type]
 
 
@@ -59,6 +61,8 @@ def flag_values(args: argparse.Namespace) -> dict[str, object]:
     values: dict[str, object] = {}
     for key in SETTINGS:
         value = getattr(args, key, None)
+        if isinstance(value, list):  # a repeatable flag: each use gave a tuple
+            value = tuple(item for given in value for item in given)
         if value is not None:
             values[key] = value
     return values

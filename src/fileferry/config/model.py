@@ -11,11 +11,13 @@ variables and the ``serve`` flags are all generated from these classes
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
 
 from fileferry.config.describe import setting
 from fileferry.config.hostport import parse_host_port
+from fileferry.errors import ConfigError
 from fileferry.users import fields as account_fields
 
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -25,6 +27,7 @@ FS_CALLS: tuple[str, ...] = FsCalls.__args__  # type: ignore[attr-defined]
 
 _TLS = "FTPS (RFC 4217)"
 _LIMITS = "limits"
+_PROXY = "behind a load balancer"
 _DAY = 86400.0
 
 
@@ -266,6 +269,49 @@ class LimitsConfig:
     rates: RateLimits = field(default_factory=RateLimits)
 
 
+def _parse_networks(value: object, key: str) -> tuple[str, ...]:
+    """CIDRs (``10.0.0.0/8``; a bare address is one host): a TOML list, or
+    comma-separated text from a flag or the environment; normalised."""
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    networks: list[str] = []
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(text, strict=False)))
+        except ValueError:
+            raise ConfigError(f"{key}: {text!r} is not an address or a CIDR network") from None
+    return tuple(networks)
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    """The PROXY protocol, for nodes behind a TCP load balancer (docs/scale-out.md)."""
+
+    #: Every control connection must open with a PROXY header (v1 or v2) from
+    #: a ``trusted`` network; its address is the client's from then on.
+    protocol: bool = setting(
+        False,
+        "proxy_protocol",
+        "expect a PROXY protocol header (v1/v2) from a --trusted-proxy on every connection",
+        group=_PROXY,
+    )
+    trusted: tuple[str, ...] = setting(
+        (),
+        "trusted_proxy",
+        "balancer network allowed to send PROXY headers (repeatable)",
+        metavar="CIDR",
+        group=_PROXY,
+        parse=_parse_networks,
+        repeatable=True,
+    )
+    #: A header not complete this long after the connection is refused.
+    header_timeout: float = setting(
+        5.0, "proxy_header_timeout", low=0, high=3600, open_low=True, unit="seconds"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: LogLevel = setting("info", "log_level", "log verbosity (info)")
@@ -328,3 +374,4 @@ class ServerConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)

@@ -33,6 +33,7 @@ def validate(cfg: ServerConfig) -> ServerConfig:
     _validate_workers(cfg)
     _validate_admin(cfg)
     _validate_users(cfg)
+    _validate_proxy(cfg)
     root = backends.storage_backend(cfg.storage.root).check(cfg.storage.root)
     served = [root] + [str(Path(u.home).expanduser()) for u in cfg.users if u.home]
     db = cfg.user_store.db
@@ -59,6 +60,15 @@ def _validate_addresses(cfg: ServerConfig) -> None:
             raise ConfigError(
                 f"masquerade_address: {masquerade!r} is not an IPv4 address"
             ) from None
+
+
+def _validate_proxy(cfg: ServerConfig) -> None:
+    """A PROXY header is believed only from a named balancer, never from anyone."""
+    proxy = cfg.proxy
+    if proxy.protocol and not proxy.trusted:
+        raise ConfigError("proxy_protocol: needs trusted_proxy (the balancer's networks)")
+    if proxy.trusted and not proxy.protocol:
+        raise ConfigError("trusted_proxy: only with proxy_protocol")
 
 
 def _validate_tls(cfg: ServerConfig) -> None:

@@ -29,6 +29,7 @@ from fileferry.server.control import ControlConnection
 from fileferry.server.datapath import DataPaths
 from fileferry.server.implicit import ImplicitListener
 from fileferry.server.ports import PassiveShare, share_of
+from fileferry.server.proxied import TrustedProxies
 from fileferry.server.sweeper import Sweeper
 from fileferry.server.tls import SelfSigned, TLSManager, make_self_signed
 from fileferry.server.tlspump import PUMP_THREADS, PumpPool
@@ -116,6 +117,11 @@ class App:
         self.defender = self.limits.bans
         self.login_checks = self.limits.logins
         self.passive_share = _passive_share(config)
+        proxy = config.proxy
+        #: Behind a balancer (``--proxy-protocol``): whose PROXY headers to believe.
+        self.proxies = (
+            TrustedProxies(proxy.trusted, proxy.header_timeout) if proxy.protocol else None
+        )
         storage = config.storage
         self.sweeper = (
             Sweeper(self._provider, storage.temp_max_age, storage.partial_max_age)
@@ -323,6 +329,7 @@ class FTPServer:
                 context=self._tls_context,
                 handshake_timeout=self.config.data.accept_timeout,
                 run=self._session,
+                identify=self.app.proxies.implicit_client if self.app.proxies else None,
             )
         if self.config.admin.listen is not None:
             try:
@@ -355,7 +362,14 @@ class FTPServer:
         sock: socket.socket | None = writer.get_extra_info("socket")
         if sock is not None:
             _tune(sock)
-        key = client_key(writer.get_extra_info("peername")[0])
+        peer: str = writer.get_extra_info("peername")[0]
+        client: str | None = None
+        if self.app.proxies is not None:
+            client = await self.app.proxies.control_client(reader, peer)
+            if client is None:  # refused (and logged): not a word to a stranger
+                writer.close()
+                return
+        key = client_key(client or peer)
         refusal = self._admission(key)
         if refusal is not None:
             log.info("refused %s: %s", key, refusal)
@@ -363,12 +377,15 @@ class FTPServer:
                 writer.write(f"421 {refusal}\r\n".encode())
                 writer.close()
             return
-        await self._session(reader, writer, None, key)
+        await self._session(reader, writer, None, key, client)
 
-    def _admit_implicit(self, sock: socket.socket) -> str | None:
-        """Admission for implicit FTPS, before any handshake: the key, or None."""
+    def _admit_implicit(self, sock: socket.socket, client: str | None) -> str | None:
+        """Admission for implicit FTPS, before any handshake: the key, or None.
+
+        ``client``: the address a trusted balancer's PROXY header named.
+        """
         try:
-            key = client_key(sock.getpeername()[0])
+            key = client_key(client or sock.getpeername()[0])
         except OSError:
             return None  # already gone
         refusal = self._admission(key)
@@ -388,8 +405,12 @@ class FTPServer:
         writer: asyncio.StreamWriter,
         tls_context: ssl.SSLContext | None,
         key: str,
+        client: str | None = None,
     ) -> None:
-        """Run one admitted session to its end; its admission slot is released after."""
+        """Run one admitted session to its end; its admission slot is released after.
+
+        ``client``: the address a trusted balancer's PROXY header named.
+        """
         task = asyncio.current_task()
         assert task is not None
         self.app.sessions.add(task)
@@ -402,6 +423,7 @@ class FTPServer:
                 core=app.core_config,
                 dispatcher=app.dispatcher,
                 tls_context=tls_context,
+                peer_host=client,
             )
             self._connections[task] = conn
             if self._draining:  # admitted just before the listener closed

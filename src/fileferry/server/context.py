@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from fileferry.server.datapath import DataPaths
     from fileferry.server.handlers.transfers import Job
     from fileferry.server.ports import PassiveShare
+    from fileferry.server.proxied import TrustedProxies
     from fileferry.server.tls import TLSManager
     from fileferry.storage.base import Storage
     from fileferry.users.base import Account, UserStore
@@ -62,6 +63,11 @@ class Services(Protocol):
 
     @property
     def tls(self) -> TLSManager | None: ...
+
+    @property
+    def proxies(self) -> TrustedProxies | None:
+        """The balancers whose PROXY headers are believed (None: ``--proxy-protocol`` off)."""
+        ...
 
     def storage_for(self, account: Account, /) -> Storage: ...
 

@@ -65,7 +65,10 @@ class ControlConnection:
         core: CoreConfig,
         dispatcher: Dispatcher = _NO_OBSERVERS,
         tls_context: ssl.SSLContext | None = None,
+        peer_host: str | None = None,
     ) -> None:
+        """``peer_host``: the client's address when it is not the socket's peer
+        (the one a trusted balancer's PROXY header named)."""
         self.services = services
         self.config = config = services.config
         self._dispatcher = dispatcher
@@ -78,11 +81,10 @@ class ControlConnection:
         self.session = Session(core, implicit_tls=tls_context is not None)
         self.rate = CommandRate(config.limits.sessions.commands_per_second)
         self.login_deadline = time.monotonic() + config.limits.sessions.login_timeout
-        self.client_key = client_key(writer.get_extra_info("peername")[0])
         sock: socket.socket = writer.get_extra_info("socket")
-        peer = writer.get_extra_info("peername")
         local = writer.get_extra_info("sockname")
-        self.peer_host: str = peer[0]
+        self.peer_host: str = peer_host or writer.get_extra_info("peername")[0]
+        self.client_key = client_key(self.peer_host)
         self.local_host: str = local[0]
         self._origin = Origin(self.id, self.peer_host)
         self.account: Account | None = None
@@ -99,6 +101,7 @@ class ControlConnection:
             client_key=self.client_key,
             share=services.passive_share,
             on_expired=self._passive_expired,
+            proxies=services.proxies,
         )
         self.transfer_task: asyncio.Task[None] | None = None
         self.transfer_job: transfers.Job | None = None

@@ -30,11 +30,15 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from fileferry.protocol.addresses import same_host, unmap
 from fileferry.server import ports
 from fileferry.server.dataconn import DataConnection, DataConnectionError
 from fileferry.server.tlsdata import TLSDataConnection
+
+if TYPE_CHECKING:
+    from fileferry.server.proxied import TrustedProxies
 
 __all__ = ["DataChannel", "DataConnection", "DataConnectionError"]
 
@@ -56,6 +60,7 @@ class DataChannel:
         client_key: str = "",
         share: ports.PassiveShare | None = None,
         on_expired: Callable[[int], None] | None = None,
+        proxies: TrustedProxies | None = None,
     ) -> None:
         self.peer_host = peer_host
         self.local_host = local_host
@@ -68,6 +73,9 @@ class DataChannel:
         self.share = share
         #: Told the port of a listener closed unused at its accept deadline.
         self.on_expired = on_expired
+        #: With ``--proxy-protocol``: a connection from the balancer is the
+        #: client's only if its PROXY header says so (``server/proxied.py``).
+        self.proxies = proxies
         self._listener: socket.socket | None = None
         #: The listener counts against ``share`` (given back when it closes).
         self._counted = False
@@ -177,22 +185,53 @@ class DataChannel:
                 sock, addr = listener.accept()
             except (BlockingIOError, InterruptedError):
                 break
-            if self._from_peer(sock, addr[0]):
+            if self._from_peer(sock, addr[0]) or await self._through_proxy(sock, addr[0]):
                 return sock
         loop = asyncio.get_running_loop()
         async with asyncio.timeout_at(self._deadline):
             while True:
                 sock, addr = await loop.sock_accept(listener)
-                if self._from_peer(sock, addr[0]):
+                if self._from_peer(sock, addr[0]) or await self._through_proxy(sock, addr[0]):
                     return sock
 
     def _from_peer(self, sock: socket.socket, host: str) -> bool:
-        """Whether ``sock`` comes from the control peer; closes it if not."""
+        """Whether ``sock`` comes from the control peer; if not, closes it unless
+        it came from a trusted balancer (then :meth:`_through_proxy` decides).
+
+        The balancer is asked first: its connections always carry a header,
+        even when the client it names has the balancer's own address (a
+        client on the balancer's host), and those bytes must not pass as data.
+        """
+        if self.proxies is not None and self.proxies.trusts(host):
+            return False
         if same_host(host, self.peer_host):
             return True
         log.warning(
             "refused data connection from %s (control peer is %s)",
             unmap(host),
+            unmap(self.peer_host),
+        )
+        sock.close()
+        return False
+
+    async def _through_proxy(self, sock: socket.socket, host: str) -> bool:
+        """Whether a connection from a trusted balancer carries a PROXY header naming
+        the control peer; closes it if not (or if it came from anyone else)."""
+        proxies = self.proxies
+        if proxies is None or sock.fileno() < 0:
+            return False  # refused and closed by _from_peer
+        try:
+            sock.setblocking(False)
+            client = await proxies.data_client(sock, host, self._deadline)
+        except BaseException:
+            sock.close()
+            raise
+        if client is not None and same_host(client, self.peer_host):
+            return True
+        log.warning(
+            "refused data connection through proxy %s for %s (control peer is %s)",
+            unmap(host),
+            unmap(client) if client is not None else "no client",
             unmap(self.peer_host),
         )
         sock.close()

@@ -27,10 +27,15 @@ from collections.abc import Awaitable, Callable
 
 log = logging.getLogger("fileferry")
 
-#: Runs one established session: reader, writer, its TLS context, its admission key.
+#: Runs one established session: reader, writer, its TLS context, its admission
+#: key, and the client's address if a balancer's PROXY header named it.
 SessionRunner = Callable[
-    [asyncio.StreamReader, asyncio.StreamWriter, ssl.SSLContext, str], Awaitable[None]
+    [asyncio.StreamReader, asyncio.StreamWriter, ssl.SSLContext, str, str | None],
+    Awaitable[None],
 ]
+#: Behind a balancer: the client a raw connection speaks for (its PROXY
+#: header, read before the TLS hello), or None to drop the connection.
+Identify = Callable[[socket.socket, str], Awaitable[str | None]]
 
 #: After a failed accept (EMFILE, ENFILE, ENOBUFS...), wait this long before the next.
 _ACCEPT_RETRY = 0.1
@@ -42,6 +47,9 @@ class ImplicitListener:
     ``admit`` returns the connection's admission key (it now holds a session
     slot) or ``None`` to refuse it; ``release`` gives the slot back when the
     handshake fails; ``run`` runs the session and releases the slot itself.
+    With ``identify`` (``--proxy-protocol``), each connection's PROXY header
+    is read first, in the connection's own task, and ``admit`` judges the
+    client it names.
     """
 
     def __init__(
@@ -49,11 +57,12 @@ class ImplicitListener:
         sock: socket.socket,
         *,
         backlog: int,
-        admit: Callable[[socket.socket], str | None],
+        admit: Callable[[socket.socket, str | None], str | None],
         release: Callable[[str], None],
         context: Callable[[], ssl.SSLContext],
         handshake_timeout: float,
         run: SessionRunner,
+        identify: Identify | None = None,
     ) -> None:
         sock.listen(backlog)
         sock.setblocking(False)
@@ -63,6 +72,7 @@ class ImplicitListener:
         self._context = context
         self._timeout = handshake_timeout
         self._run = run
+        self._identify = identify
         self._tasks: set[asyncio.Task[None]] = set()
         self._acceptor = asyncio.get_running_loop().create_task(self._accept_forever())
 
@@ -80,15 +90,33 @@ class ImplicitListener:
                 log.warning("implicit FTPS: accept failed: %s", exc.strerror)
                 await asyncio.sleep(_ACCEPT_RETRY)
                 continue
-            key = self._admit(conn)
-            if key is None:
-                conn.close()  # refused: not even a handshake (an implicit client cannot read a 421)
-                continue
-            task = loop.create_task(self._establish(conn, key))
+            if self._identify is not None:
+                task = loop.create_task(self._proxied(conn))
+            else:
+                key = self._admit(conn, None)
+                if key is None:
+                    conn.close()  # refused: no handshake (an implicit client cannot read a 421)
+                    continue
+                task = loop.create_task(self._establish(conn, key, None))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _establish(self, conn: socket.socket, key: str) -> None:
+    async def _proxied(self, conn: socket.socket) -> None:
+        """Read the balancer's PROXY header, then admit and establish as usual."""
+        assert self._identify is not None
+        try:
+            conn.setblocking(False)
+            client = await self._identify(conn, conn.getpeername()[0])
+        except BaseException:
+            conn.close()
+            raise
+        key = self._admit(conn, client) if client is not None else None
+        if key is None:
+            conn.close()
+            return
+        await self._establish(conn, key, client)
+
+    async def _establish(self, conn: socket.socket, key: str, client: str | None) -> None:
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=2**16)
         protocol = asyncio.StreamReaderProtocol(reader)
@@ -106,7 +134,7 @@ class ImplicitListener:
             log.info("implicit TLS handshake with %s failed: %s", key, exc)
             return
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-        await self._run(reader, writer, context, key)
+        await self._run(reader, writer, context, key, client)
 
     def stop_accepting(self) -> None:
         """Close the listener; sessions begun here go on (a drain ends them its way)."""
