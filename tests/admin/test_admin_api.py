@@ -91,6 +91,14 @@ def test_sessions_show_a_live_client_and_a_kick_ends_it(srv: AdminServer):
             assert session["tls"] == "none"
             assert session["command"] == "CWD"
             assert session["idle_seconds"] >= 0
+
+            def idle() -> float:
+                found = [s for s in api.get("/api/v1/sessions").json() if s["id"] == session["id"]]
+                return found[0]["idle_seconds"]
+
+            waited = wait_for(lambda: idle() >= 0.3 and idle(), "the idle time to grow")
+            ftp.voidcmd("NOOP")
+            assert idle() < waited  # heard from again
             assert api.delete(f"/api/v1/sessions/{session['id']}").status_code == 204
             with pytest.raises(ftplib.error_temp, match="421 Disconnected by an administrator"):
                 ftp.voidcmd("NOOP")

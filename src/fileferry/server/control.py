@@ -114,10 +114,13 @@ class ControlConnection:
         #: drain may end the session right away (see :meth:`drain`).
         self._parked = False
         self._task: asyncio.Task[None] | None = None
-        #: What the web admin shows: when the session was last heard from, and
-        #: what it asked (two stores per command, nothing more).
-        self.started = self.last_active = time.monotonic()
+        #: What the web admin shows (server/live.py): what the session last
+        #: asked, and the deadline of the idle read it is parked in, whose start
+        #: is when it was last heard from (``idle_since`` when it waits on the
+        #: other path, after a transfer). One store per command, no clock call.
+        self.started = self.idle_since = time.monotonic()
         self.last_event: events.Event | None = None
+        self.idle_wait: asyncio.Timeout | None = None
         #: The 421 text a session ended from outside (shutdown, an admin's kick) gets.
         self.farewell = "Server shutting down."
 
@@ -233,6 +236,8 @@ class ControlConnection:
                     waits.add(self.transfer_task)  # type: ignore[arg-type]
                 timeout = None if self.transfer_task else cfg.limits.sessions.idle_timeout
                 self._parked = self.transfer_task is None
+                if self._parked:  # idle behind a read left from a transfer (not per command)
+                    self.idle_wait, self.idle_since = None, time.monotonic()
                 if self.account is None:
                     # An absolute deadline: trickling bytes cannot keep a
                     # connection that never logs in alive.
@@ -271,7 +276,8 @@ class ControlConnection:
             timeout = max(0.0, min(idle_timeout, self.login_deadline - time.monotonic()))
         self._parked = True
         try:
-            async with asyncio.timeout(timeout):
+            # Kept (no extra cost) so the web admin can tell how long it has waited.
+            async with asyncio.timeout(timeout) as self.idle_wait:
                 return await self.reader.read(_READ_SIZE)
         except TimeoutError:
             self._timed_out()
@@ -301,7 +307,6 @@ class ControlConnection:
 
     async def dispatch(self, event: events.Event) -> None:
         self.last_event = event
-        self.last_active = time.monotonic()
         if self.account is None and type(event) is not events.ConnectionClosed:
             # Banned since it connected (guesses on its other connections):
             # nothing more before a login, USER and PASS included.

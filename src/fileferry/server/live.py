@@ -61,6 +61,26 @@ def _verb(conn: ControlConnection) -> str:
     return _VERBS.get(type(event), "-")
 
 
+def _idle(conn: ControlConnection, now: float, loop_now: float, connected: float) -> float:
+    """Seconds since the session was last heard from, read off its idle read's deadline.
+
+    Only a logged-in session parked in that read has waited a known time
+    (its timeout is the idle timeout); one that is running a command or a
+    transfer is not idle, and one not logged in yet is counted from its connect.
+    """
+    if conn.account is None:
+        return connected
+    if conn.transfer_running:
+        return 0.0
+    wait = conn.idle_wait
+    if wait is None:
+        return max(0.0, now - conn.idle_since)
+    when = wait.when()
+    if when is None or when < loop_now:
+        return 0.0
+    return max(0.0, conn.config.limits.sessions.idle_timeout - (when - loop_now))
+
+
 def _tls(conn: ControlConnection) -> str:
     state = conn.state
     if not state.tls_control:
@@ -77,19 +97,22 @@ class LiveSessions:
         self._samples: dict[int, tuple[object, int, float, float]] = {}
 
     def sessions(self) -> list[SessionView]:
-        now = time.monotonic()
-        return [
-            SessionView(
-                conn.id,
-                conn.peer_host,
-                conn.account.name if conn.account is not None else None,
-                _tls(conn),
-                0.0 if conn.transfer_running else now - conn.last_active,
-                now - conn.started,
-                _verb(conn),
+        now, loop_now = time.monotonic(), asyncio.get_running_loop().time()
+        found = []
+        for conn in sorted(self._connections.values(), key=lambda c: c.id):
+            connected = now - conn.started
+            found.append(
+                SessionView(
+                    conn.id,
+                    conn.peer_host,
+                    conn.account.name if conn.account is not None else None,
+                    _tls(conn),
+                    _idle(conn, now, loop_now, connected),
+                    connected,
+                    _verb(conn),
+                )
             )
-            for conn in sorted(self._connections.values(), key=lambda c: c.id)
-        ]
+        return found
 
     def transfers(self) -> list[TransferView]:
         now = time.monotonic()
