@@ -306,7 +306,6 @@ class ControlConnection:
             self.closing = True
 
     async def dispatch(self, event: events.Event) -> None:
-        self.last_event = event
         if self.account is None and type(event) is not events.ConnectionClosed:
             # Banned since it connected (guesses on its other connections):
             # nothing more before a login, USER and PASS included.
@@ -319,6 +318,7 @@ class ControlConnection:
             if event.reply.code == 421:
                 self.closing = True
             return
+        self.last_event = event  # what the web admin shows (the core's answers are not kept)
         handler = HANDLERS.get(type(event))
         if handler is None:  # pragma: no cover - every event type has a handler
             self.reply(Reply(502, "Command not implemented."), event)
