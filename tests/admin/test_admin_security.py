@@ -240,3 +240,38 @@ def test_actions_are_logged_with_the_admins_name_and_no_secret(srv: AdminServer,
     assert f"admin=root reset the password of user {USER}" in text
     for secret in (password, USER_PASSWORD, ADMIN_PASSWORD, srv.token, session_cookie):
         assert secret and secret not in text
+
+
+def test_a_password_change_or_deletion_ends_web_sessions(tmp_path: Path, monkeypatch):
+    import asyncio
+
+    from fileferry.users.passwords import hash_password
+    from fileferry.users.sqlite import SQLiteUserStore
+    from fileferry.webadmin import auth
+
+    monkeypatch.setattr(auth, "RECHECK", 0.0)  # look the administrator up on every request
+    srv = start(tmp_path)
+
+    async def change(action: str) -> None:
+        store = SQLiteUserStore(srv.db)  # another connection, as `fileferry admin` has
+        try:
+            if action == "passwd":
+                await store.set_admin_password(ADMIN, hash_password("a new one"))
+            else:
+                await store.delete_admin(ADMIN)
+        finally:
+            await store.close()
+
+    try:
+        browser = browser_login(srv)
+        assert browser.get("/").status_code == 200
+        asyncio.run(change("passwd"))
+        assert browser.get("/").status_code == 303  # sent to log in again
+        browser.close()
+        browser = browser_login(srv, password="a new one")
+        assert browser.get("/sessions").status_code == 200
+        asyncio.run(change("del"))
+        assert browser.get("/sessions").status_code in (303, 503)
+        browser.close()
+    finally:
+        srv.stop()

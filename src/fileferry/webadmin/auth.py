@@ -9,8 +9,9 @@
 * **Web sessions are server-side.** The cookie holds only a random key
   (``HttpOnly``, ``SameSite=Strict``, ``Secure`` and ``__Host-`` under
   HTTPS); the session lives in this process and ends with it, after 30
-  idle minutes, after 12 hours, at logout, or when the admin's password
-  changes.
+  idle minutes, after 12 hours, at logout, and within seconds of the
+  administrator's deletion or password change (``fileferry admin``, in
+  another process: the store is asked again every few seconds).
 * **CSRF**: each web session has its own token, required in every form
   (field ``csrf``) and in every unsafe API call made with the cookie
   (header ``X-CSRF-Token``). The login form gets a token bound to a
@@ -35,6 +36,7 @@ from fileferry.users.passwords import verify_off_loop
 if TYPE_CHECKING:
     from starlette.requests import Request
 
+    from fileferry.users.admins import Administrator
     from fileferry.webadmin.model import Host
     from fileferry.webadmin.stats import Stats
 
@@ -51,6 +53,8 @@ LOGIN_WAIT = 10.0
 ADMINS_CACHE = 3.0
 #: The longest name or password the login form takes (longer is simply wrong).
 MAX_FIELD = 1024
+#: How often a web session's administrator is looked up again (deleted? new password?).
+RECHECK = 5.0
 
 
 class Refused(Exception):
@@ -63,6 +67,11 @@ class WebSession:
     csrf: str
     created: float
     seen: float
+    #: The administrator's password hash at login: a change (``fileferry admin
+    #: passwd``, in another process) or a deletion ends the session.
+    password_hash: str = ""
+    #: When the store last confirmed both (``time.monotonic``).
+    checked: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +122,8 @@ class Gatekeeper:
 
     # --- logins ----------------------------------------------------------------------------
 
-    async def login(self, key: str, name: str, password: str) -> str | None:
-        """The administrator's name if ``password`` is theirs, else None (after the delay).
+    async def login(self, key: str, name: str, password: str) -> Administrator | None:
+        """The administrator if ``password`` is theirs, else None (after the delay).
 
         Raises :class:`Refused` when the address is banned or no turn came.
         """
@@ -138,7 +147,7 @@ class Gatekeeper:
             if ok and admin is not None:
                 await self.host.admins.admin_logged_in(admin.name, time.time())
                 log.info("admin=%s logged in from %s", admin.name, key)
-                return admin.name
+                return admin
             self.stats.admin_failure()
             if bans.record_failure(key):
                 log.warning("admin login: %s banned after failed logins", key)
@@ -150,24 +159,21 @@ class Gatekeeper:
 
     # --- web sessions ----------------------------------------------------------------------
 
-    def open_session(self, admin: str) -> tuple[str, WebSession]:
+    def open_session(self, admin: Administrator) -> tuple[str, WebSession]:
         now = time.monotonic()
         self._expire(now)
         while len(self._sessions) >= MAX_SESSIONS:
             oldest = min(self._sessions, key=lambda k: self._sessions[k].created)
             del self._sessions[oldest]
         key = secrets.token_urlsafe(32)
-        session = self._sessions[key] = WebSession(admin, secrets.token_urlsafe(32), now, now)
+        session = self._sessions[key] = WebSession(
+            admin.name, secrets.token_urlsafe(32), now, now, admin.password_hash, now
+        )
         return key, session
 
     def close_session(self, key: str | None) -> None:
         if key:
             self._sessions.pop(key, None)
-
-    def close_sessions_of(self, admin: str) -> None:
-        """After a password change or a deletion: every web session of ``admin`` ends."""
-        for key in [k for k, s in self._sessions.items() if s.admin == admin]:
-            del self._sessions[key]
 
     def _expire(self, now: float) -> None:
         dead = [
@@ -178,7 +184,7 @@ class Gatekeeper:
         for key in dead:
             del self._sessions[key]
 
-    def session_of(self, request: Request) -> WebSession | None:
+    async def session_of(self, request: Request) -> WebSession | None:
         key = request.cookies.get(self.cookie)
         if not key:
             return None
@@ -189,6 +195,13 @@ class Gatekeeper:
         if now - session.seen > IDLE or now - session.created > LIFETIME:
             del self._sessions[key]
             return None
+        if now - session.checked > RECHECK:
+            admin = await self.host.admins.find_admin(session.admin)
+            if admin is None or not same(admin.password_hash, session.password_hash):
+                log.info("admin=%s: web session ended (administrator changed)", session.admin)
+                self._sessions.pop(key, None)
+                return None
+            session.checked = now
         session.seen = now
         return session
 
@@ -212,7 +225,7 @@ class Gatekeeper:
                 log.warning("admin API: an unknown token from %s", key)
                 return None
             return Principal(owner, "token")
-        session = self.session_of(request)
+        session = await self.session_of(request)
         if session is None:
             return None
         return Principal(session.admin, "cookie", session)

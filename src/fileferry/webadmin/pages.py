@@ -9,6 +9,7 @@ errors, the form again with each error next to its field.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from fileferry.webadmin.auth import Gatekeeper, WebSession
     from fileferry.webadmin.model import Host
     from fileferry.webadmin.stats import Stats
+
+log = logging.getLogger("fileferry.admin")
 
 #: A form bigger than this is refused before it is parsed.
 MAX_FORM = 256 * 1024
@@ -113,7 +116,7 @@ class Pages:
 
     def _page(self, handler: Any, *, post: bool = False) -> Any:
         async def run(request: Request) -> Response:
-            session = self.gate.session_of(request)
+            session = await self.gate.session_of(request)
             if session is None:
                 return RedirectResponse("/login", status_code=303)
             if post:
@@ -225,6 +228,7 @@ class Pages:
 
     async def logout(self, request: Request, session: WebSession) -> Response:
         self.gate.close_session(request.cookies.get(self.gate.cookie))
+        log.info("admin=%s logged out", session.admin)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(
             self.gate.cookie, httponly=True, samesite="strict", secure=self.gate.secure
