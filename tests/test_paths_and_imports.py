@@ -444,7 +444,13 @@ _CONCRETE = (
     "fileferry.limits.sharedquota",
     "fileferry.limits.factory",
 )
-_BUILDERS = {"fileferry.server.app", "fileferry.server.thread", "fileferry.server.workers"}
+_BUILDERS = {
+    "fileferry.server.app",
+    "fileferry.server.thread",
+    "fileferry.server.workers",
+    # The pytest plugin's fixtures build servers (on a thread) over memory or tmp_path.
+    "fileferry.server.pytestplugin",
+}
 
 
 def test_the_server_depends_on_interfaces_not_on_concrete_backends():

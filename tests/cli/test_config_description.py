@@ -60,6 +60,8 @@ CONTRACT: dict[str, tuple[str, object]] = {
     "download_rate": ("1K", 1024),
     "workers": ("3", 3),
     "admin": ("127.0.0.1:8021", "127.0.0.1:8021"),
+    "hook_max_running": ("2", 2),
+    "hook_queue": ("50", 50),
     "proxy_protocol": ("on", True),
     "trusted_proxy": ("10.0.0.0/8", ("10.0.0.0/8",)),
     "proxy_header_timeout": ("2", 2.0),

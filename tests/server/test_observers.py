@@ -83,13 +83,14 @@ def test_a_session_reports_typed_outcomes(recorded) -> None:
         seen.LoginSucceeded,
         seen.TransferFinished,
         seen.TransferFinished,
+        seen.FileUploaded,
         seen.DirectoryMade,
         seen.Renamed,
         seen.FileDeleted,
         seen.DirectoryRemoved,
         seen.SessionClosed,
     ]
-    opened, failed, login, retr, stor, mkd, ren, dele, rmd, closed = rec.events
+    opened, failed, login, retr, stor, uploaded, mkd, ren, dele, rmd, closed = rec.events
     assert {e.origin.session for e in rec.events} == {opened.origin.session}
     assert opened.origin.user is None and failed.origin.user is None
     assert isinstance(failed, seen.LoginFailed) and failed.username == "alice"
@@ -113,6 +114,10 @@ def test_a_session_reports_typed_outcomes(recorded) -> None:
     assert stor.seconds >= 0 and retr.at <= stor.at
     # Cleartext binary on local disk: the kernel moved the bytes both ways.
     assert (retr.data_path, stor.data_path) == ("sendfile", "splice" if CAN_SPLICE else "loop")
+    # The accepted upload, as a file: its size and where it lies on disk.
+    assert isinstance(uploaded, seen.FileUploaded)
+    assert (uploaded.command, uploaded.path, uploaded.size) == ("STOR", "/up.bin", 1234)
+    assert uploaded.local_path == str(root / "up.bin") and uploaded.at <= stor.at  # at the commit
     assert isinstance(mkd, seen.DirectoryMade) and mkd.path == "/d"
     assert isinstance(ren, seen.Renamed) and (ren.src, ren.dst) == ("/up.bin", "/d/moved.bin")
     assert isinstance(dele, seen.FileDeleted) and dele.path == "/d/moved.bin"

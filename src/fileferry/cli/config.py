@@ -79,6 +79,8 @@ max_login_checks_per_ip = 4       # password checks at once per address (more wa
 max_login_checks_per_user = 8     # password checks at once per user name, any address
 max_line = 4200                   # longest command line accepted
 max_list_entries = 200000         # entries a listing returns at most
+hook_max_running = 4              # event hooks running at once (per worker)
+hook_queue = 1000                 # hook runs waiting at most; more are dropped and logged
 
 # --- behind a TCP load balancer (docs/scale-out.md) --------------------------------------
 proxy_protocol = false            # every connection opens with a PROXY header (v1 or v2)
@@ -116,6 +118,23 @@ args = []                          # one regular expression per client argument
 timeout = 10                       # seconds, then the process group is killed
 max_output = 65536                 # bytes of output returned at most
 description = "free space of the user's home"
+
+# --- event hooks (docs/hooks.md) -------------------------------------------------------
+[[hook]]
+name = "virus-scan"
+on = ["upload"]                    # or download delete rename mkdir rmdir login login-failed ban
+command = ["/etc/fileferry/scan_upload.sh"]  # absolute path, no shell; the event on stdin as JSON
+before_reply = true                # the 226 waits; a non-zero exit removes the file, answers 550
+timeout = 120                      # seconds, then the process group is killed
+
+[[hook]]
+name = "alerts"
+on = ["login-failed", "ban"]
+url = "https://alerts.example.com/ftp"   # a JSON POST; https verifies the certificate
+headers = { Authorization = "Bearer change-me" }   # never logged
+retries = 3                        # after a timeout, a refused connection or a 5xx
+backoff = 1.0                      # seconds before the first retry; doubles
+timeout = 10
 """
 
 

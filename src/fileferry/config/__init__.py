@@ -13,6 +13,7 @@ keys, exactly as in a TOML file, coerced and checked like one.
 """
 
 from fileferry.config.describe import parse_port_range
+from fileferry.config.hooks import HOOK_EVENTS, HookConfig, hooks_from_toml
 from fileferry.config.load import build, from_environment, load_toml
 from fileferry.config.model import (
     FS_CALLS,
@@ -36,10 +37,12 @@ from fileferry.config.validate import validate
 
 __all__ = [
     "FS_CALLS",
+    "HOOK_EVENTS",
     "LOG_LEVELS",
     "SETTINGS",
     "BanLimits",
     "DataConfig",
+    "HookConfig",
     "LimitsConfig",
     "LoggingConfig",
     "RateLimits",
@@ -53,6 +56,7 @@ __all__ = [
     "build",
     "flatten",
     "from_environment",
+    "hooks_from_toml",
     "load_toml",
     "parse_port_range",
     "parse_user_spec",

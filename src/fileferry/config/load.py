@@ -20,6 +20,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from typing import cast
 
+from fileferry.config.hooks import hooks_from_toml
 from fileferry.config.model import ServerConfig
 from fileferry.config.schema import NESTED, SECTIONS, SETTINGS, assemble
 from fileferry.config.tables import site_exec_from_toml, users_from_toml
@@ -58,6 +59,8 @@ def _read_table(
             values["users"] = users_from_toml(value, path)
         elif not prefix and key == "site_exec":
             values["site_exec"] = site_exec_from_toml(value, path)
+        elif not prefix and key == "hook":
+            values["hooks"] = hooks_from_toml(value, path)
         elif not prefix and key in SETTINGS:
             if key in values:
                 raise ConfigError(f"{path}: {key!r} is set twice (flat and in its table)")
@@ -117,6 +120,8 @@ def build(*layers: Mapping[str, object]) -> ServerConfig:
                     *cast("tuple[object, ...]", merged["users"]),
                     *cast("tuple[object, ...]", value),
                 )
+            elif key == "hooks" and isinstance(value, list):
+                value = hooks_from_toml(value, "hooks")  # from code: TOML tables as dicts
             elif key in SETTINGS and value is not None:
                 value = SETTINGS[key].coerce(value)  # values from code need not be typed
             merged[key] = value

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from fileferry.config.describe import setting
+from fileferry.config.hooks import HookConfig
 from fileferry.config.hostport import parse_host_port
 from fileferry.errors import ConfigError
 from fileferry.users import fields as account_fields
@@ -263,10 +264,26 @@ class RateLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class HookLimits:
+    """How much the ``[[hook]]`` programs and URLs may take of the server."""
+
+    #: Hooks running at once (each ``before_reply`` upload check also counts
+    #: against a cap of this size, of its own); more wait in the queue.
+    max_running: int = setting(
+        4, "hook_max_running", "event hooks running at once (4)", metavar="N",
+        group=_LIMITS, low=1, high=1024,
+    )  # fmt: skip
+    #: Hook runs waiting for a slot, at most; past it events are dropped
+    #: (and logged) rather than held: a stuck hook never grows memory.
+    queue: int = setting(1000, "hook_queue", low=1, high=1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
 class LimitsConfig:
     sessions: SessionLimits = field(default_factory=SessionLimits)
     bans: BanLimits = field(default_factory=BanLimits)
     rates: RateLimits = field(default_factory=RateLimits)
+    hooks: HookLimits = field(default_factory=HookLimits)
 
 
 def _parse_networks(value: object, key: str) -> tuple[str, ...]:
@@ -367,6 +384,8 @@ class ServerConfig:
     #: ``--user`` and ``[[user]]`` accounts, besides the user store.
     users: tuple[UserConfig, ...] = ()
     site_exec: tuple[SiteExecCommand, ...] = ()
+    #: ``[[hook]]`` tables (config/hooks.py).
+    hooks: tuple[HookConfig, ...] = ()
     storage: StorageConfig = field(default_factory=StorageConfig)
     user_store: UserStoreConfig = field(default_factory=UserStoreConfig)
     data: DataConfig = field(default_factory=DataConfig)

@@ -57,7 +57,7 @@ SECTIONS: frozenset[str] = frozenset(
     ".".join(leaf.path[:i]) for leaf in SETTINGS.values() for i in range(1, len(leaf.path))
 )
 #: Keys set from tables of their own rather than settings (``[[user]]``, ``[site_exec.X]``).
-LISTS = ("users", "site_exec")
+LISTS = ("users", "site_exec", "hooks")
 
 
 def coerce(key: str, value: object) -> object:
@@ -99,6 +99,7 @@ def flatten(cfg: ServerConfig) -> dict[str, object]:
         flat[key] = node
     flat["users"] = cfg.users
     flat["site_exec"] = cfg.site_exec
+    flat["hooks"] = cfg.hooks
     return flat
 
 

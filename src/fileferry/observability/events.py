@@ -39,6 +39,8 @@ class SessionEvent:
     """Base of every event an observer receives."""
 
     name: ClassVar[str] = "event"
+    #: Whether the session log writes a line for it (not for a fact another line already says).
+    logged: ClassVar[bool] = True
 
     origin: Origin
     at: float = field(default_factory=time.time, kw_only=True)
@@ -201,6 +203,27 @@ class TransferFinished(SessionEvent):
             ("secs", round(self.seconds, 3)),
             ("result", self.reply_code),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class FileUploaded(SessionEvent):
+    """An upload was committed and answered 226: ``path`` now holds ``size`` bytes.
+
+    Separate from :class:`TransferFinished`, which also reports failures and
+    counts the bytes moved (an APPE moves less than the file holds): hooks
+    that act on a finished file want exactly this. ``local_path`` is where
+    the file lies on the server's disk, when the storage can say (local
+    disk); ``None`` for other backends.
+    """
+
+    name: ClassVar[str] = "upload"
+    #: The ``transfer`` line already says it.
+    logged: ClassVar[bool] = False
+    #: ``STOR``, ``APPE`` or ``STOU``.
+    command: str
+    path: str
+    size: int
+    local_path: str | None = None
 
 
 # --- changes to the tree ---------------------------------------------------------------

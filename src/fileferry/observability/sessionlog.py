@@ -27,7 +27,7 @@ class SessionLog:
 
     def __call__(self, event: SessionEvent) -> None:
         logger = self._log
-        if not logger.isEnabledFor(logging.INFO):
+        if not event.logged or not logger.isEnabledFor(logging.INFO):
             return
         origin = event.origin
         extra = " ".join(f"{k}={v!r}" for k, v in event.log_fields())

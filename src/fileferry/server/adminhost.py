@@ -12,7 +12,7 @@ import asyncio
 import shutil
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from fileferry.config.hostport import split_host_port
 from fileferry.errors import ConfigError
@@ -29,6 +29,10 @@ if TYPE_CHECKING:
     from fileferry.server.control import ControlConnection
     from fileferry.users.base import Account
     from fileferry.webadmin.model import UserAdminStore
+
+
+class _Closable(Protocol):
+    async def close(self) -> None: ...
 
 
 class AdminHost:
@@ -98,18 +102,25 @@ async def start_admin(
     ``--tls-cert``/``--tls-key`` (or a self-signed certificate) the admin
     is HTTPS with the same certificate as FTPS.
     """
+    closer = cast("_Closable", store)
     if not isinstance(store, AdminDirectory):
+        await closer.close()
         raise ConfigError("admin: this user database cannot hold administrators")
     assert app.config.admin.listen is not None
-    sock = bind(*split_host_port(app.config.admin.listen))
+    try:
+        sock = bind(*split_host_port(app.config.admin.listen))
+    except BaseException:
+        await closer.close()
+        raise
     try:
         stats = Stats()
         tls = (app.tls.cert, app.tls.key) if app.tls is not None else None
         host = AdminHost(app, connections, cast("UserAdminStore", store), store)
-        service = AdminService(host, stats, sock, tls)
+        service = AdminService(host, stats, sock, tls, closer.close)
         await service.start()
     except BaseException:
         sock.close()
+        await closer.close()
         raise
     app.dispatcher.add(stats)
     return service

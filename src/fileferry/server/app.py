@@ -37,7 +37,8 @@ from fileferry.storage.base import Capabilities, Storage
 from fileferry.users.base import Account, UserStore
 
 if TYPE_CHECKING:
-    from fileferry.backends import AdminStore
+    from fileferry.observability.hooks import HookRunner
+    from fileferry.server.context import UploadGate
     from fileferry.webadmin.service import AdminService
 
 log = logging.getLogger("fileferry.server")
@@ -55,6 +56,15 @@ def _usage_file(config: ServerConfig) -> str | None:
     if db is None or scheme_of(db) != "file":
         return None
     return f"{db}.usage"
+
+
+def _hook_runner(config: ServerConfig) -> HookRunner | None:
+    """The ``[[hook]]`` observer, if any hook is configured (else not even imported)."""
+    if not config.hooks:
+        return None
+    from fileferry.observability.hooks import HookRunner
+
+    return HookRunner(config.hooks, config.limits.hooks)
 
 
 def _passive_share(config: ServerConfig) -> PassiveShare | None:
@@ -98,7 +108,15 @@ class App:
         self._own_pumps = pumps is None
         self.pumps = pumps if pumps is not None else PumpPool(PUMP_THREADS)
         self.data_paths = DataPaths(self.pumps)
-        self.dispatcher = Dispatcher((SessionLog(),) if observers is None else observers)
+        chosen = (SessionLog(),) if observers is None else tuple(observers)
+        self.hooks = _hook_runner(config)
+        if self.hooks is not None:
+            chosen = (*chosen, self.hooks)
+        self.dispatcher = Dispatcher(chosen)
+        #: The ``before_reply`` upload hooks, as the check each upload passes.
+        self.upload_gate: UploadGate | None = (
+            self.hooks.check_upload if self.hooks is not None and self.hooks.gates else None
+        )
         self.users = users or open_users(config)
         self._provider = None if storage_for else open_storage(config)
         self.storage_for: StorageFactory = storage_for or self._provider  # type: ignore[assignment]
@@ -161,6 +179,8 @@ class App:
         if self.sweeper is not None:
             await self.sweeper.close()
         self.dispatcher.flush()
+        if self.hooks is not None:
+            await self.hooks.close()
         await self.users.close()
         await self.limits.quotas.close()
         if self._provider is not None:
@@ -273,7 +293,6 @@ class FTPServer:
         self._hurried = asyncio.Event()
         #: The web admin (``--admin``), once started; see server/adminhost.py.
         self.admin: AdminService | None = None
-        self._admin_store: AdminStore | None = None
 
     @property
     def config(self) -> ServerConfig:
@@ -338,20 +357,17 @@ class FTPServer:
                 self._server.close()
                 if self._implicit is not None:
                     self._implicit.close()
-                if self._admin_store is not None:
-                    await self._admin_store.close()
                 raise
         if self.app.sweeper is not None:
             self.app.sweeper.start()  # dead uploads' hidden files: now, then periodically
 
     async def _start_admin(self) -> AdminService:
-        """The web admin (server/adminhost.py), with its own connection to the user database."""
+        """The web admin (server/adminhost.py); it owns a connection to the user database."""
         from fileferry.backends import user_store_backend
         from fileferry.server.adminhost import start_admin
 
-        db = self.config.user_store.db
-        assert db is not None  # config/validate.py
-        self._admin_store = store = user_store_backend(db).open(db, create=False)
+        db = self.config.user_store.db or ""  # config/validate.py: there is one
+        store = user_store_backend(db).open(db, create=False)
         return await start_admin(self.app, self._connections, store, bind_or_explain)
 
     def reload_tls(self) -> bool:
@@ -495,9 +511,7 @@ class FTPServer:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
         if self.admin is not None:
-            await self.admin.close()
-        if self._admin_store is not None:
-            await self._admin_store.close()
+            await self.admin.close()  # and its store
         await self.app.close()
         self._stopped.set()
 

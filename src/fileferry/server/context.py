@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from fileferry.config import ServerConfig
     from fileferry.limits.interfaces import BanList, LoginChecks
-    from fileferry.observability.events import Origin, SessionEvent
+    from fileferry.observability.events import FileUploaded, Origin, SessionEvent
     from fileferry.protocol.events import Event
     from fileferry.protocol.replies import Reply
     from fileferry.protocol.state import SessionState
@@ -74,6 +74,11 @@ class Services(Protocol):
     @property
     def data_paths(self) -> DataPaths:
         """Runs each transfer's bytes on the route ``server/datapath`` picks."""
+        ...
+
+    @property
+    def upload_gate(self) -> UploadGate | None:
+        """The check a committed upload passes before its 226 (``before_reply`` hooks)."""
         ...
 
 
@@ -158,3 +163,6 @@ class SessionContext(Protocol):
 #: when the session needs no answer (the connection is closing).
 Outcome: TypeAlias = "Reply | Job | None"
 Handler: TypeAlias = Callable[[SessionContext, Any], Awaitable[Outcome]]
+#: Checks a committed upload before its 226: ``None`` accepts it, a text refuses
+#: it (the 550's reason). The ``before_reply`` hooks are one.
+UploadGate: TypeAlias = "Callable[[FileUploaded], Awaitable[str | None]]"

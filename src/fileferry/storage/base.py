@@ -302,5 +302,14 @@ class Storage(abc.ABC):
         """
         raise PermissionDenied("Changing permissions is not supported here.")
 
+    def local_path(self, path: str) -> str | None:
+        """Where ``path`` lies on this host's disk, or ``None`` (not a disk, or no such name).
+
+        For the operator's own programs (an upload hook that scans or moves
+        the file), never for serving: the jail's symlink checks happen when a
+        file is opened, not here. Wrappers pass it through.
+        """
+        return None
+
     async def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release backend resources (connection pools, thread pools)."""

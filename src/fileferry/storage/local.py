@@ -158,6 +158,12 @@ class LocalStorage(Storage):
             parts.append(raw)
         return os.path.join(self._root, *parts)
 
+    def local_path(self, path: str) -> str | None:
+        try:
+            return os.fsdecode(self._host(path))
+        except InvalidName:
+            return None
+
     async def _meta(self, fn: Callable[..., _T], *args: object) -> _T:
         """A short metadata call: inline on a local disk, else a pool hop (``fscalls``)."""
         if self._calls.inline:

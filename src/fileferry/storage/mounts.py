@@ -259,6 +259,10 @@ class MountedStorage(Storage):
         storage, inner, _ = self._writable(path)
         await storage.rmdir(inner)
 
+    def local_path(self, path: str) -> str | None:
+        storage, inner, _ = self._route(path)
+        return storage.local_path(inner)
+
     async def remove(self, path: str) -> None:
         self._refuse_structural(path, IsADirectory)
         storage, inner, _ = self._writable(path)

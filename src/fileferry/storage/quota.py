@@ -256,6 +256,9 @@ class QuotaStorage(Storage):
     async def rmdir(self, path: str) -> None:
         await self.inner.rmdir(path)
 
+    def local_path(self, path: str) -> str | None:
+        return self.inner.local_path(path)
+
     async def remove(self, path: str) -> None:
         async with self.account.section():
             old = await _file_at(self.inner, path)

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import socket
 import ssl
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -138,8 +138,15 @@ class AdminService:
     """One admin listener; ``start`` binds and serves, ``close`` stops."""
 
     def __init__(
-        self, host: Host, stats: Stats, sock: socket.socket, tls: tuple[str, str] | None
+        self,
+        host: Host,
+        stats: Stats,
+        sock: socket.socket,
+        tls: tuple[str, str] | None,
+        release: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        #: Called once the listener stopped: closes what the admin was given (its store).
+        self._release = release
         self.stats = stats
         self.sock = sock
         self.secure = tls is not None
@@ -186,8 +193,11 @@ class AdminService:
             await asyncio.sleep(0.01)
 
     async def close(self) -> None:
-        if self._task is None:
-            return
-        self._server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._task, 10)
+        if self._task is not None:
+            self._server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._task, 10)
+            self._task = None
+        if self._release is not None:
+            release, self._release = self._release, None
+            await release()

@@ -6,6 +6,13 @@ data phase then runs as a task of its own (see ``ControlConnection``) so that
 ABOR and STAT are heard while bytes flow. Uploads go through the storage's
 ``Upload``: committed only after a clean end of stream, aborted on anything
 else, so an interrupted STOR never leaves a file that looks whole.
+
+An upload hook with ``before_reply`` (an operator's virus scan) runs after
+the commit and before the 226: the file must be whole to be judged. If it
+refuses, the file is removed again (through the session's storage, so a
+quota gives the bytes back) and the client gets 550 with the hook's reason:
+nothing refused stays behind as if accepted. While the check runs, the file
+is under its name; it is accepted only when the 226 says so.
 """
 
 from __future__ import annotations
@@ -34,7 +41,8 @@ from fileferry.server.datapath.run import drain_after_refusal
 
 if TYPE_CHECKING:
     from fileferry.limits.throttle import Throttle
-    from fileferry.server.context import Handler, SessionContext
+    from fileferry.observability.events import Origin
+    from fileferry.server.context import Handler, SessionContext, UploadGate
     from fileferry.server.datapath import DataPaths
     from fileferry.storage.base import Capabilities, Reader, Storage, Upload
 
@@ -110,8 +118,22 @@ class SendFile(Job):
         await self.reader.close()
 
 
+class UploadRefused(StorageError):
+    """A ``before_reply`` hook said no; ``message`` is its reason, already made safe."""
+
+    reply_code = 550
+
+
 class ReceiveFile(Job):
     direction = "upload"
+    #: Set by :func:`store` when someone listens or a hook checks uploads.
+    origin: Origin | None = None
+    storage: Storage | None = None
+    gate: UploadGate | None = None
+    #: The committed and accepted upload, for the observers (after the 226).
+    uploaded: seen.FileUploaded | None = None
+    #: Committed: there is nothing left to abort.
+    committed: bool = False
 
     def __init__(
         self,
@@ -148,10 +170,43 @@ class ReceiveFile(Job):
             await dc.finish()
 
     async def finish(self) -> str:
-        await self.upload.commit()
+        info = await self.upload.commit()
+        self.committed = True
+        if self.origin is not None and self.storage is not None:
+            self.uploaded = seen.FileUploaded(
+                self.origin, self.command, self.path, info.size, self.storage.local_path(self.path)
+            )
+            if self.gate is not None:
+                refusal = await self._check(self.gate, self.uploaded)
+                if refusal is not None:
+                    self.uploaded = None
+                    await self._withdraw()
+                    raise UploadRefused(refusal)
         return "Transfer complete."
 
+    async def _check(self, gate: UploadGate, uploaded: seen.FileUploaded) -> str | None:
+        """The gate's verdict; a check that breaks or is cut short never accepts."""
+        try:
+            return await gate(uploaded)
+        except asyncio.CancelledError:  # ABOR or shutdown: the client hears 426, not 226
+            self.uploaded = None
+            await self._withdraw()
+            raise
+        except Exception:
+            log.exception("the upload check of %r failed", self.path)
+            return "The upload check failed."
+
+    async def _withdraw(self) -> None:
+        """Remove a committed upload a hook refused."""
+        assert self.storage is not None
+        try:
+            await self.storage.remove(self.path)
+        except StorageError as exc:
+            log.error("could not remove the refused upload %r: %s", self.path, exc.message)
+
     async def discard(self) -> None:
+        if self.committed:  # accepted, or refused and withdrawn: nothing to roll back
+            return
         try:
             await self.upload.abort()
         except StorageError:
@@ -255,6 +310,8 @@ async def _run(ctx: SessionContext, ev: events.Transfer, job: Job) -> None:
                 job.data_path,
             )
         )
+        if result == 226 and isinstance(job, ReceiveFile) and job.uploaded is not None:
+            ctx.emit(job.uploaded)
 
 
 # --- the handlers ------------------------------------------------------------------
@@ -291,6 +348,9 @@ async def store(ctx: SessionContext, ev: events.StoreFile) -> Job:
     datapaths, caps = ctx.services.data_paths, storage.capabilities
     job = ReceiveFile(upload, ev.ascii, target, unique, throttle, datapaths, caps)
     job.command = ev.mode.value
+    gate = ctx.services.upload_gate
+    if gate is not None or ctx.observed:
+        job.origin, job.storage, job.gate = ctx.origin, storage, gate
     return job
 
 
