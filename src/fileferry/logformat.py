@@ -24,10 +24,16 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 class LineFormatter(logging.Formatter):
-    """``FORMAT`` with the date cached per second."""
+    """``FORMAT`` with the date cached per second.
 
-    def __init__(self) -> None:
-        super().__init__(FORMAT)
+    ``node`` (``--node-name``, when given) goes after the date, where syslog
+    puts the host, so that lines of several nodes merged in one place still
+    say where they came from.
+    """
+
+    def __init__(self, node: str | None = None) -> None:
+        super().__init__(FORMAT if node is None else FORMAT.replace(" ", f" {node} ", 1))
+        self._node = "" if node is None else f"{node} "
         #: (whole second, its "YYYY-mm-dd HH:MM:SS"); one tuple, so a reader
         #: never sees a second paired with another second's text.
         self._second: tuple[int, str] = (-1, "")
@@ -47,4 +53,4 @@ class LineFormatter(logging.Formatter):
             return super().format(record)
         record.message = message = record.getMessage()
         record.asctime = stamp = self.formatTime(record)
-        return f"{stamp} {record.levelname} {record.name} {message}"
+        return f"{stamp} {self._node}{record.levelname} {record.name} {message}"

@@ -89,8 +89,11 @@ def proxied(make_server: Callable[..., ServerThread]) -> Callable[..., ServerThr
 def _raw(server: ServerThread, payload: bytes) -> bytes:
     """Connect, send ``payload``, and return all the server says before it closes."""
     with socket.create_connection(server.address, timeout=20) as sock:
-        sock.sendall(payload)
-        sock.shutdown(socket.SHUT_WR)
+        try:
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:  # the server refused first: its close can beat our send or shutdown
+            pass
         got = b""
         try:
             while chunk := sock.recv(4096):

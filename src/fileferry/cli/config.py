@@ -27,6 +27,14 @@ port = 2121                       # 0 picks a free port
 banner = "fileferry FTP server ready."
 log_level = "info"                # debug, info, warning or error
 
+# --- what operators watch (docs/operations.md) ----------------------------------
+log_format = "text"               # "text", or "json": one object per line
+# node_name = "ftp-1"             # this node in logs and shared state (default: the host name)
+# xferlog = "/var/log/fileferry/xferlog"  # one line per transfer; reopened on SIGHUP
+# metrics = "127.0.0.1:9101"      # Prometheus /metrics (pip install 'fileferry[metrics]')
+metrics_per_user = true           # a "user" label on byte and file counters
+metrics_max_users = 1000          # distinct "user" labels at most; more count as "_other"
+
 # --- anonymous access ----------------------------------------------------------
 anonymous = false                 # allow "anonymous"/"ftp" logins with any password
 write = false                     # let anonymous users upload, rename, delete, mkdir

@@ -104,12 +104,15 @@ def announce(
     address: tuple[str, int],
     implicit: tuple[str, int] | None,
     self_signed_cert: str | None,
+    metrics: tuple[str, int] | None = None,
 ) -> None:
     """The ready line (and a self-signed certificate's fingerprint), once the server listens."""
     line = f"fileferry {__version__} serving {cfg.storage.root} at {_url('ftp', *address)}"
     line += f" ({_describe(cfg)})"
     if implicit is not None:
         line += f", implicit FTPS at {_url('ftps', *implicit)}"
+    if metrics is not None:
+        line += f", metrics at {_url('http', *metrics)}/metrics"
     if cfg.workers > 1:
         line += f", {cfg.workers} workers"
     print(line, flush=True)
@@ -154,10 +157,10 @@ async def _serve(cfg: ServerConfig) -> int:
         await server.app.close()
         return failure(cfg, exc)
     stop = stop_on_signals(server, cfg.shutdown_grace)
-    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, server.reload_tls)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, server.hangup)
     tls = server.app.tls
     cert = tls.cert if tls is not None and cfg.tls.self_signed else None
-    announce(cfg, server.address, server.implicit_address, cert)
+    announce(cfg, server.address, server.implicit_address, cert, server.metrics_address)
     if server.admin is not None:
         print(f"web admin and API at {server.admin.url}", flush=True)
     await stop
@@ -173,12 +176,18 @@ def _serve_workers(cfg: ServerConfig) -> int:
         return failure(cfg, exc)
 
 
-def _setup_logging(level: str) -> None:
-    from fileferry.logformat import LineFormatter
-
+def _setup_logging(cfg: ServerConfig) -> None:
+    """Log lines on stderr, as text or JSON; ``--node-name`` in each (always in JSON)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(LineFormatter())
-    logging.basicConfig(level=level.upper(), handlers=[handler])
+    if cfg.logging.format == "json":
+        from fileferry.observability.jsonlog import JsonFormatter
+
+        handler.setFormatter(JsonFormatter(cfg.node))
+    else:
+        from fileferry.logformat import LineFormatter
+
+        handler.setFormatter(LineFormatter(cfg.node_name))
+    logging.basicConfig(level=cfg.logging.level.upper(), handlers=[handler])
     # That format shows no caller, thread or process, so do not compute them for
     # every record (the logging HOWTO's "Optimization"): a sixth of a login's CPU.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
@@ -191,7 +200,7 @@ def run_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"fileferry: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(cfg.logging.level)
+    _setup_logging(cfg)
     from fileferry.server import eventloop
 
     try:

@@ -12,16 +12,19 @@ variables and the ``serve`` flags are all generated from these classes
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass, field
 from typing import Literal
 
 from fileferry.config.describe import setting
 from fileferry.config.hooks import HookConfig
 from fileferry.config.hostport import parse_host_port
+from fileferry.config.parsers import parse_listen_address, parse_node_name
 from fileferry.errors import ConfigError
 from fileferry.users import fields as account_fields
 
 LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["text", "json"]
 FsCalls = Literal["auto", "inline", "thread"]
 LOG_LEVELS: tuple[str, ...] = LogLevel.__args__  # type: ignore[attr-defined]
 FS_CALLS: tuple[str, ...] = FsCalls.__args__  # type: ignore[attr-defined]
@@ -30,6 +33,7 @@ _TLS = "FTPS (RFC 4217)"
 _LIMITS = "limits"
 _PROXY = "behind a load balancer"
 _DAY = 86400.0
+_OBSERVE = "logs and metrics"
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +336,42 @@ class ProxyConfig:
 @dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: LogLevel = setting("info", "log_level", "log verbosity (info)")
+    #: ``json``: one object per line (see observability/jsonlog.py).
+    format: LogFormat = setting(
+        "text", "log_format", "log lines as text or json objects (text)", group=_OBSERVE
+    )
+    #: One wu-ftpd/vsftpd style line per finished transfer (observability/xferlog.py).
+    xferlog: str | None = setting(
+        None,
+        "xferlog",
+        "also log each finished transfer to FILE, xferlog format (reopened on SIGHUP)",
+        metavar="FILE",
+        group=_OBSERVE,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """The Prometheus endpoint (observability/metrics.py); off without ``address``."""
+
+    address: tuple[str, int] | None = setting(
+        None,
+        "metrics",
+        "serve Prometheus metrics at http://ADDR:PORT/metrics (needs the metrics extra)",
+        metavar="ADDR:PORT",
+        group=_OBSERVE,
+        parse=parse_listen_address,
+    )
+    #: Byte and file counters carry a ``user`` label; off for many accounts.
+    per_user: bool = setting(
+        True,
+        "metrics_per_user",
+        "label byte and file counters by user (default: on)",
+        group=_OBSERVE,
+        toggle=True,
+    )
+    #: Distinct ``user`` label values at most; later users count as ``_other``.
+    max_users: int = setting(1000, "metrics_max_users", low=1, high=100_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,6 +421,15 @@ class ServerConfig:
         high=_DAY,
         unit="seconds",
     )
+    #: This node's name in logs and in state shared between nodes; ``None``:
+    #: the host name (see :attr:`node`).
+    node_name: str | None = setting(
+        None,
+        "node_name",
+        "this node's name in logs and shared state (default: the host name)",
+        metavar="NAME",
+        parse=parse_node_name,
+    )
     #: ``--user`` and ``[[user]]`` accounts, besides the user store.
     users: tuple[UserConfig, ...] = ()
     site_exec: tuple[SiteExecCommand, ...] = ()
@@ -393,4 +442,10 @@ class ServerConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
+
+    @property
+    def node(self) -> str:
+        """``node_name``, or this machine's host name when none was given."""
+        return self.node_name or socket.gethostname()

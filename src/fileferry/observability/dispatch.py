@@ -15,6 +15,17 @@ Observers are plain callables run on the event loop: they must be quick
 database) should queue the event and do its work elsewhere. With several
 workers every worker's server calls the same observer objects from its own
 thread: an observer shared between workers must be thread-safe.
+
+*Detail* events (``SessionEvent.detail``: one per command, storage errors)
+go only to observers with a true ``wants_detail`` attribute, and
+:attr:`Dispatcher.detailed` tells the producers whether to build them at
+all: without such an observer a command costs nothing more than before.
+An observer that only *counts* commands (metrics) offers
+``count_command(verb, reply_code)`` instead of taking ``CommandCompleted``
+events: called inline, it costs a dictionary update where an event, its
+queue and its delivery cost a quarter of a NOOP's CPU. (Such an observer
+still receives ``CommandCompleted`` events when another one wants them, and
+ignores them.)
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from fileferry.observability.events import SessionEvent
@@ -54,6 +65,18 @@ class Dispatcher:
         self.observers: tuple[Observer, ...] = tuple(observers)
         #: Whether anyone listens: callers may skip building events when not.
         self.active = bool(self.observers)
+        #: The observers that asked for detail events too.
+        self.detail_observers: tuple[Observer, ...] = tuple(
+            o for o in self.observers if getattr(o, "wants_detail", False)
+        )
+        #: Whether anyone wants detail events: if not, do not build them.
+        self.detailed = bool(self.detail_observers)
+        #: The fast path of observers that count commands (``count_command``).
+        self.command_counters: tuple[Callable[[str, int], None], ...] = tuple(
+            o.count_command for o in self.detail_observers if hasattr(o, "count_command")
+        )
+        #: Whether some detail observer wants a ``CommandCompleted`` event per command.
+        self.command_events = any(not hasattr(o, "count_command") for o in self.detail_observers)
         self._max_pending = max_pending
         self._batch = batch
         self._pending: deque[SessionEvent] = deque()
@@ -68,7 +91,7 @@ class Dispatcher:
 
     def emit(self, event: SessionEvent) -> None:
         """Queue ``event`` for every observer; never blocks, never raises."""
-        if not self.active:
+        if not self.active or (event.detail and not self.detailed):
             return
         if len(self._pending) >= self._max_pending:
             if not self.dropped:
@@ -103,10 +126,10 @@ class Dispatcher:
 
     def _deliver_some(self, count: int) -> None:
         pending = self._pending
-        observers = self.observers
+        everyone, detailed = self.observers, self.detail_observers
         for _ in range(min(count, len(pending))):
             event = pending.popleft()
-            for observer in observers:
+            for observer in detailed if event.detail else everyone:
                 try:
                     observer(event)
                 except Exception:

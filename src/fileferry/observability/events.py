@@ -39,6 +39,11 @@ class SessionEvent:
     """Base of every event an observer receives."""
 
     name: ClassVar[str] = "event"
+    #: A *detail* event is built only when an observer asks for details
+    #: (``wants_detail``, e.g. metrics) and goes only to such observers: the
+    #: per-command ones would cost every command, and the session log has
+    #: never had these lines.
+    detail: ClassVar[bool] = False
     #: Whether the session log writes a line for it (not for a fact another line already says).
     logged: ClassVar[bool] = True
 
@@ -194,6 +199,8 @@ class TransferFinished(SessionEvent):
     reply_code: int
     #: How the bytes moved (``"sendfile"``, ``"tls-pump"``...), when the data path says.
     data_path: str = ""
+    #: TYPE A (line endings converted) rather than binary.
+    ascii: bool = False
 
     def log_fields(self) -> tuple[tuple[str, object], ...]:
         return (
@@ -203,6 +210,38 @@ class TransferFinished(SessionEvent):
             ("secs", round(self.seconds, 3)),
             ("result", self.reply_code),
         )
+
+
+# --- details: only for observers that ask for them (``wants_detail``) ---------------
+
+
+@dataclass(frozen=True, slots=True)
+class CommandCompleted(SessionEvent):
+    """A command got its final reply (transfers report ``TransferFinished`` instead).
+
+    ``command`` is the verb as the command table knows it, or ``""`` for a
+    line the core could not take as a command (unknown verb, too long).
+    """
+
+    name: ClassVar[str] = "command"
+    detail: ClassVar[bool] = True
+    command: str
+    reply_code: int
+
+
+@dataclass(frozen=True, slots=True)
+class StorageFailed(SessionEvent):
+    """A storage operation failed with an error that became the reply.
+
+    ``error`` is the error's class name (``NotFound``, ``QuotaExceeded``,
+    ``StorageUnavailable``...): a small fixed set, fit for a metric label.
+    """
+
+    name: ClassVar[str] = "storage-error"
+    detail: ClassVar[bool] = True
+    command: str
+    error: str
+    reply_code: int
 
 
 @dataclass(frozen=True, slots=True)

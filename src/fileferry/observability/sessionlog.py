@@ -5,7 +5,9 @@ Each event becomes one INFO record on the ``fileferry.session`` logger::
     session=3 peer=127.0.0.1 user=bob transfer cmd='RETR' path='/a' bytes=1000 secs=0.002 result=226
 
 The record is stamped with the time the event happened (``event.at``), not
-the time it was written, which the dispatcher defers past the loop's turn.
+the time it was written, which the dispatcher defers past the loop's turn,
+and it carries the event itself (``record.session_event``), from which
+``--log-format json`` writes typed fields rather than this text.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class SessionLog:
         record.relativeCreated += (at - record.created) * 1000
         record.created = at
         record.msecs = int((at - int(at)) * 1000) + 0.0
+        record.session_event = event
         logger.handle(record)
 
     def __repr__(self) -> str:

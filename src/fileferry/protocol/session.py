@@ -64,6 +64,9 @@ class Session:
         self._outstanding: list[events.Event] = []
         self._closed = False
         self._eof_reported = False
+        #: The verb of the command line taken last (``""``: not a known
+        #: command), for observers that count commands by verb.
+        self.verb = ""
 
     # --- input ------------------------------------------------------------------
 
@@ -105,8 +108,10 @@ class Session:
             if line is None:
                 return self._eof_or_need_data()
             if line is TOO_LONG:
+                self.verb = ""
                 return events.Answer(Reply(500, "Command line too long."))
             if line is ENDLESS:
+                self.verb = ""
                 return events.Answer(_ENDLESS_REPLY)
             assert isinstance(line, str)
             result = self._run(line)
@@ -142,9 +147,10 @@ class Session:
     def _run(self, line: str) -> events.Event | None:
         """Dispatch one line; ``None`` if it needs no answer at all."""
         verb, arg = _verb(line)
+        cmd = COMMANDS.get(verb)
+        self.verb = verb if cmd is not None else ""
         if not verb:
             return events.Answer(Reply(500, "Empty command."))
-        cmd = COMMANDS.get(verb)
         if cmd is None:
             # Echo the verb only when it is plain ASCII: raw bytes in a reply
             # would break clients that decode the control channel strictly.

@@ -22,7 +22,8 @@ from fileferry.limits.factory import make_limits
 from fileferry.limits.keys import client_key
 from fileferry.limits.shared import SharedLimits
 from fileferry.limits.table import LockLost
-from fileferry.observability import Dispatcher, Observer, SessionLog
+from fileferry.observability import Dispatcher, Observer
+from fileferry.observability.standard import standard_observers
 from fileferry.protocol.commands import CoreConfig, site_commands
 from fileferry.server.accounts import AccountRegistry
 from fileferry.server.control import ControlConnection
@@ -38,6 +39,7 @@ from fileferry.users.base import Account, UserStore
 
 if TYPE_CHECKING:
     from fileferry.observability.hooks import HookRunner
+    from fileferry.observability.metricshttp import MetricsEndpoint
     from fileferry.server.context import UploadGate
     from fileferry.webadmin.service import AdminService
 
@@ -84,10 +86,12 @@ class App:
     choice is made here, once (:func:`make_limits`); with an SQLite ``db``,
     quota figures survive restarts in ``<db>.usage``.
 
-    ``observers``: callables given every session event
-    (:mod:`fileferry.observability.events`); by default the session log
-    alone. A list replaces that default, so include
-    :class:`~fileferry.observability.SessionLog` to keep the log lines.
+    ``observers``: callables given every session event; by default the
+    session log plus the xferlog and metrics the configuration asks for
+    (``observability/standard.py``). A list replaces that default (include
+    a ``SessionLog`` to keep the log lines); ``/metrics`` serves the first
+    observer with an ``exposition()``. ``node``: ``--node-name``, else the
+    host name, for logs and state shared with other nodes.
 
     ``pumps``: the threads that run TLS data transfers; made here (and shut
     down by :meth:`close`) unless passed in, e.g. by a test that wants a
@@ -108,11 +112,17 @@ class App:
         self._own_pumps = pumps is None
         self.pumps = pumps if pumps is not None else PumpPool(PUMP_THREADS)
         self.data_paths = DataPaths(self.pumps)
-        chosen = (SessionLog(),) if observers is None else tuple(observers)
+        self.node = config.node
+        own = standard_observers(config) if observers is None else []
+        chosen = tuple(own) if observers is None else tuple(observers)
         self.hooks = _hook_runner(config)
         if self.hooks is not None:
             chosen = (*chosen, self.hooks)
         self.dispatcher = Dispatcher(chosen)
+        #: Observers made here, closed by :meth:`close` (an xferlog's file).
+        self._own_observers = own
+        #: What ``/metrics`` renders, if metrics are on.
+        self.metrics = next((o for o in chosen if hasattr(o, "exposition")), None)
         #: The ``before_reply`` upload hooks, as the check each upload passes.
         self.upload_gate: UploadGate | None = (
             self.hooks.check_upload if self.hooks is not None and self.hooks.gates else None
@@ -179,6 +189,9 @@ class App:
         if self.sweeper is not None:
             await self.sweeper.close()
         self.dispatcher.flush()
+        for observer in self._own_observers:
+            if hasattr(observer, "close"):
+                observer.close()
         if self.hooks is not None:
             await self.hooks.close()
         await self.users.close()
@@ -283,6 +296,7 @@ class FTPServer:
         )
         self._server: asyncio.Server | None = None
         self._implicit: ImplicitListener | None = None
+        self._metrics_http: MetricsEndpoint | None = None
         self._stopped = asyncio.Event()
         #: The live sessions' connections, for a drain to talk to.
         self._connections: dict[asyncio.Task[None], ControlConnection] = {}
@@ -316,15 +330,23 @@ class FTPServer:
         return self._implicit.address if self._implicit is not None else None
 
     async def start(
-        self, sock: socket.socket | None = None, implicit_sock: socket.socket | None = None
+        self,
+        sock: socket.socket | None = None,
+        implicit_sock: socket.socket | None = None,
+        metrics_sock: socket.socket | None = None,
     ) -> None:
         """Bind and listen; a ``ListenError`` names the port that failed.
 
-        ``sock`` and ``implicit_sock``: listening sockets made by someone
-        else (a worker's, inherited from the supervisor), used instead of
-        binding ``config.port`` and ``config.tls.implicit_port``; the server
-        owns and closes them.
+        ``sock``, ``implicit_sock`` and ``metrics_sock``: listening sockets
+        made by someone else (a worker's, inherited from the supervisor),
+        used instead of binding ``config.port``, ``config.tls.implicit_port``
+        and ``config.metrics.address``; the server owns and closes them.
         """
+        if self.app.metrics is not None:  # first: nothing else to undo if its port is taken
+            from fileferry.observability.metricshttp import serve_metrics
+
+            address, render = self.config.metrics.address, self.app.metrics.exposition
+            self._metrics_http = await serve_metrics(render, metrics_sock, address, bind_or_explain)
         if sock is None:
             sock = bind_or_explain(self.config.host, self.config.port)
         self._server = await asyncio.start_server(
@@ -373,6 +395,18 @@ class FTPServer:
     def reload_tls(self) -> bool:
         """SIGHUP: new sessions get the re-read certificate; running ones keep theirs."""
         return self.app.tls.reload() if self.app.tls is not None else False
+
+    def hangup(self) -> None:
+        """SIGHUP: re-read the certificate; observers writing files (xferlog) reopen them."""
+        self.reload_tls()
+        for observer in self.app.dispatcher.observers:
+            if hasattr(observer, "reopen"):
+                observer.reopen()
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """Where ``/metrics`` is served, if it is."""
+        return self._metrics_http.address if self._metrics_http is not None else None
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock: socket.socket | None = writer.get_extra_info("socket")
@@ -512,6 +546,8 @@ class FTPServer:
                 await self._server.wait_closed()
         if self.admin is not None:
             await self.admin.close()  # and its store
+        if self._metrics_http is not None:
+            await self._metrics_http.close()
         await self.app.close()
         self._stopped.set()
 

@@ -72,6 +72,10 @@ class ControlConnection:
         self.services = services
         self.config = config = services.config
         self._dispatcher = dispatcher
+        #: Someone counts commands (metrics): build an event per command.
+        self._count_commands = dispatcher.detailed and (
+            bool(dispatcher.command_counters) or dispatcher.command_events
+        )
         self.id = next(_ids)
         self.reader = reader
         self.writer = writer
@@ -114,12 +118,11 @@ class ControlConnection:
         #: drain may end the session right away (see :meth:`drain`).
         self._parked = False
         self._task: asyncio.Task[None] | None = None
-        #: What the web admin shows (server/live.py): what the session last
-        #: asked, and the deadline of the idle read it is parked in, whose start
-        #: is when it was last heard from (``idle_since`` when it waits on the
-        #: other path, after a transfer). One store per command, no clock call.
+        #: What the web admin shows (server/live.py): the deadline of the idle
+        #: read the session is parked in, whose start is when it was last heard
+        #: from (``idle_since`` when it waits on the other path, after a
+        #: transfer). Nothing per command: no clock call, no store.
         self.started = self.idle_since = time.monotonic()
-        self.last_event: events.Event | None = None
         self.idle_wait: asyncio.Timeout | None = None
         #: The 421 text a session ended from outside (shutdown, an admin's kick) gets.
         self.farewell = "Server shutting down."
@@ -217,7 +220,9 @@ class ControlConnection:
                     pause = self.rate.delay()
                     if pause:  # a flood of commands slows this client, not the server
                         await asyncio.sleep(pause)
-                    await self.dispatch(event)
+                    code = await self.dispatch(event)
+                    if code is not None and self._count_commands:
+                        self._command_done(code)
                     await self._drain()
                     continue
                 if read is None and self.transfer_task is None:
@@ -267,6 +272,15 @@ class ControlConnection:
                 read.cancel()
             await self.shutdown()
 
+    def _command_done(self, code: int) -> None:
+        """Tell whoever counts commands (only called when someone does)."""
+        verb = self.session.verb
+        dispatcher = self._dispatcher
+        for count in dispatcher.command_counters:
+            count(verb, code)
+        if dispatcher.command_events:
+            self.emit(seen.CommandCompleted(self.origin, verb, code))
+
     async def _read_idle(self, idle_timeout: float) -> bytes | None:
         """The next bytes from the client (b"" at EOF); None after a 421 for a timeout."""
         timeout = idle_timeout
@@ -305,45 +319,53 @@ class ControlConnection:
         except (TimeoutError, ConnectionError, OSError):
             self.closing = True
 
-    async def dispatch(self, event: events.Event) -> None:
+    async def dispatch(self, event: events.Event) -> int | None:
+        """Run ``event``; the code of the final reply it got here, if any.
+
+        ``None``: no reply yet (a transfer answers from its task) or none at
+        all (the connection is closing).
+        """
         if self.account is None and type(event) is not events.ConnectionClosed:
             # Banned since it connected (guesses on its other connections):
             # nothing more before a login, USER and PASS included.
             banned = ban_refusal(self)
             if banned is not None:
                 self.reply(banned, None if type(event) is events.Answer else event)
-                return
+                return banned.code
         if type(event) is events.Answer:  # the core answered by itself
             self.reply(event.reply)
             if event.reply.code == 421:
                 self.closing = True
-            return
-        self.last_event = event  # what the web admin shows (the core's answers are not kept)
+            return event.reply.code
         handler = HANDLERS.get(type(event))
         if handler is None:  # pragma: no cover - every event type has a handler
             self.reply(Reply(502, "Command not implemented."), event)
-            return
+            return 502
         try:
             outcome = await handler(self, event)
         except StorageError as exc:
+            if self._dispatcher.detailed:
+                error, code = type(exc).__name__, exc.reply_code
+                self.emit(seen.StorageFailed(self.origin, self.session.verb, error, code))
             self.reply(Reply(exc.reply_code, exc.message), event)
-            return
+            return exc.reply_code
         except LockLost:  # a worker died inside the shared limits: no traceback, retry later
             log.warning("session=%d: the shared limits are locked by a dead worker", self.id)
             self.reply(Reply(451, "Server busy; try again later."), event)
-            return
+            return 451
         except Exception:
             log.exception("session=%d handler for %r failed", self.id, event)
             self.reply(Reply(451, "Internal error; the action was not taken."), event)
-            return
+            return 451
         if outcome is None:
-            return
+            return None
         if type(outcome) is Reply:
             self.reply(outcome, event)
-            return
+            return outcome.code
         assert isinstance(outcome, transfers.Job) and isinstance(event, events.Transfer)
         self.transfer_job = outcome
         self.transfer_task = transfers.start(self, event, outcome)
+        return None
 
     async def stop_transfer(self) -> None:
         """Abort a running transfer and wait until its task has cleaned up."""

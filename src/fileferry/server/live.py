@@ -1,10 +1,10 @@
 """The web admin's view of the live sessions, and its kick.
 
-Everything here is read from what the sessions already keep: the control
-connection's last command and its time, the TLS facts of the protocol core,
-and the running transfer's data connection byte counter (which every data
-path advances anyway, for STAT). Rates are differences between two reads,
-taken when someone looks, so the data path pays nothing for them.
+Everything here is read from what the sessions already keep: the verb the
+protocol core took last, the deadline of the read a session waits in, the
+core's TLS facts, and the running transfer's data connection byte counter
+(which every data path advances anyway, for STAT). Rates are differences
+between two reads, taken when someone looks, so the data path pays nothing.
 """
 
 from __future__ import annotations
@@ -13,52 +13,22 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from fileferry.protocol import events
 from fileferry.server.handlers.transfers import SendFile
 from fileferry.webadmin.model import SessionView, TransferView
 
 if TYPE_CHECKING:
     from fileferry.server.control import ControlConnection
 
-_VERBS: dict[type[events.Event], str] = {
-    events.Authenticate: "PASS",
-    events.ChangeDirectory: "CWD",
-    events.MakeDirectory: "MKD",
-    events.RemoveDirectory: "RMD",
-    events.DeleteFile: "DELE",
-    events.RenameFrom: "RNFR",
-    events.RenameTo: "RNTO",
-    events.FileSize: "SIZE",
-    events.ModificationTime: "MDTM",
-    events.SetModificationTime: "MFMT",
-    events.Status: "STAT",
-    events.MachineListFile: "MLST",
-    events.EnterPassive: "PASV",
-    events.EnterActive: "PORT",
-    events.Abort: "ABOR",
-    events.Quit: "QUIT",
-    events.Reinitialize: "REIN",
-    events.StartTLS: "AUTH",
-    events.SiteCommand: "SITE",
-    events.AvailableSpace: "AVBL",
-    events.FileHash: "HASH",
-    events.RetrieveFile: "RETR",
-    events.ListDirectory: "LIST",
-}
 #: A rate is recomputed at most this often (seconds); reads in between reuse it.
 _RATE_PERIOD = 0.5
 
 
 def _verb(conn: ControlConnection) -> str:
+    """The running transfer's command, else the verb of the line the core took last."""
     job = conn.transfer_job if conn.transfer_running else None
     if job is not None and job.command:
         return job.command
-    event = conn.last_event
-    if event is None:
-        return "-"
-    if isinstance(event, events.StoreFile):
-        return event.mode.value
-    return _VERBS.get(type(event), "-")
+    return conn.session.verb or "-"
 
 
 def _idle(conn: ControlConnection, now: float, loop_now: float, connected: float) -> float:

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     #: Runs one worker in the forked child and never returns: (config, readiness
     #: pipe, its view of the shared limits, listening sockets, parent pid).
     WorkerMain = Callable[
-        [ServerConfig, int, SharedLimits | None, tuple[socket.socket, socket.socket | None], int],
+        [ServerConfig, int, SharedLimits | None, tuple[socket.socket | None, ...], int],
         None,
     ]
 
@@ -111,7 +111,7 @@ class Supervisor:
         self,
         configs: list[ServerConfig],
         shared: SharedLimits | None,
-        listeners: tuple[socket.socket, socket.socket | None],
+        listeners: tuple[socket.socket | None, ...],
         worker_main: WorkerMain,
     ) -> None:
         self.slots = [Slot(i, cfg) for i, cfg in enumerate(configs)]
@@ -119,6 +119,9 @@ class Supervisor:
         self.shared = shared
         self.listeners = listeners
         self.worker_main = worker_main
+        #: Called with the pid of each worker that ended (e.g. to drop its
+        #: live metrics); a failure there is logged, never fatal.
+        self.on_exit: Callable[[int], None] | None = None
         self.stopping = False
         self.status = 0
         self._pid = os.getpid()
@@ -276,6 +279,11 @@ class Supervisor:
     def _buried(self, slot: Slot, code: int) -> None:
         pid, slot.pid = slot.pid, 0
         self._close_ready(slot)
+        if self.on_exit is not None:
+            try:
+                self.on_exit(pid)
+            except Exception:
+                log.exception("cleaning up after worker %d (pid %d) failed", slot.index, pid)
         if self.shared is not None:
             free = getattr(self.shared.lock, "free_if_held_by", None)
             if free is not None and free(pid):

@@ -35,6 +35,10 @@ imported code copy-on-write, so a worker costs little memory.
   worker leaks nothing.
 * **What stays per worker**: the sessions themselves, throttles (rates per
   worker add up), the command rate of a session and the login cache.
+* **Metrics** (``--metrics``): the parent binds the endpoint's socket too
+  and every worker serves it; each counts in prometheus-client's
+  multiprocess files in a directory made for this run, and a scrape sums
+  them all (see ``observability/multiproc.py``).
 """
 
 from __future__ import annotations
@@ -101,6 +105,7 @@ async def _serve_worker(
     shared: SharedLimits | None,
     sock: socket.socket,
     implicit_sock: socket.socket | None,
+    metrics_sock: socket.socket | None = None,
 ) -> int:
     """One worker: the server's own life cycle, reporting readiness on a pipe."""
     import asyncio
@@ -114,15 +119,13 @@ async def _serve_worker(
         os.write(ready, f"C{exc}\n".encode())
         return 2
     try:
-        await server.start(sock, implicit_sock)
+        await server.start(sock, implicit_sock, metrics_sock)
     except OSError as exc:
         os.write(ready, f"E{exc.strerror or exc}\n".encode())
         await server.app.close()
         return 1
     stopped = stop_on_signals(server, cfg.shutdown_grace, worker=True)
-    reload_tls = getattr(server, "reload_tls", None)
-    if reload_tls is not None:
-        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload_tls)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, server.hangup)
     os.write(ready, b"R")
     os.close(ready)
     await stopped
@@ -133,7 +136,7 @@ def run_worker(
     cfg: ServerConfig,
     ready: int,
     shared: SharedLimits | None,
-    sockets: tuple[socket.socket, socket.socket | None],
+    sockets: tuple[socket.socket | None, ...],
     parent: int,
 ) -> None:
     """Entry point of a forked worker (signals still blocked by the parent); never returns."""
@@ -143,7 +146,9 @@ def run_worker(
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         _die_with_parent(parent)
-        code = eventloop.run(_serve_worker(cfg, ready, shared, *sockets))
+        main, *others = sockets
+        assert main is not None
+        code = eventloop.run(_serve_worker(cfg, ready, shared, main, *others))
     except KeyboardInterrupt:
         code = 0
     except BaseException:
@@ -154,8 +159,11 @@ def run_worker(
 
 
 #: What the parent reports once every worker listens: the address, the implicit
-#: FTPS address (if any) and the self-signed certificate made at start (if any).
-Announce = Callable[[tuple[str, int], tuple[str, int] | None, str | None], None]
+#: FTPS address (if any), the self-signed certificate made at start (if any)
+#: and the metrics address (if any).
+Announce = Callable[
+    [tuple[str, int], tuple[str, int] | None, str | None, tuple[str, int] | None], None
+]
 
 
 def serve_workers(cfg: ServerConfig, announce: Announce) -> int:
@@ -177,7 +185,13 @@ def serve_workers(cfg: ServerConfig, announce: Announce) -> int:
     port = main.getsockname()[1]
     implicit = implicit_sock.getsockname()[1] if implicit_sock is not None else None
     self_signed = None
+    metrics_sock, metrics_dir = None, None
     try:
+        if cfg.metrics.address is not None:
+            from fileferry.observability import multiproc
+
+            metrics_dir = multiproc.prepare_multiprocess_dir()  # before any worker exists
+            metrics_sock = bind_or_explain(*cfg.metrics.address)
         if cfg.tls.self_signed:
             # One certificate for all workers, made before forking: clients pin one fingerprint.
             from fileferry.server.tls import make_self_signed
@@ -188,8 +202,11 @@ def serve_workers(cfg: ServerConfig, announce: Announce) -> int:
             )
         configs = [worker_config(cfg, i, port, implicit) for i in range(cfg.workers)]
         supervisor = Supervisor(
-            configs, SharedLimits(cfg, cfg.workers), (main, implicit_sock), run_worker
+            configs, SharedLimits(cfg, cfg.workers), (main, implicit_sock, metrics_sock), run_worker
         )
+        if metrics_dir is not None:
+            directory = metrics_dir
+            supervisor.on_exit = lambda pid: multiproc.forget_process(pid, directory)
         with supervisor.signals():
             failed = supervisor.start()
             if failed is not None:
@@ -202,11 +219,15 @@ def serve_workers(cfg: ServerConfig, announce: Announce) -> int:
                 (host, port),
                 (host, implicit) if implicit is not None else None,
                 self_signed.cert if self_signed is not None else None,
+                metrics_sock.getsockname()[:2] if metrics_sock is not None else None,
             )
             return supervisor.run()
     finally:
         if self_signed is not None:
             shutil.rmtree(self_signed.directory, ignore_errors=True)
         main.close()
-        if implicit_sock is not None:
-            implicit_sock.close()
+        for other in (implicit_sock, metrics_sock):
+            if other is not None:
+                other.close()
+        if metrics_dir is not None:
+            multiproc.remove_multiprocess_dir(metrics_dir)

@@ -281,6 +281,7 @@ async def _run(ctx: SessionContext, ev: events.Transfer, job: Job) -> None:
         # read the reply instead of a reset).
         await job.discard()
         result = exc.reply_code
+        _storage_failed(ctx, job, exc)
         ctx.reply(Reply(exc.reply_code, exc.message), ev)
         try:
             if dc is not None and ctx.data.connection is dc:  # not after a commit's refusal
@@ -291,6 +292,7 @@ async def _run(ctx: SessionContext, ev: events.Transfer, job: Job) -> None:
         await job.discard()
         ctx.data.close()
         result = exc.reply_code
+        _storage_failed(ctx, job, exc)
         ctx.reply(Reply(exc.reply_code, exc.message), ev)
     except Exception:
         log.exception("session=%d transfer failed", ctx.id)
@@ -308,10 +310,15 @@ async def _run(ctx: SessionContext, ev: events.Transfer, job: Job) -> None:
                 time.monotonic() - started,
                 result,
                 job.data_path,
+                ascii=getattr(job, "ascii", False),
             )
         )
         if result == 226 and isinstance(job, ReceiveFile) and job.uploaded is not None:
             ctx.emit(job.uploaded)
+
+
+def _storage_failed(ctx: SessionContext, job: Job, exc: StorageError) -> None:
+    ctx.emit(seen.StorageFailed(ctx.origin, job.command, type(exc).__name__, exc.reply_code))
 
 
 # --- the handlers ------------------------------------------------------------------
