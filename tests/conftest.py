@@ -32,3 +32,6 @@ if _WORKERS > 1:
         _original_init(self, dataclasses.replace(config, workers=workers), **kwargs)
 
     _thread.ServerThread.__init__ = _with_workers  # type: ignore[method-assign]
+
+# Real services a test can ask for by fixture name (``postgres``, ``pg_url``).
+pytest_plugins = ["services.postgres"]

@@ -58,6 +58,7 @@ CONTRACT: dict[str, tuple[str, object]] = {
     "db": ("/var/lib/users.db", "/var/lib/users.db"),
     "upload_rate": ("2M", 2 * 1024**2),
     "download_rate": ("1K", 1024),
+    "lease_time": ("20", 20.0),
     "workers": ("3", 3),
     "admin": ("127.0.0.1:8021", "127.0.0.1:8021"),
     "log_format": ("JSON", "json"),
@@ -186,7 +187,9 @@ def test_build_coerces_values_from_code_like_the_file(tmp_path: Path) -> None:
     ("values", "needle"),
     [
         ({"root": "s3://bucket/prefix"}, "root: no backend for s3://"),
-        ({"db": "postgresql://db.example/ftp"}, "db: no backend for postgresql://"),
+        # postgresql:// is registered now (backends/postgres.py): another scheme is not.
+        ({"db": "mysql://db.example/ftp"}, "db: no backend for mysql://"),
+        ({"db": "postgresql://db.example"}, "db: name the database"),
     ],
 )
 def test_backends_are_chosen_by_scheme(tmp_path: Path, values: dict, needle: str) -> None:

@@ -1,27 +1,40 @@
 """What the nodes must hold together: bans, per-user session caps and quotas.
 
-Today each node keeps these in its own process (``limits/local.py``): the
-shared limits of issue 15 (PostgreSQL, or the SQLite file for one host) are
-being built separately. These tests state the contract through a real
-HAProxy and are marked ``xfail(strict=True)``: they fail now, for the reason
-given, and the day the shared limits land they pass, which fails the run
-until the marker is removed. Each one is built so that it cannot pass by
-accident against per-node state (the guesses and the bytes are split
-unevenly, so no node alone reaches the limit).
+On PostgreSQL (``local-postgres``) the nodes share these through the
+database (``limits/pgsync.py``, ``limits/pgquota.py``), and the tests pass.
+With an SQLite database each node keeps them in its own process
+(``limits/local.py``: SQLite is one file on one host), so there the tests
+are ``xfail(strict=True)``: each is built so that it cannot pass by accident
+against per-node state (the guesses and the bytes are split unevenly, so no
+node alone reaches the limit).
 """
 
 from __future__ import annotations
 
 import ftplib
 import io
+import time
 from pathlib import Path
 
 import pytest
 from clusterkit import USERS, Backend, Cluster, Node, fileferry, running
 
-PER_NODE = "bans, session counts and quota figures are per node until the shared limits land"
+from conftest import make_backend
+
+PER_NODE = "with SQLite, bans, session counts and quota figures are per node"
 #: A client address of its own, so a ban here touches no other test.
 GUESSER = "127.0.0.6"
+
+
+@pytest.fixture(scope="module", params=["local-postgres", "local-sqlite"])
+def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Backend:
+    return make_backend(request.param, request, tmp_path_factory)
+
+
+@pytest.fixture(autouse=True)
+def _per_node_with_sqlite(request: pytest.FixtureRequest, backend: Backend) -> None:
+    if backend.name == "local-sqlite":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=PER_NODE))
 
 
 def _session(cluster: Cluster, source: str) -> tuple[ftplib.FTP, Node]:
@@ -39,7 +52,6 @@ def _on(cluster: Cluster, node: Node, source: str) -> ftplib.FTP:
     raise AssertionError(f"round robin never reached node {node.name}")
 
 
-@pytest.mark.xfail(strict=True, reason=PER_NODE)
 def test_wrong_passwords_spread_over_both_nodes_ban_the_address_on_both(
     backend: Backend, tmp_path: Path
 ) -> None:
@@ -51,13 +63,22 @@ def test_wrong_passwords_spread_over_both_nodes_ban_the_address_on_both(
             with pytest.raises((ftplib.error_perm, ftplib.error_temp)):
                 f.login("alice", "wrong")
             f.close()
+        # A ban reaches every node within the shared limits' staleness bound
+        # (about 0.55 s, limits/pgsync.py): wait for it, with a deadline.
+        deadline = time.monotonic() + 3
         for node in (a, b):
-            with pytest.raises(ftplib.error_temp, match="421"):
-                f = _on(cluster, node, GUESSER)
-                f.login("alice", USERS["alice"])
+            while True:
+                try:
+                    f = _on(cluster, node, GUESSER)
+                    f.login("alice", USERS["alice"])
+                except ftplib.error_temp as exc:
+                    assert str(exc).startswith("421")
+                    break
+                f.quit()
+                assert time.monotonic() < deadline, f"node {node.name} never banned"
+                time.sleep(0.05)
 
 
-@pytest.mark.xfail(strict=True, reason=PER_NODE)
 def test_a_quota_is_one_figure_across_nodes(backend: Backend, tmp_path: Path) -> None:
     fileferry(
         "user", "add", "carol", "--db", backend.db, "--password-stdin",

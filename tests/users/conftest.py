@@ -1,4 +1,5 @@
-"""Fixtures for the UserStore contract: every store, built from the same users."""
+"""Fixtures for the UserStore contract: every store (static, SQLite, PostgreSQL),
+built from the same users."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from userstorekit import MakeStore
 
 from fileferry.users.base import Account, HashedUserStore, StoredUser
 from fileferry.users.passwords import hash_password
+from fileferry.users.postgres import PostgresUserStore
 from fileferry.users.sqlite import SQLiteUserStore
 from fileferry.users.static import StaticUserStore
+from services.postgres import PostgresServer
 
 
-@pytest.fixture(params=["static", "sqlite"])
+@pytest.fixture(params=["static", "sqlite", "postgres"])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeStore]:
     made: list[HashedUserStore] = []
 
@@ -25,14 +28,20 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeS
         if request.param == "static":
             store = StaticUserStore(stored)
         else:
-            sqlite = SQLiteUserStore(tmp_path / f"users{len(made)}.db")
+            admin: SQLiteUserStore | PostgresUserStore
+            if request.param == "sqlite":
+                admin = SQLiteUserStore(tmp_path / f"users{len(made)}.db")
+            else:
+                # A fresh database per store: the PostgreSQL server is shared.
+                server: PostgresServer = request.getfixturevalue("postgres")
+                admin = PostgresUserStore(server.database())
 
             async def fill() -> None:
                 for user in stored:
-                    await sqlite.add(user)
+                    await admin.add(user)
 
             asyncio.run(fill())
-            store = sqlite
+            store = admin
         made.append(store)
         return store
 

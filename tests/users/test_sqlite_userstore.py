@@ -1,4 +1,8 @@
-"""SQLiteUserStore: the admin operations, the schema and its migrations, sharing a file."""
+"""SQLiteUserStore: the admin operations, the schema and its migrations, sharing a file.
+
+The admin operations (the tests taking ``store``) run on PostgreSQL too; its
+own schema, sharing and connection tests are in ``test_postgres_userstore.py``.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from fileferry.users.base import (
     VirtualFolder,
 )
 from fileferry.users.passwords import hash_password, hash_scrypt
+from fileferry.users.postgres import PostgresUserStore
 from fileferry.users.sqlite import SCHEMA_VERSION, SQLiteUserStore, default_db_path
 
 
@@ -34,9 +39,12 @@ def db(tmp_path: Path) -> Path:
     return tmp_path / "data" / "users.db"
 
 
-@pytest.fixture
-def store(db: Path):
-    s = SQLiteUserStore(db)
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, db: Path):
+    if request.param == "sqlite":
+        s = SQLiteUserStore(db)
+    else:
+        s = PostgresUserStore(request.getfixturevalue("pg_url"))
     yield s
     run(s.close())
 
@@ -45,7 +53,7 @@ def user(name: str = "alice", password: str = "pw", **fields) -> StoredUser:
     return StoredUser(Account(name, f"/srv/{name}", **fields), hash_password(password))
 
 
-def test_add_get_list_update_delete(store: SQLiteUserStore) -> None:
+def test_add_get_list_update_delete(store: SQLiteUserStore | PostgresUserStore) -> None:
     async def body() -> None:
         await store.add(user("carol"))
         await store.add(user("alice", quota_bytes=100))
@@ -71,7 +79,9 @@ def test_add_get_list_update_delete(store: SQLiteUserStore) -> None:
     run(body())
 
 
-def test_duplicates_and_unknown_users_are_clear_errors(store: SQLiteUserStore) -> None:
+def test_duplicates_and_unknown_users_are_clear_errors(
+    store: SQLiteUserStore | PostgresUserStore,
+) -> None:
     async def body() -> None:
         await store.add(user("alice"))
         with pytest.raises(UserExists, match="alice"):
@@ -99,13 +109,17 @@ def test_duplicates_and_unknown_users_are_clear_errors(store: SQLiteUserStore) -
         {"virtual_folders": (VirtualFolder("/a", "/x"), VirtualFolder("/a/", "/y"))},
     ],
 )
-def test_bad_values_are_refused_before_writing(store: SQLiteUserStore, bad: dict) -> None:
+def test_bad_values_are_refused_before_writing(
+    store: SQLiteUserStore | PostgresUserStore, bad: dict
+) -> None:
     with pytest.raises(ConfigError):
         run(store.add(user("alice", **bad)))
     assert run(store.list()) == []
 
 
-def test_password_change_and_hash_upgrade_on_login(store: SQLiteUserStore) -> None:
+def test_password_change_and_hash_upgrade_on_login(
+    store: SQLiteUserStore | PostgresUserStore,
+) -> None:
     async def body() -> None:
         old = StoredUser(Account("alice", "/srv/alice"), hash_scrypt("legacy"))
         await store.add(old)
@@ -139,9 +153,13 @@ def test_persists_and_is_shared_by_two_stores(db: Path) -> None:
         run(reopened.close())
 
 
-def test_database_file_is_private_and_versioned(store: SQLiteUserStore, db: Path) -> None:
-    assert stat.S_IMODE(os.stat(db).st_mode) == 0o600
-    assert run(store.schema_version()) == SCHEMA_VERSION
+def test_database_file_is_private_and_versioned(db: Path) -> None:
+    store = SQLiteUserStore(db)
+    try:
+        assert stat.S_IMODE(os.stat(db).st_mode) == 0o600
+        assert run(store.schema_version()) == SCHEMA_VERSION
+    finally:
+        run(store.close())
     with sqlite3.connect(db) as raw:
         versions = [v for (v,) in raw.execute("SELECT version FROM fileferry_schema")]
     assert versions == list(range(1, SCHEMA_VERSION + 1))

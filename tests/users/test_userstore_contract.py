@@ -1,4 +1,4 @@
-"""The UserStore contract, run against every store (static and SQLite).
+"""The UserStore contract, run against every store (static, SQLite and PostgreSQL).
 
 Each test body is a coroutine run with ``asyncio.run``; the ``make_store``
 fixture builds the same users in each store, so the same expectations hold.

@@ -30,7 +30,11 @@ if TYPE_CHECKING:
 #: Scheme -> module of a storage backend; a location without a scheme is "file".
 STORAGE: dict[str, str] = {"file": "fileferry.backends.local"}
 #: Scheme -> module of a user store backend; a location without a scheme is "file".
-USER_STORES: dict[str, str] = {"file": "fileferry.backends.sqlite"}
+USER_STORES: dict[str, str] = {
+    "file": "fileferry.backends.sqlite",
+    "postgresql": "fileferry.backends.postgres",
+    "postgres": "fileferry.backends.postgres",
+}
 
 _SCHEME = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*)://")
 
@@ -108,6 +112,15 @@ def storage_backend(location: str) -> StorageBackend:
 
 def user_store_backend(location: str) -> UserStoreBackend:
     return cast("UserStoreBackend", _lookup(USER_STORES, location, "db"))
+
+
+def describe_user_store(location: str) -> str:
+    """``location`` as it may be printed or logged: a database URL loses its password."""
+    if scheme_of(location) in ("postgresql", "postgres"):
+        from fileferry.backends.postgres import redact
+
+        return redact(location)
+    return location
 
 
 def default_user_store() -> str:

@@ -42,11 +42,14 @@ write = false                     # let anonymous users upload, rename, delete, 
 # --- accounts ------------------------------------------------------------------
 # The SQLite user database that `fileferry user` manages. When unset, the
 # default ~/.local/share/fileferry/users.db is used if it exists. It must not
-# lie inside a served folder.
+# lie inside a served folder. A URL such as "postgresql://fileferry@db.example/ftp"
+# shares accounts, bans, session caps and quotas between nodes instead (the
+# password may also come from PGPASSWORD or ~/.pgpass).
 # db = "/var/lib/fileferry/users.db"
 # The web admin and REST API (pip install 'fileferry[admin]'; needs db and one
 # worker); administrators come from `fileferry admin add NAME`.
 # admin = "127.0.0.1:8021"
+lease_time = 15.0                 # with PostgreSQL: seconds a dead node's sessions stay counted
 upload_rate = 0                   # bytes/s for all sessions together (e.g. "100M"); 0 = unlimited
 download_rate = 0
 

@@ -17,7 +17,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
-from fileferry import __version__, config
+from fileferry import __version__, backends, config
 from fileferry.config.flags import add_setting_flags, flag_values
 from fileferry.errors import ConfigError
 
@@ -88,7 +88,7 @@ def _describe(cfg: ServerConfig) -> str:
     if cfg.users:
         parts.append(f"{len(cfg.users)} user{'s' if len(cfg.users) > 1 else ''}")
     if cfg.user_store.db:
-        parts.append(f"users from {cfg.user_store.db}")
+        parts.append(f"users from {backends.describe_user_store(cfg.user_store.db)}")
     access = ", ".join(parts) or "no logins allowed"
     if cfg.tls.enabled:
         access += "; TLS required" if cfg.tls.required else "; TLS available"

@@ -60,6 +60,12 @@ def _usage_file(config: ServerConfig) -> str | None:
     return f"{db}.usage"
 
 
+def _shared_database(config: ServerConfig) -> str | None:
+    """The database every node shares its limits through: a PostgreSQL ``db``."""
+    db = config.user_store.db
+    return db if db is not None and scheme_of(db) in ("postgresql", "postgres") else None
+
+
 def _hook_runner(config: ServerConfig) -> HookRunner | None:
     """The ``[[hook]]`` observer, if any hook is configured (else not even imported)."""
     if not config.hooks:
@@ -137,7 +143,13 @@ class App:
             self.tls = TLSManager(self._self_signed.cert, self._self_signed.key)
         elif config.tls.cert and config.tls.key:
             self.tls = TLSManager(config.tls.cert, config.tls.key)
-        self.limits = make_limits(config, shared, _usage_file(config))
+        self.limits = make_limits(
+            config,
+            shared,
+            _usage_file(config),
+            database=_shared_database(config),
+            node=config.node,
+        )
         self.accounts = AccountRegistry(config, self.limits)
         self.core_config = self._core_config()
         self.sessions: set[asyncio.Task[None]] = set()
