@@ -162,6 +162,8 @@ async def _serve(cfg: ServerConfig) -> int:
     cert = tls.cert if tls is not None and cfg.tls.self_signed else None
     _dump_modules()
     announce(cfg, server.address, server.implicit_address, cert, server.metrics_address)
+    if server.admin is not None:
+        print(f"web admin and API at {server.admin.url}", flush=True)
     await stop
     return 0
 

@@ -254,8 +254,11 @@ def _apply_options(account: Account, args: argparse.Namespace) -> Account:
     return fields.check_account(replace(account, **changes))  # type: ignore[arg-type]
 
 
-def _check_folders(account: Account, db: str, *, may_make_home: bool) -> None:
-    """Homes and sources must be usable and must not hold the database."""
+def check_folders(account: Account, db: str, *, may_make_home: bool) -> None:
+    """Homes and sources must be usable and must not hold the database.
+
+    Also the web admin's rule (:mod:`fileferry.webadmin.forms`): one rule, two doors.
+    """
     home = Path(account.home)
     if not home.is_dir() and (home.exists() or not may_make_home):
         raise UsageError(f"home {account.home} is not a directory")
@@ -287,7 +290,7 @@ async def _add(args: argparse.Namespace) -> int:
             raise UserStoreError(f"user {name!r} already exists")
         finally:
             await store.close()
-    _check_folders(account, db, may_make_home=True)
+    check_folders(account, db, may_make_home=True)
     password, generated = _read_password(args)
     home = Path(account.home)
     if not home.is_dir():
@@ -444,7 +447,7 @@ async def _update(args: argparse.Namespace) -> int:
     try:
         user = await store.get(args.name)
         account = _apply_options(user.account, args)
-        _check_folders(account, _db(args), may_make_home=False)
+        check_folders(account, _db(args), may_make_home=False)
         await store.update(account)
     finally:
         await store.close()

@@ -95,6 +95,11 @@ class Dispatcher:
         #: Events dropped because the queue was full.
         self.dropped = 0
 
+    def add(self, observer: Observer) -> None:
+        """One more observer, from now on (the web admin's counters, started later)."""
+        self.observers = (*self.observers, observer)
+        self.active = True
+
     def emit(self, event: SessionEvent) -> None:
         """Queue ``event`` for the observers that want it; never blocks, never raises."""
         if not self.active or (event.detail and not self.detailed):

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from fileferry.server.context import UploadGate
     from fileferry.server.implicit import ImplicitListener
     from fileferry.server.tls import SelfSigned, TLSManager
+    from fileferry.webadmin.service import AdminService
 
 log = logging.getLogger("fileferry.server")
 
@@ -321,6 +322,8 @@ class FTPServer:
         #: event that tells it a later ``stop`` moved that moment closer.
         self._deadline = 0.0
         self._hurried = asyncio.Event()
+        #: The web admin (``--admin``), once started; see server/adminhost.py.
+        self.admin: AdminService | None = None
 
     @property
     def config(self) -> ServerConfig:
@@ -388,8 +391,25 @@ class FTPServer:
                 run=self._session,
                 identify=self.app.proxies.implicit_client if self.app.proxies else None,
             )
+        if self.config.admin.listen is not None:
+            try:
+                self.admin = await self._start_admin()
+            except BaseException:
+                self._server.close()
+                if self._implicit is not None:
+                    self._implicit.close()
+                raise
         if self.app.sweeper is not None:
             self.app.sweeper.start()  # dead uploads' hidden files: now, then periodically
+
+    async def _start_admin(self) -> AdminService:
+        """The web admin (server/adminhost.py); it owns a connection to the user database."""
+        from fileferry.backends import user_store_backend
+        from fileferry.server.adminhost import start_admin
+
+        db = self.config.user_store.db or ""  # config/validate.py: there is one
+        store = user_store_backend(db).open(db, create=False)
+        return await start_admin(self.app, self._connections, store, bind_or_explain)
 
     def reload_tls(self) -> bool:
         """SIGHUP: new sessions get the re-read certificate; running ones keep theirs."""
@@ -543,6 +563,8 @@ class FTPServer:
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
+        if self.admin is not None:
+            await self.admin.close()  # and its store
         if self._metrics_http is not None:
             await self._metrics_http.close()
         await self.app.close()

@@ -121,9 +121,18 @@ class ControlConnection:
         #: The idle/login deadline of the read in progress (loop time), or
         #: None outside :meth:`_read_idle`; one watchdog timer per session
         #: checks it, instead of a timer armed and cancelled per command.
+        #: The web admin (server/live.py) reads it too: the read began
+        #: ``_read_span`` seconds before it, which is when the client was
+        #: last heard from. Nothing per command beyond these two stores.
         self._read_due: float | None = None
+        self._read_span = 0.0
         self._watchdog: asyncio.TimerHandle | None = None
         self._expired = False
+        #: When the session began, and since when it has waited on the other
+        #: read path (after a transfer), for the web admin.
+        self.started = self.idle_since = time.monotonic()
+        #: The 421 text a session ended from outside (shutdown, an admin's kick) gets.
+        self.farewell = "Server shutting down."
 
     # --- the session context (server/context.py) --------------------------------
 
@@ -214,7 +223,7 @@ class ControlConnection:
         try:
             while not self.closing:
                 if self.draining and not self.transfer_running:
-                    self.reply(Reply(421, "Server shutting down."))
+                    self.reply(Reply(421, self.farewell))
                     break
                 event = self.session.next_event()
                 if event is not events.NEED_DATA:
@@ -253,6 +262,8 @@ class ControlConnection:
                     waits.add(self.transfer_task)  # type: ignore[arg-type]
                 timeout = None if self.transfer_task else cfg.limits.sessions.idle_timeout
                 self._parked = self.transfer_task is None
+                if self._parked:  # idle behind a read left from a transfer (not per command)
+                    self.idle_since = time.monotonic()
                 if self.account is None:
                     # An absolute deadline: trickling bytes cannot keep a
                     # connection that never logs in alive.
@@ -275,7 +286,7 @@ class ControlConnection:
                     read = None
                     self.session.receive_data(data)
         except asyncio.CancelledError:
-            self.reply(Reply(421, "Server shutting down."))
+            self.reply(Reply(421, self.farewell))
             raise
         finally:
             if read is not None:
@@ -312,6 +323,7 @@ class ControlConnection:
             return None
         loop = asyncio.get_running_loop()
         due = self._read_due = loop.time() + timeout
+        self._read_span = timeout
         watchdog = self._watchdog
         if watchdog is None or due < watchdog.when():
             if watchdog is not None:
@@ -448,6 +460,13 @@ class ControlConnection:
             task.cancel()
         elif self._parked and self._task is not None:
             self._task.cancel()
+
+    def kick(self, farewell: str) -> None:
+        """An administrator ends this session: a running transfer ends with 426
+        (an upload is discarded, nothing appears under its name), then 421
+        ``farewell`` and the connection closes."""
+        self.farewell = farewell
+        self.abort_for_shutdown()
 
     async def shutdown(self) -> None:
         """Release everything this connection holds; safe on every path out."""

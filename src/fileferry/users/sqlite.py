@@ -43,6 +43,7 @@ from fileferry.users.base import (
 )
 from fileferry.users.fields import check_account
 from fileferry.users.location import default_db_path
+from fileferry.users.sqliteadmins import ADMIN_TABLES, SQLiteAdmins
 
 __all__ = ["SCHEMA_VERSION", "SQLiteUserStore", "default_db_path"]
 
@@ -84,6 +85,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (user_id, path)
         )""",
     ),
+    # 2: web administrators and their API tokens (users/sqliteadmins.py).
+    ADMIN_TABLES,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -94,7 +97,7 @@ _USER_COLUMNS = (
 )
 
 
-class SQLiteUserStore(HashedUserStore, UserAdmin):
+class SQLiteUserStore(HashedUserStore, UserAdmin, SQLiteAdmins):
     """Users in the SQLite file at ``path``, opened (and migrated) on construction.
 
     ``create=False`` refuses a missing file instead of creating an empty
