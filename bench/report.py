@@ -279,5 +279,10 @@ def write_docs(results: dict[str, Any]) -> None:
         notes,
         "",
     ]
+    # The per-operation CPU table is written by bench/cpuop.py: keep it across runs.
+    old = DOC.read_text() if DOC.exists() else ""
+    begin, end = "<!-- cpuop:begin -->", "<!-- cpuop:end -->"
+    if begin in old and end in old:
+        parts += [begin + old.split(begin, 1)[1].split(end, 1)[0] + end, ""]
     DOC.write_text("\n".join(parts))
     print(f"wrote {DOC}" + (f" and {CHART}" if has_chart else ""))

@@ -130,3 +130,58 @@ def test_events_are_frozen() -> None:
     event = _deleted(1)
     with pytest.raises(AttributeError):
         event.path = "/other"  # type: ignore[misc]
+
+
+class _Picky:
+    """An observer that subscribes to some event types only."""
+
+    def __init__(self, *kinds: type[seen.SessionEvent]) -> None:
+        self.event_types = kinds
+        self.got: list[seen.SessionEvent] = []
+
+    def __call__(self, event: seen.SessionEvent) -> None:
+        self.got.append(event)
+
+
+def test_observers_get_only_the_event_types_they_declare() -> None:
+    deletes, sessions = _Picky(seen.FileDeleted), _Picky(seen.SessionOpened, seen.SessionClosed)
+    everything: list[seen.SessionEvent] = []
+
+    async def main() -> None:
+        d = Dispatcher([deletes, sessions, everything.append])
+        d.emit(seen.SessionOpened(ORIGIN))
+        d.emit(_deleted(1))
+        d.emit(seen.Renamed(ORIGIN, "/a", "/b"))
+        d.emit(seen.SessionClosed(ORIGIN))
+        await _next_turns()
+
+    asyncio.run(main())
+    assert [type(e) for e in deletes.got] == [seen.FileDeleted]
+    assert [type(e) for e in sessions.got] == [seen.SessionOpened, seen.SessionClosed]
+    assert [type(e).__name__ for e in everything] == [
+        "SessionOpened",
+        "FileDeleted",
+        "Renamed",
+        "SessionClosed",
+    ]
+
+
+def test_an_event_nobody_wants_is_not_queued() -> None:
+    picky = _Picky(seen.FileDeleted)
+    d = Dispatcher([picky])
+    assert d.wants(seen.FileDeleted) and not d.wants(seen.SessionOpened)
+    # Outside a loop a queued event would be delivered at once; an unwanted
+    # one must not even be queued (and so needs no loop at all).
+    d.emit(seen.SessionOpened(ORIGIN))
+    assert picky.got == [] and not d._pending
+    d.emit(_deleted(1))
+    assert [type(e) for e in picky.got] == [seen.FileDeleted]
+
+
+def test_a_base_class_subscribes_to_its_subclasses() -> None:
+    picky = _Picky(seen.SessionEvent)
+    d = Dispatcher([picky])
+    d.emit(_deleted(1))
+    d.emit(seen.SessionOpened(ORIGIN))
+    assert len(picky.got) == 2
+    assert not Dispatcher().wants(seen.FileDeleted)

@@ -6,10 +6,14 @@ import os
 import stat
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fileferry.errors import ConfigError
 from fileferry.users.base import UserStoreError
-from fileferry.users.sqlite import SQLiteUserStore, default_db_path
+from fileferry.users.location import default_db_path
+
+if TYPE_CHECKING:
+    from fileferry.users.sqlite import SQLiteUserStore
 
 
 def _path(location: str) -> Path:
@@ -80,4 +84,6 @@ def check(location: str, served: Sequence[str]) -> str:
 
 
 def open(location: str, *, create: bool) -> SQLiteUserStore:
+    from fileferry.users.sqlite import SQLiteUserStore  # SQLite only with a database
+
     return SQLiteUserStore(_path(location), create=create)

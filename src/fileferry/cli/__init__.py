@@ -21,6 +21,7 @@ from fileferry import __version__
 COMMANDS: tuple[str, ...] = (
     "fileferry.cli.serve",
     "fileferry.cli.user",
+    "fileferry.cli.admin",
     "fileferry.cli.config",
     "fileferry.cli.client",
 )

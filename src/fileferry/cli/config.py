@@ -46,6 +46,9 @@ write = false                     # let anonymous users upload, rename, delete, 
 # shares accounts, bans, session caps and quotas between nodes instead (the
 # password may also come from PGPASSWORD or ~/.pgpass).
 # db = "/var/lib/fileferry/users.db"
+# The web admin and REST API (pip install 'fileferry[admin]'; needs db and one
+# worker); administrators come from `fileferry admin add NAME`.
+# admin = "127.0.0.1:8021"
 lease_time = 15.0                 # with PostgreSQL: seconds a dead node's sessions stay counted
 upload_rate = 0                   # bytes/s for all sessions together (e.g. "100M"); 0 = unlimited
 download_rate = 0

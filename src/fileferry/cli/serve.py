@@ -160,9 +160,27 @@ async def _serve(cfg: ServerConfig) -> int:
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, server.hangup)
     tls = server.app.tls
     cert = tls.cert if tls is not None and cfg.tls.self_signed else None
+    _dump_modules()
     announce(cfg, server.address, server.implicit_address, cert, server.metrics_address)
+    if server.admin is not None:
+        print(f"web admin and API at {server.admin.url}", flush=True)
     await stop
     return 0
+
+
+def _dump_modules() -> None:
+    """With ``FILEFERRY_DEBUG_MODULES=PATH``, write the imported modules there, once ready.
+
+    A test holds the serving process to importing only what its configuration
+    uses (no TOML parser, SQLite, Argon2 or TLS modules it does not need), as
+    a fact rather than a timing. Only whoever sets the server's environment
+    can ask for it; no client can. Written before the ready line, so a reader
+    that saw the line finds the file whole.
+    """
+    path = os.environ.get("FILEFERRY_DEBUG_MODULES")
+    if path:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(sorted(sys.modules)) + "\n")
 
 
 def _serve_workers(cfg: ServerConfig) -> int:

@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
-import json
 import os
-import secrets
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -197,11 +194,15 @@ def _read_password(args: argparse.Namespace) -> tuple[str, bool]:
             raise UsageError("no password on standard input")
         return password, False
     if args.generate_password:
+        import secrets
+
         return secrets.token_urlsafe(15), True
     if not sys.stdin.isatty():
         raise UsageError(
             "no terminal to ask for a password: use --password-stdin or --generate-password"
         )
+    import getpass  # only when a password is typed
+
     password = getpass.getpass("Password: ")
     if not password:
         raise UsageError("the password may not be empty")
@@ -258,8 +259,11 @@ def _local(location: str) -> bool:
     return backends.scheme_of(location) == "file"
 
 
-def _check_folders(account: Account, db: str, *, may_make_home: bool) -> None:
-    """Homes and sources must be usable and must not hold the database."""
+def check_folders(account: Account, db: str, *, may_make_home: bool) -> None:
+    """Homes and sources must be usable and must not hold the database.
+
+    Also the web admin's rule (:mod:`fileferry.webadmin.forms`): one rule, two doors.
+    """
     home = Path(account.home)
     if _local(account.home) and not home.is_dir() and (home.exists() or not may_make_home):
         raise UsageError(f"home {account.home} is not a directory")
@@ -291,7 +295,7 @@ async def _add(args: argparse.Namespace) -> int:
             raise UserStoreError(f"user {name!r} already exists")
         finally:
             await store.close()
-    _check_folders(account, db, may_make_home=True)
+    check_folders(account, db, may_make_home=True)
     password, generated = _read_password(args)
     home = Path(account.home)
     if _local(account.home) and not home.is_dir():
@@ -331,6 +335,8 @@ async def _list(args: argparse.Namespace) -> int:
     now = time.time()
     if args.json:
         rows = [_json(u, now) for u in users]
+        import json
+
         print(json.dumps(rows, indent=2))
         return 0
     table = [("NAME", "STATUS", "PERMISSIONS", "QUOTA", "FILES", "HOME")]
@@ -400,6 +406,8 @@ async def _show(args: argparse.Namespace) -> int:
     if args.json:
         data = _json(user, now)
         data["usage"] = None if usage is None else {"bytes": usage[0], "files": usage[1]}
+        import json
+
         print(json.dumps(data, indent=2))
         return 0
     lines = [
@@ -446,7 +454,7 @@ async def _update(args: argparse.Namespace) -> int:
     try:
         user = await store.get(args.name)
         account = _apply_options(user.account, args)
-        _check_folders(account, _db(args), may_make_home=False)
+        check_folders(account, _db(args), may_make_home=False)
         await store.update(account)
     finally:
         await store.close()

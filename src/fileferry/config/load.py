@@ -15,8 +15,6 @@ know is not necessarily a mistake; a config file is fileferry's alone.
 
 from __future__ import annotations
 
-import difflib
-import tomllib
 from collections.abc import Callable, Mapping
 from typing import cast
 
@@ -27,8 +25,9 @@ from fileferry.config.tables import site_exec_from_toml, users_from_toml
 from fileferry.config.validate import validate
 from fileferry.errors import ConfigError
 
-#: FILEFERRY_* variables read elsewhere: the client's password and the event loop choice.
-_FOREIGN_VARIABLES = ("FILEFERRY_PASSWORD", "FILEFERRY_NO_UVLOOP")
+#: FILEFERRY_* variables read elsewhere: the client's password, the event loop choice
+#: and the list of imported modules ``fileferry serve`` writes for a test.
+_FOREIGN_VARIABLES = ("FILEFERRY_PASSWORD", "FILEFERRY_NO_UVLOOP", "FILEFERRY_DEBUG_MODULES")
 
 
 def load_toml(path: str) -> dict[str, object]:
@@ -37,6 +36,9 @@ def load_toml(path: str) -> dict[str, object]:
     Settings may be flat (``tls_cert = ...``) or in their section's table
     (``[tls]`` ``cert = ...``); both spellings end up under the flat key.
     """
+    # Imported here: a server configured by flags alone never loads a TOML parser.
+    import tomllib
+
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
@@ -100,6 +102,8 @@ def from_environment(
 
 def _unknown_variable(name: str) -> str:
     # Compared without the common prefix, which would make every name look close.
+    import difflib  # only for a misspelt variable
+
     key = name[len("FILEFERRY_") :].lower()
     close = difflib.get_close_matches(key, list(SETTINGS), n=1, cutoff=0.8)
     hint = f" (did you mean {SETTINGS[close[0]].meta.env}?)" if close else ""

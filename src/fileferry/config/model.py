@@ -18,6 +18,7 @@ from typing import Literal
 
 from fileferry.config.describe import setting
 from fileferry.config.hooks import HookConfig
+from fileferry.config.hostport import parse_host_port
 from fileferry.config.parsers import parse_listen_address, parse_node_name
 from fileferry.errors import ConfigError
 from fileferry.users import fields as account_fields
@@ -409,6 +410,20 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AdminConfig:
+    """The web admin and its REST API, served by the same process (off by default)."""
+
+    listen: str | None = setting(
+        None,
+        "admin",
+        "serve the web admin and REST API at ADDR:PORT (e.g. 127.0.0.1:8021; needs the"
+        " 'admin' extra and a user database)",
+        metavar="ADDR:PORT",
+        parse=parse_host_port,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     host: str = setting(
         "127.0.0.1", "host", "address to listen on (default 127.0.0.1; :: = dual stack)"
@@ -462,6 +477,7 @@ class ServerConfig:
     tls: TLSConfig = field(default_factory=TLSConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
 

@@ -31,6 +31,7 @@ def validate(cfg: ServerConfig) -> ServerConfig:
     _validate_addresses(cfg)
     _validate_tls(cfg)
     _validate_workers(cfg)
+    _validate_admin(cfg)
     _validate_users(cfg)
     _validate_proxy(cfg)
     backend = backends.storage_backend(cfg.storage.root)
@@ -90,6 +91,17 @@ def _validate_tls(cfg: ServerConfig) -> None:
         raise ConfigError("tls_implicit_port: needs tls_cert and tls_key (or tls_self_signed)")
     if tls.implicit_port == cfg.port and cfg.port != 0:  # 0 and 0: two free ports
         raise ConfigError(f"tls_implicit_port: must differ from port (both are {cfg.port})")
+
+
+def _validate_admin(cfg: ServerConfig) -> None:
+    if cfg.admin.listen is None:
+        return
+    if cfg.user_store.db is None:
+        raise ConfigError(
+            "admin: needs a user database (--db): administrators and accounts live there"
+        )
+    if cfg.workers > 1:
+        raise ConfigError("admin: runs with one worker only (--workers 1)")
 
 
 def _validate_workers(cfg: ServerConfig) -> None:

@@ -115,8 +115,26 @@ class SessionSlots(Protocol):
         ...
 
 
+class Ban(NamedTuple):
+    """One address banned now, as an operator sees it (the web admin's ban list)."""
+
+    #: The client key (an IPv4 address or an IPv6 /64).
+    key: str
+    #: Seconds until the ban ends.
+    left: float
+    #: How many times this address was banned (each ban is twice as long).
+    times: int
+    #: Why, in words.
+    reason: str
+
+
 class BanList(Protocol):
-    """Failed logins per client key, and the bans they earn."""
+    """Failed logins per client key, and the bans they earn.
+
+    ``bans`` and ``lift`` are for operators (the web admin, its API): they
+    run rarely, so an implementation may take its time (a table scan, a
+    query) but must not block the loop for long.
+    """
 
     def banned_for(self, key: str) -> float:
         """Seconds left on ``key``'s ban, or 0."""
@@ -124,6 +142,14 @@ class BanList(Protocol):
 
     def record_failure(self, key: str) -> bool:
         """Count one failed login; True if it got ``key`` banned."""
+        ...
+
+    def bans(self) -> list[Ban]:
+        """Every address banned now, longest ban first."""
+        ...
+
+    def lift(self, key: str) -> bool:
+        """End ``key``'s ban and forget its failures; False if it was not banned."""
         ...
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fileferry.limits.interfaces import Ban
 from fileferry.limits.table import MAX_TRACKED
 
 TOO_MANY = "Too many connections to this server; try again later."
@@ -110,6 +111,31 @@ class Defender:
         self._bans[key] = _Ban(now + length, count)
         _trim(self._bans)
         return True
+
+    def bans(self) -> list[Ban]:
+        """Every address banned now, longest ban first."""
+        now = self._clock()
+        found = [
+            Ban(key, ban.until - now, ban.count, ban_reason(self.threshold, self.window))
+            for key, ban in self._bans.items()
+            if ban.until > now
+        ]
+        return sorted(found, key=lambda b: -b.left)
+
+    def lift(self, key: str) -> bool:
+        """End ``key``'s ban and forget its failures; False if it was not banned.
+
+        The escalation level goes too: an operator who lifts a ban vouches
+        for the address, so its next ban (if any) starts short again.
+        """
+        self._failures.pop(key, None)
+        ban = self._bans.pop(key, None)
+        return ban is not None and ban.until > self._clock()
+
+
+def ban_reason(threshold: int, window: float) -> str:
+    """Why an address is banned: the one rule that bans (shared by every implementation)."""
+    return f"{threshold} failed logins within {window:g} s"
 
 
 def _trim(table: OrderedDict[str, Any]) -> None:

@@ -11,14 +11,20 @@ import logging
 import time
 from collections.abc import Callable
 
+from fileferry.limits.interfaces import Ban
+from fileferry.limits.local import ban_reason
 from fileferry.limits.table import MAX_TRACKED, Lock, Table, key_tag
 
 log = logging.getLogger("fileferry.limits")
 
 
 #: Cells of a ban row: tag, banned until (clock microseconds), times banned,
-#: failures in the newest group, next ring cell, then the ring of failure times.
-_UNTIL, _LEVEL, _CURRENT, _HEAD, _RING = 1, 2, 3, 4, 5
+#: failures in the newest group, next ring cell, the key's text (for the
+#: operator's ban list: the tag is a hash), then the ring of failure times.
+_UNTIL, _LEVEL, _CURRENT, _HEAD, _TEXT = 1, 2, 3, 4, 5
+#: Cells (8 bytes each) of a key's UTF-8 text: an IPv6 /64 takes at most 24.
+_TEXT_CELLS = 6
+_RING = _TEXT + _TEXT_CELLS
 #: The most failure times kept per address. Up to this ``ban_threshold`` every
 #: failure has its own time (an exact sliding window); above it, failures are
 #: kept in groups, each timed by its first failure (see ``Defender``).
@@ -37,6 +43,17 @@ def ban_table(threshold: int, lock: Lock | None = None) -> Table:
 
 def _us(seconds: float) -> int:
     return int(seconds * 1_000_000)
+
+
+def _write_text(table: Table, base: int, key: str) -> None:
+    raw = key.encode("utf-8", "replace")[: _TEXT_CELLS * 8].ljust(_TEXT_CELLS * 8, b"\0")
+    table.ints[base + _TEXT : base + _RING] = memoryview(raw).cast("q")
+
+
+def ints_text(table: Table, base: int) -> str:
+    """The key text kept in the row at ``base`` ("" if none yet)."""
+    raw = table.ints[base + _TEXT : base + _RING].tobytes()
+    return raw.rstrip(b"\0").decode("utf-8", "replace")
 
 
 class SharedDefender:
@@ -96,7 +113,35 @@ class SharedDefender:
                 if base < 0:
                     log.warning("ban table full of active bans: failure of %s not counted", key)
                     return False
+            if not ints_text(table, base):
+                _write_text(table, base, key)
             return self._count(base, now)
+
+    def bans(self) -> list[Ban]:
+        """Every address banned now, longest first (a scan of the table, lock held)."""
+        now = _us(self._clock())
+        table = self._table
+        reason = ban_reason(self.threshold, self.window)
+        found = []
+        with table.lock:
+            ints = table.ints
+            for base in table.bases():
+                until = ints[base + _UNTIL]
+                if until > now:
+                    left = (until - now) / 1_000_000
+                    found.append(Ban(ints_text(table, base), left, ints[base + _LEVEL], reason))
+        return sorted(found, key=lambda b: -b.left)
+
+    def lift(self, key: str) -> bool:
+        """End ``key``'s ban on every worker and forget its failures and level."""
+        table = self._table
+        with table.lock:
+            base = table.find(key_tag(key))
+            if base < 0:
+                return False
+            banned = table.ints[base + _UNTIL] > _us(self._clock())
+            table.delete(base)
+        return banned
 
     def _count(self, base: int, now: int) -> bool:
         ints, size, group = self._table.ints, self._ring_size, self._group

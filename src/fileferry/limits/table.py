@@ -39,8 +39,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import mmap
-import multiprocessing
 import os
 from array import array
 from collections.abc import Iterator
@@ -83,6 +81,11 @@ class ProcessLock:
     """
 
     def __init__(self) -> None:
+        # Imported here: one worker (the default) never builds a shared table,
+        # and multiprocessing alone is a megabyte of modules it would not use.
+        import mmap
+        import multiprocessing
+
         self._lock = multiprocessing.Lock()
         # The holder's pid, in memory every forked worker shares: a worker
         # killed inside a section leaves it there for the supervisor to see
@@ -143,6 +146,8 @@ class Table:
         self.capacity = capacity
         self.lock: Lock = lock if lock is not None else NoLock()
         self._first = 1 + header
+        import mmap
+
         # mmap(-1) is anonymous and MAP_SHARED: forked children see our writes.
         # Its pages are only allocated when touched, so a large table costs
         # what its live rows use.

@@ -26,11 +26,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sqlite3
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from fileferry.limits.interfaces import Figure
+
+if TYPE_CHECKING:
+    import sqlite3
 
 log = logging.getLogger("fileferry.limits")
 
@@ -57,6 +60,11 @@ class UsageFile:
     def __init__(
         self, path: str, max_age: float = MAX_AGE, clock: Callable[[], float] = time.time
     ) -> None:
+        # Imported here, not at the top: only a server with a user database
+        # (hence a usage file beside it) needs SQLite at all.
+        import sqlite3
+
+        self._sqlite = sqlite3
         self.path = path
         self.max_age = max_age
         self._clock = clock
@@ -68,7 +76,7 @@ class UsageFile:
             # Private like the user database: it names every account.
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             os.close(fd)
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db = self._sqlite.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA busy_timeout = 10000")
             db.execute(_SCHEMA)
             self._db = db
@@ -90,7 +98,7 @@ class UsageFile:
                 )
                 .fetchone()
             )
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, self._sqlite.Error) as exc:
             self._failed(exc)
             return None
         if row is None:
@@ -105,11 +113,11 @@ class UsageFile:
             self._connect().execute(
                 _UPSERT, (key, figure.bytes, figure.files, int(clean), self._clock(), stamp)
             )
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, self._sqlite.Error) as exc:
             self._failed(exc)
 
     def close(self) -> None:
         if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
+            with contextlib.suppress(self._sqlite.Error):
                 self._db.close()
             self._db = None

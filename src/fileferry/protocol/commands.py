@@ -110,8 +110,11 @@ def _smnt(ctx: Ctx, arg: str) -> Outcome:
     return Reply(502, "SMNT not implemented: there is one file system per user.")
 
 
+_NOOP_OK = Reply(200, "NOOP ok.")
+
+
 def _noop(ctx: Ctx, arg: str) -> Outcome:
-    return Reply(200, "NOOP ok.")
+    return _NOOP_OK
 
 
 def _syst(ctx: Ctx, arg: str) -> Outcome:

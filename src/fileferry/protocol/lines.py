@@ -104,6 +104,18 @@ class LineReader:
             return
         if self._ended:
             return
+        if (
+            not self._buf
+            and not self._discarding
+            and not self._pending_iac
+            and data.find(b"\n") == len(data) - 1
+            and len(data) <= self.max_line + 1
+            and IAC not in data
+        ):
+            # The usual case, one whole command per read: no buffering.
+            end = -2 if data.endswith(b"\r\n") else -1
+            self._lines.append(data[:end].decode("utf-8", "surrogateescape"))
+            return
         if self._pending_iac or IAC in data:
             data = self._strip_telnet(self._pending_iac + data)
         start = 0

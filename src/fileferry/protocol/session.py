@@ -79,9 +79,11 @@ class Session:
         """Derived, never stored, so it cannot drift from the facts it sums up."""
         if self._closed:
             return Phase.CLOSED
-        if any(isinstance(e, events.Transfer) for e in self._outstanding):
-            return Phase.TRANSFERRING
-        if self._outstanding:
+        outstanding = self._outstanding
+        if outstanding:  # asked once or twice per command: no generator when idle
+            for e in outstanding:
+                if isinstance(e, events.Transfer):
+                    return Phase.TRANSFERRING
             return Phase.WAITING
         if self.state.logged_in:
             return Phase.READY

@@ -15,6 +15,10 @@ from fileferry.protocol.listing import DEFAULT_FACTS
 
 
 class Phase(enum.Enum):
+    # Members are singletons compared by identity: hash them in C, not by
+    # Enum's Python-level __hash__ (the phase table is looked up per command).
+    __hash__ = object.__hash__
+
     NEED_USER = "need-user"
     NEED_PASS = "need-pass"
     #: An event is outstanding (login, file operation): later lines wait.
@@ -28,6 +32,10 @@ class Phase(enum.Enum):
 class Access(enum.Enum):
     """How a command relates to login and transfers (a column of the table)."""
 
+    # Members are singletons compared by identity: hash them in C, not by
+    # Enum's Python-level __hash__ (the phase table is looked up per command).
+    __hash__ = object.__hash__
+
     #: Allowed before login (NOOP, FEAT, SYST, HELP, OPTS, TYPE...).
     FREE = "free"
     USER = "user"
@@ -40,6 +48,10 @@ class Access(enum.Enum):
 
 
 class Action(enum.Enum):
+    # Members are singletons compared by identity: hash them in C, not by
+    # Enum's Python-level __hash__ (the phase table is looked up per command).
+    __hash__ = object.__hash__
+
     RUN = "run"
     #: Keep the line until the outstanding event completes.
     HOLD = "hold"

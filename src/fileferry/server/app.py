@@ -20,7 +20,6 @@ from fileferry.backends import open_storage, open_users, scheme_of
 from fileferry.config import ServerConfig
 from fileferry.limits.factory import make_limits
 from fileferry.limits.keys import client_key
-from fileferry.limits.shared import SharedLimits
 from fileferry.limits.table import LockLost
 from fileferry.observability import Dispatcher, Observer
 from fileferry.observability.standard import standard_observers
@@ -28,19 +27,21 @@ from fileferry.protocol.commands import CoreConfig, site_commands
 from fileferry.server.accounts import AccountRegistry
 from fileferry.server.control import ControlConnection
 from fileferry.server.datapath import DataPaths
-from fileferry.server.implicit import ImplicitListener
 from fileferry.server.ports import PassiveShare, share_of
 from fileferry.server.proxied import TrustedProxies
 from fileferry.server.sweeper import Sweeper
-from fileferry.server.tls import SelfSigned, TLSManager, make_self_signed
 from fileferry.server.tlspump import PUMP_THREADS, PumpPool
 from fileferry.storage.base import Capabilities, Storage
 from fileferry.users.base import Account, UserStore
 
 if TYPE_CHECKING:
+    from fileferry.limits.shared import SharedLimits
     from fileferry.observability.hooks import HookRunner
     from fileferry.observability.metricshttp import MetricsEndpoint
     from fileferry.server.context import UploadGate
+    from fileferry.server.implicit import ImplicitListener
+    from fileferry.server.tls import SelfSigned, TLSManager
+    from fileferry.webadmin.service import AdminService
 
 log = logging.getLogger("fileferry.server")
 
@@ -137,11 +138,16 @@ class App:
         self.storage_for: StorageFactory = storage_for or self._provider  # type: ignore[assignment]
         self._self_signed: SelfSigned | None = None
         self.tls: TLSManager | None = None
-        if config.tls.self_signed:
-            self._self_signed = make_self_signed([config.host])
-            self.tls = TLSManager(self._self_signed.cert, self._self_signed.key)
-        elif config.tls.cert and config.tls.key:
-            self.tls = TLSManager(config.tls.cert, config.tls.key)
+        if config.tls.self_signed or (config.tls.cert and config.tls.key):
+            # The TLS modules (and a certificate generator) only when TLS is set up.
+            from fileferry.server.tls import TLSManager, make_self_signed
+
+            if config.tls.self_signed:
+                self._self_signed = make_self_signed([config.host])
+                self.tls = TLSManager(self._self_signed.cert, self._self_signed.key)
+            else:
+                assert config.tls.cert and config.tls.key
+                self.tls = TLSManager(config.tls.cert, config.tls.key)
         self.limits = make_limits(
             config,
             shared,
@@ -316,6 +322,8 @@ class FTPServer:
         #: event that tells it a later ``stop`` moved that moment closer.
         self._deadline = 0.0
         self._hurried = asyncio.Event()
+        #: The web admin (``--admin``), once started; see server/adminhost.py.
+        self.admin: AdminService | None = None
 
     @property
     def config(self) -> ServerConfig:
@@ -371,6 +379,8 @@ class FTPServer:
                 self._server.close()
                 raise
         if implicit_sock is not None:
+            from fileferry.server.implicit import ImplicitListener
+
             self._implicit = ImplicitListener(
                 implicit_sock,
                 backlog=LISTEN_BACKLOG,
@@ -381,8 +391,25 @@ class FTPServer:
                 run=self._session,
                 identify=self.app.proxies.implicit_client if self.app.proxies else None,
             )
+        if self.config.admin.listen is not None:
+            try:
+                self.admin = await self._start_admin()
+            except BaseException:
+                self._server.close()
+                if self._implicit is not None:
+                    self._implicit.close()
+                raise
         if self.app.sweeper is not None:
             self.app.sweeper.start()  # dead uploads' hidden files: now, then periodically
+
+    async def _start_admin(self) -> AdminService:
+        """The web admin (server/adminhost.py); it owns a connection to the user database."""
+        from fileferry.backends import user_store_backend
+        from fileferry.server.adminhost import start_admin
+
+        db = self.config.user_store.db or ""  # config/validate.py: there is one
+        store = user_store_backend(db).open(db, create=False)
+        return await start_admin(self.app, self._connections, store, bind_or_explain)
 
     def reload_tls(self) -> bool:
         """SIGHUP: new sessions get the re-read certificate; running ones keep theirs."""
@@ -536,6 +563,8 @@ class FTPServer:
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
+        if self.admin is not None:
+            await self.admin.close()  # and its store
         if self._metrics_http is not None:
             await self._metrics_http.close()
         await self.app.close()

@@ -123,6 +123,10 @@ class SessionContext(Protocol):
         """Whether anyone listens to events (if not, don't bother building one)."""
         ...
 
+    def wants(self, kind: type[SessionEvent]) -> bool:
+        """Whether an observer subscribed to ``kind`` (if not, emitting it is wasted work)."""
+        ...
+
     @property
     def transfer_running(self) -> bool: ...
 

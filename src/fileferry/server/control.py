@@ -118,6 +118,21 @@ class ControlConnection:
         #: drain may end the session right away (see :meth:`drain`).
         self._parked = False
         self._task: asyncio.Task[None] | None = None
+        #: The idle/login deadline of the read in progress (loop time), or
+        #: None outside :meth:`_read_idle`; one watchdog timer per session
+        #: checks it, instead of a timer armed and cancelled per command.
+        #: The web admin (server/live.py) reads it too: the read began
+        #: ``_read_span`` seconds before it, which is when the client was
+        #: last heard from. Nothing per command beyond these two stores.
+        self._read_due: float | None = None
+        self._read_span = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._expired = False
+        #: When the session began, and since when it has waited on the other
+        #: read path (after a transfer), for the web admin.
+        self.started = self.idle_since = time.monotonic()
+        #: The 421 text a session ended from outside (shutdown, an admin's kick) gets.
+        self.farewell = "Server shutting down."
 
     # --- the session context (server/context.py) --------------------------------
 
@@ -136,6 +151,9 @@ class ControlConnection:
     @property
     def observed(self) -> bool:
         return self._dispatcher.active
+
+    def wants(self, kind: type[seen.SessionEvent]) -> bool:
+        return self._dispatcher.wants(kind)
 
     @property
     def transfer_running(self) -> bool:
@@ -205,17 +223,28 @@ class ControlConnection:
         try:
             while not self.closing:
                 if self.draining and not self.transfer_running:
-                    self.reply(Reply(421, "Server shutting down."))
+                    self.reply(Reply(421, self.farewell))
                     break
                 event = self.session.next_event()
                 if event is not events.NEED_DATA:
                     pause = self.rate.delay()
                     if pause:  # a flood of commands slows this client, not the server
                         await asyncio.sleep(pause)
-                    code = await self.dispatch(event)
+                    if type(event) is events.Answer and self.account is not None:
+                        # What the core answered by itself (NOOP, TYPE...), without
+                        # a coroutine for dispatch: the commonest command of all.
+                        reply = event.reply
+                        self.reply(reply)
+                        if reply.code == 421:
+                            self.closing = True
+                        code: int | None = reply.code
+                    else:
+                        code = await self.dispatch(event)
                     if code is not None and self._count_commands:
                         self._command_done(code)
-                    await self._drain()
+                    transport = self.writer.transport
+                    if transport.is_closing() or transport.get_write_buffer_size():
+                        await self._drain()
                     continue
                 if read is None and self.transfer_task is None:
                     # The common case, no transfer running: await the read
@@ -233,6 +262,8 @@ class ControlConnection:
                     waits.add(self.transfer_task)  # type: ignore[arg-type]
                 timeout = None if self.transfer_task else cfg.limits.sessions.idle_timeout
                 self._parked = self.transfer_task is None
+                if self._parked:  # idle behind a read left from a transfer (not per command)
+                    self.idle_since = time.monotonic()
                 if self.account is None:
                     # An absolute deadline: trickling bytes cannot keep a
                     # connection that never logs in alive.
@@ -255,7 +286,7 @@ class ControlConnection:
                     read = None
                     self.session.receive_data(data)
         except asyncio.CancelledError:
-            self.reply(Reply(421, "Server shutting down."))
+            self.reply(Reply(421, self.farewell))
             raise
         finally:
             if read is not None:
@@ -272,23 +303,63 @@ class ControlConnection:
             self.emit(seen.CommandCompleted(self.origin, verb, code))
 
     async def _read_idle(self, idle_timeout: float) -> bytes | None:
-        """The next bytes from the client (b"" at EOF); None after a 421 for a timeout."""
+        """The next bytes from the client (b"" at EOF); None after a 421 for a timeout.
+
+        The deadline is watched by one timer per session (:meth:`_watch`),
+        re-armed only when it fires early or must fire sooner: arming and
+        cancelling an ``asyncio.timeout`` around every read was a tenth of
+        the CPU of a NOOP.
+        """
         timeout = idle_timeout
         if self.account is None:
             # An absolute deadline: trickling bytes cannot keep a
             # connection that never logs in alive.
             timeout = max(0.0, min(idle_timeout, self.login_deadline - time.monotonic()))
+        if timeout <= 0.0:
+            data = _take_buffered(self.reader)  # what already arrived still counts
+            if data:
+                return data
+            self._timed_out()
+            return None
+        loop = asyncio.get_running_loop()
+        due = self._read_due = loop.time() + timeout
+        self._read_span = timeout
+        watchdog = self._watchdog
+        if watchdog is None or due < watchdog.when():
+            if watchdog is not None:
+                watchdog.cancel()
+            self._watchdog = loop.call_at(due, self._watch)
         self._parked = True
         try:
-            async with asyncio.timeout(timeout):
-                return await self.reader.read(_READ_SIZE)
-        except TimeoutError:
+            return await self.reader.read(_READ_SIZE)
+        except asyncio.CancelledError:
+            if not self._expired:
+                raise  # a drain or a shutdown: ``run`` answers it
+            self._expired = False
+            task = self._task
+            if task is not None:
+                task.uncancel()
             self._timed_out()
             return None
         except (ConnectionError, OSError):
             return b""
         finally:
             self._parked = False
+            self._read_due = None
+
+    def _watch(self) -> None:
+        """The watchdog fired: end a read past its deadline, or wait for the next one."""
+        self._watchdog = None
+        due = self._read_due
+        if due is None or self._task is None or self.closing:
+            return  # not reading: the next read arms it again
+        loop = asyncio.get_running_loop()
+        # The loop may run a timer up to its clock resolution early.
+        if due - loop.time() > 0.01:
+            self._watchdog = loop.call_at(due, self._watch)
+            return
+        self._expired = True
+        self._task.cancel()
 
     def _timed_out(self) -> None:
         if self.account is not None:
@@ -390,6 +461,13 @@ class ControlConnection:
         elif self._parked and self._task is not None:
             self._task.cancel()
 
+    def kick(self, farewell: str) -> None:
+        """An administrator ends this session: a running transfer ends with 426
+        (an upload is discarded, nothing appears under its name), then 421
+        ``farewell`` and the connection closes."""
+        self.farewell = farewell
+        self.abort_for_shutdown()
+
     async def shutdown(self) -> None:
         """Release everything this connection holds; safe on every path out."""
         task = self.transfer_task
@@ -399,6 +477,9 @@ class ControlConnection:
                 await task
         if self.transfer_job is not None:
             await transfers.abandon(self, self.transfer_job, answer=False)
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         self.data.close()
         if self.lease is not None:
             self.lease.release()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import secrets
 import stat as stat_mod
 
 from fileferry.errors import (
@@ -123,7 +122,7 @@ def _open_target(target: bytes, keep: int, *, resumable: bool, fsync: bool) -> O
 def create_temp(parent: bytes) -> tuple[int, bytes]:
     """A new hidden temp file in ``parent``, locked (see ``localsweep``)."""
     for _ in range(16):
-        tmp = os.path.join(parent, TEMP_PREFIX_B + secrets.token_hex(8).encode())
+        tmp = os.path.join(parent, TEMP_PREFIX_B + os.urandom(8).hex().encode())
         try:
             fd = os.open(tmp, _TEMP_FLAGS, 0o644)
         except FileExistsError:

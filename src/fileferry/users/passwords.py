@@ -19,11 +19,12 @@ import base64
 import functools
 import hashlib
 import hmac
-import secrets
+import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
-from argon2 import PasswordHasher, Type
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
 
 _N, _R, _P = 2**14, 8, 1
 _KEY_BYTES = 32
@@ -31,7 +32,21 @@ _KEY_BYTES = 32
 #: Verifications at once; each holds ``memory_cost`` KiB while it runs.
 VERIFY_WORKERS = 4
 
-_HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, type=Type.ID)
+
+@functools.cache
+def _hasher() -> PasswordHasher:
+    """The Argon2id hasher, made (and argon2-cffi imported) on first use: a server
+    whose accounts need no hash (anonymous only) never loads the library."""
+    from argon2 import PasswordHasher, Type
+
+    return PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, type=Type.ID)
+
+
+@functools.cache
+def _argon2_errors() -> tuple[type[Exception], ...]:
+    from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+    return (VerifyMismatchError, VerificationError, InvalidHashError)
 
 
 def _b64(data: bytes) -> str:
@@ -49,12 +64,12 @@ def _encode(password: str) -> bytes:
 
 def hash_password(password: str) -> str:
     """Encode ``password`` as an Argon2id PHC string (``$argon2id$v=19$...``)."""
-    return _HASHER.hash(_encode(password))
+    return _hasher().hash(_encode(password))
 
 
 def hash_scrypt(password: str) -> str:
     """The legacy ``scrypt$N$r$p$salt$key`` form, kept for tests of old databases."""
-    salt = secrets.token_bytes(16)
+    salt = os.urandom(16)
     key = hashlib.scrypt(_encode(password), salt=salt, n=_N, r=_R, p=_P, dklen=_KEY_BYTES)
     return f"scrypt${_N}${_R}${_P}${_b64(salt)}${_b64(key)}"
 
@@ -86,9 +101,10 @@ def verify_password(password: str, encoded: str) -> bool:
     """
     if encoded.startswith("scrypt$"):
         return _verify_scrypt(password, encoded)
+    hasher = _hasher()
     try:
-        return _HASHER.verify(encoded, _encode(password))
-    except (VerifyMismatchError, VerificationError, InvalidHashError, ValueError, TypeError):
+        return hasher.verify(encoded, _encode(password))
+    except (*_argon2_errors(), ValueError, TypeError):
         return False
 
 
@@ -96,9 +112,10 @@ def needs_rehash(encoded: str) -> bool:
     """Whether a hash that just verified should be replaced by a current one."""
     if not encoded.startswith("$argon2id$"):
         return True
+    hasher = _hasher()
     try:
-        return _HASHER.check_needs_rehash(encoded)
-    except (InvalidHashError, ValueError):
+        return hasher.check_needs_rehash(encoded)
+    except (*_argon2_errors(), ValueError):
         return True
 
 
@@ -106,9 +123,10 @@ def is_valid_hash(encoded: str) -> bool:
     """Whether ``encoded`` looks like a hash this module can verify (for config checks)."""
     if encoded.startswith("scrypt$"):
         return len(encoded.split("$")) == 6
+    hasher = _hasher()
     try:
-        _HASHER.check_needs_rehash(encoded)
-    except (InvalidHashError, ValueError):
+        hasher.check_needs_rehash(encoded)
+    except (*_argon2_errors(), ValueError):
         return False
     return encoded.startswith("$argon2")
 
@@ -121,7 +139,7 @@ def dummy_hash() -> str:
     the same time as a wrong password and names cannot be enumerated.
     Computed once, on first use, so that starting the CLI stays fast.
     """
-    return hash_password(secrets.token_hex(16))
+    return hash_password(os.urandom(16).hex())
 
 
 @functools.cache

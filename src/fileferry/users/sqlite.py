@@ -42,6 +42,10 @@ from fileferry.users.base import (
     upgrade_hash,
 )
 from fileferry.users.fields import check_account
+from fileferry.users.location import default_db_path
+from fileferry.users.sqliteadmins import ADMIN_TABLES, SQLiteAdmins
+
+__all__ = ["SCHEMA_VERSION", "SQLiteUserStore", "default_db_path"]
 
 _T = TypeVar("_T")
 
@@ -81,6 +85,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (user_id, path)
         )""",
     ),
+    # 2: web administrators and their API tokens (users/sqliteadmins.py).
+    ADMIN_TABLES,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -91,14 +97,7 @@ _USER_COLUMNS = (
 )
 
 
-def default_db_path(environ: dict[str, str] | None = None) -> Path:
-    """``$XDG_DATA_HOME/fileferry/users.db``, else ``~/.local/share/fileferry/users.db``."""
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "fileferry" / "users.db"
-
-
-class SQLiteUserStore(HashedUserStore, UserAdmin):
+class SQLiteUserStore(HashedUserStore, UserAdmin, SQLiteAdmins):
     """Users in the SQLite file at ``path``, opened (and migrated) on construction.
 
     ``create=False`` refuses a missing file instead of creating an empty

@@ -34,7 +34,7 @@ import asyncio
 import functools
 import hashlib
 import hmac
-import secrets
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -60,7 +60,7 @@ class VerifyCache:
     ) -> None:
         if ttl < 0 or max_entries < 0:
             raise ValueError("ttl and max_entries must not be negative")
-        self._secret = secrets.token_bytes(32)
+        self._secret = os.urandom(32)  # what secrets.token_bytes does, without its imports
         self._ttl = ttl
         self._max = max_entries
         self._clock = clock

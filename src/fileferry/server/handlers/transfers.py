@@ -21,7 +21,7 @@ import abc
 import asyncio
 import contextlib
 import logging
-import secrets
+import os
 import time
 from typing import TYPE_CHECKING
 
@@ -371,7 +371,7 @@ async def _unique_target(storage: Storage, path: str) -> str:
     if info.is_dir:
         base = paths.join(path, "stou")
     for _ in range(16):
-        candidate = f"{base}.{secrets.token_hex(4)}"
+        candidate = f"{base}.{os.urandom(4).hex()}"
         try:
             await storage.stat(candidate)
         except NotFound:

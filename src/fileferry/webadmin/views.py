@@ -1,0 +1,92 @@
+"""The JSON shapes of sessions, transfers, users, bans and status.
+
+One place for both doors: the API returns these, and the pages render the
+same dictionaries (the dashboard's script reads the API's), so a figure on
+a page is the figure a script gets.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from fileferry.users import fields
+from fileferry.webadmin.version import version
+
+if TYPE_CHECKING:
+    from fileferry.limits.interfaces import Ban
+    from fileferry.users.base import StoredUser
+    from fileferry.webadmin.model import Host, SessionView, TransferView, Usage
+    from fileferry.webadmin.stats import Stats
+
+
+def session(s: SessionView) -> dict[str, object]:
+    return {
+        "id": s.id,
+        "address": s.address,
+        "user": s.user,
+        "tls": s.tls,
+        "idle_seconds": round(s.idle, 1),
+        "connected_seconds": round(s.connected, 1),
+        "command": s.command,
+    }
+
+
+def transfer(t: TransferView) -> dict[str, object]:
+    return {
+        "session": t.session,
+        "user": t.user,
+        "address": t.address,
+        "command": t.command,
+        "path": t.path,
+        "direction": t.direction,
+        "bytes": t.bytes,
+        "size": t.size,
+        "percent": None if not t.size else min(100.0, round(100.0 * t.bytes / t.size, 1)),
+        "rate": round(t.rate),
+    }
+
+
+def ban(b: Ban) -> dict[str, object]:
+    return {
+        "address": b.key,
+        "reason": b.reason,
+        "seconds_left": round(b.left, 1),
+        "until": fields.format_expiry(time.time() + b.left),
+        "times_banned": b.times,
+    }
+
+
+def status_of(user: StoredUser, now: float) -> str:
+    account = user.account
+    if account.disabled:
+        return "disabled"
+    if account.expires is not None and now >= account.expires:
+        return "expired"
+    return "enabled"
+
+
+def user(u: StoredUser, usage: Usage | None, now: float) -> dict[str, object]:
+    data = fields.account_to_dict(u.account)
+    data["status"] = status_of(u, now)
+    data["created"] = fields.format_expiry(u.created)
+    data["last_login"] = None if u.last_login is None else fields.format_expiry(u.last_login)
+    data["usage"] = None if usage is None else {"bytes": usage.bytes, "files": usage.files}
+    return data
+
+
+def status(host: Host, stats: Stats) -> dict[str, object]:
+    hour = stats.hour()
+    disk = host.disk()
+    return {
+        "version": version(),
+        "sessions": len(host.live.sessions()),
+        "transfers": len(host.live.transfers()),
+        "logins_last_hour": sum(m.logins for m in hour),
+        "failed_logins_last_hour": sum(m.failures for m in hour),
+        "bans": len(host.bans.bans()),
+        "disk": None if disk is None else {"used": disk[0], "total": disk[1]},
+        "per_minute": [
+            {"minute": fields.format_expiry(m.start), "up": m.up, "down": m.down} for m in hour
+        ],
+    }
