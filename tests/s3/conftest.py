@@ -17,8 +17,8 @@ def serve_s3(seaweed: Any) -> Iterator[ServeS3]:
     """Start ``fileferry serve s3://<bucket>/<fresh prefix> ARGS``; stopped at teardown."""
     started: list[S3Served] = []
 
-    def start(*args: str, prefix: str | None = None) -> S3Served:
-        served = S3Served(seaweed, prefix or f"e2e-{uuid.uuid4().hex[:10]}", args)
+    def start(*args: str, prefix: str | None = None, env: dict[str, str] | None = None) -> S3Served:
+        served = S3Served(seaweed, prefix or f"e2e-{uuid.uuid4().hex[:10]}", args, env=env)
         started.append(served)
         return served.start()
 

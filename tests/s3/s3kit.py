@@ -37,13 +37,15 @@ class S3Served:
     proc: subprocess.Popen[str] | None = None
     host: str = "127.0.0.1"
     port: int = 0
+    #: Environment overrides (e.g. ``AWS_ENDPOINT_URL`` of a relay in front of the store).
+    env: dict[str, str] | None = None
 
     @property
     def url(self) -> str:
         return f"s3://{self.store.bucket}/{self.prefix}"
 
     def start(self) -> S3Served:
-        env = {**os.environ, **self.store.env()}
+        env = {**os.environ, **self.store.env(), **(self.env or {})}
         # The session log goes to a file: a pipe nobody drains would stall the server.
         with open(self.store.root / f"serve-{self.prefix}.log", "ab") as log:
             self.proc = subprocess.Popen(
