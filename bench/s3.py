@@ -128,12 +128,13 @@ def main() -> None:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--only", default="big,many,list", help="comma-separated parts: big, many, list")
+    p.add_argument("--keys", type=int, default=0, help="keys of the LIST part (10,000)")
     args = p.parse_args()
     parts = set(args.only.split(","))
     big = 64 * MIB if args.quick else 512 * MIB
     clients = 50 if args.quick else 300
     each = 10 * MIB
-    keys = 1000 if args.quick else 10_000
+    keys = args.keys or (1000 if args.quick else 10_000)
     rounds = args.rounds
 
     work = Path(tempfile.mkdtemp(prefix="fileferry-s3-bench-"))
@@ -239,7 +240,7 @@ def run_list(port: int, store: Any, keys: int, rounds: int, rows: list[Any]) -> 
     import obstore
 
     async def fill() -> None:
-        sem = asyncio.Semaphore(16)
+        sem = asyncio.Semaphore(64)
 
         async def one(i: int) -> None:
             async with sem:

@@ -1,10 +1,11 @@
 """S3-compatible object storage (AWS S3, MinIO, Ceph RGW, SeaweedFS, R2) behind ``Storage``.
 
 The data path is obstore: a streamed GET per download, a streamed multipart
-PUT per upload (``storage/s3io.py``), delimiter listings, server-side copies.
-What obstore cannot express (folder markers, metadata replacement, tags)
-goes through ``storage/s3request.py``. Paths map to keys in
-``storage/s3paths.py``, and folder renames are in ``storage/s3tree.py``.
+PUT per upload (``storage/s3io.py``), server-side copies, deletes. What
+obstore cannot express (folder markers, metadata replacement, tags, a page
+size for listings) goes through ``storage/s3request.py``; folder listings
+(paged ``ListObjectsV2``) and folder renames are in ``storage/s3tree.py``.
+Paths map to keys in ``storage/s3paths.py``.
 
 What an object store is not, and how each command copes (docs/storage.md
 has the table):
@@ -202,35 +203,28 @@ class S3Storage(Storage):
         raise await self._missing(path)
 
     async def list(self, path: str, limit: int | None = None) -> list[FileInfo]:
-        import obstore
+        from fileferry.storage.s3tree import list_folder
 
         key = self.location.key(path)
-        try:
-            result = await obstore.list_with_delimiter_async(self.store, key or None)
-        except Exception as exc:
-            raise store_error(exc) from None
+        prefix = self.location.folder(path)
+        listed = await list_folder(self, prefix)
         entries: dict[str, FileInfo] = {}
         marker = False
-        for prefix in result["common_prefixes"]:
-            name = prefix.rstrip("/").rpartition("/")[2]
-            entries[name] = FileInfo(
-                name, FileKind.DIR, 0, 0.0, _DIR_MODE, unique_of(prefix.rstrip("/") + "/", "d")
-            )
-        for meta in result["objects"]:
-            object_key = meta["path"]
-            if object_key == key:  # the folder's own marker (obstore drops its "/")
+        for sub in listed.prefixes:
+            name = sub.rstrip("/").rpartition("/")[2]
+            if name:
+                entries[name] = FileInfo(
+                    name, FileKind.DIR, 0, 0.0, _DIR_MODE, unique_of(sub.rstrip("/") + "/", "d")
+                )
+        for obj in listed.objects:
+            if obj.key == prefix:  # the folder's own marker
                 marker = True
                 continue
-            name = object_key.rpartition("/")[2]
-            if name in entries:
+            name = obj.key[len(prefix) :]
+            if not name or name in entries:
                 continue
             entries[name] = FileInfo(
-                name,
-                FileKind.FILE,
-                int(meta["size"]),
-                _when(meta),
-                _FILE_MODE,
-                unique_of(object_key, "f"),
+                name, FileKind.FILE, obj.size, obj.modified, _FILE_MODE, unique_of(obj.key, "f")
             )
         if not entries and not marker and path != "/":
             if await self.object_exists(key):

@@ -1,7 +1,9 @@
 """The few S3 calls obstore does not make, as signed requests of our own.
 
 obstore (object_store underneath) is the data path: streamed GETs,
-multipart PUTs, listings, copies, deletes. It has no way to name a key that
+multipart PUTs, copies, deletes. Folder listings are ours too
+(``storage/s3tree.py``): obstore neither tells a ``dir/`` marker from a
+file nor lets the page size be chosen. It has no way to name a key that
 ends in ``/`` (its paths drop the trailing delimiter), so it cannot create
 or delete the ``dir/`` marker of an empty folder; it cannot replace an
 object's metadata in place (MFMT) or set tags after an upload (the SHA-256
