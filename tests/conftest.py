@@ -35,3 +35,24 @@ if _WORKERS > 1:
 
 # Real services a test can ask for by fixture name (``postgres``, ``pg_url``).
 pytest_plugins = ["services.postgres"]
+
+# -- services some tests need, started once per session ---------------------------------
+import sys  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent / "services"))
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A SeaweedFS with its S3 gateway and a bucket (``tests/services/seaweed.py``)."""
+    from seaweed import start
+
+    server = start(tmp_path_factory.mktemp("seaweed"))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -25,7 +25,7 @@ SPECIAL = {"users": "[[user]]", "site_exec": "[site_exec."}
 
 
 def test_the_example_names_every_setting_and_loads(tmp_path: Path) -> None:
-    keys = set(re.findall(r"^#? ?([a-z_]+) = ", EXAMPLE, re.M))
+    keys = set(re.findall(r"^#? ?([a-z0-9_]+) = ", EXAMPLE, re.M))
     for key in config.SETTINGS:
         assert key in keys, f"{key} missing in the example"
     for shown in SPECIAL.values():

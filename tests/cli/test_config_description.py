@@ -56,6 +56,11 @@ CONTRACT: dict[str, tuple[str, object]] = {
     "max_login_checks_per_user": ("6", 6),
     "max_passive_ports_per_ip": ("5", 5),
     "db": ("/var/lib/users.db", "/var/lib/users.db"),
+    "s3_endpoint": ("https://s3.example:9000", "https://s3.example:9000"),
+    "s3_region": ("eu-west-1", "eu-west-1"),
+    "s3_allow_http": ("true", True),
+    "s3_access_key_id": ("AKIAEXAMPLE", "AKIAEXAMPLE"),
+    "s3_secret_access_key_file": ("/run/secrets/s3", "/run/secrets/s3"),
     "upload_rate": ("2M", 2 * 1024**2),
     "download_rate": ("1K", 1024),
     "lease_time": ("20", 20.0),
@@ -104,6 +109,11 @@ FLAGS: dict[str, list[str]] = {
     "max_login_checks_per_ip": ["--max-login-checks-per-ip", "2"],
     "max_login_checks_per_user": ["--max-login-checks-per-user", "6"],
     "max_passive_ports_per_ip": ["--max-passive-ports-per-ip", "5"],
+    "s3_endpoint": ["--s3-endpoint", "https://s3.example:9000"],
+    "s3_region": ["--s3-region", "eu-west-1"],
+    "s3_allow_http": ["--s3-allow-http"],
+    "s3_access_key_id": ["--s3-access-key-id", "AKIAEXAMPLE"],
+    "s3_secret_access_key_file": ["--s3-secret-access-key-file", "/run/secrets/s3"],
     "admin": ["--admin", "127.0.0.1:8021"],
     "log_format": ["--log-format", "json"],
     "xferlog": ["--xferlog", "/var/log/xferlog"],
@@ -186,7 +196,7 @@ def test_build_coerces_values_from_code_like_the_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("values", "needle"),
     [
-        ({"root": "s3://bucket/prefix"}, "root: no backend for s3://"),
+        ({"root": "gs://bucket/prefix"}, "root: no backend for gs://"),
         # postgresql:// is registered now (backends/postgres.py): another scheme is not.
         ({"db": "mysql://db.example/ftp"}, "db: no backend for mysql://"),
         ({"db": "postgresql://db.example"}, "db: name the database"),

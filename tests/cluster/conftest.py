@@ -10,48 +10,10 @@ and returns a :class:`~clusterkit.Backend` with its URLs.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from clusterkit import USERS, Backend, Cluster, fileferry, running
-
-
-def _local_sqlite(base: Path) -> Backend:
-    root = base / "files"
-    root.mkdir()
-    return Backend("local-sqlite", str(root), str(base / "users.db"))
-
-
-def _local_postgres(base: Path, request: pytest.FixtureRequest) -> Backend:
-    """A fresh namespace on the test session's PostgreSQL; the password in PGPASSWORD."""
-    server = request.getfixturevalue("postgres")
-    root = base / "files"
-    root.mkdir()
-    bare = server.database("cluster").replace(f":{server.password}@", "@")
-    return Backend("local-postgres", str(root), bare, env={"PGPASSWORD": server.password})
-
-
-BACKENDS = {"local-sqlite": _local_sqlite}
-#: Where the nodes share their limits too: the shared-state tests run on these as well.
-SHARED_BACKENDS = {"local-postgres": _local_postgres}
-
-
-def make_backend(
-    name: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Backend:
-    base = tmp_path_factory.mktemp(name)
-    made = _local_postgres(base, request) if name in SHARED_BACKENDS else BACKENDS[name](base)
-    add_users(made)
-    return made
-
-
-def add_users(backend: Backend) -> None:
-    for name, password in USERS.items():
-        fileferry(
-            "user", "add", name, "--db", backend.db, "--password-stdin",
-            "--home", str(Path(backend.root) / name), "--permissions", "elradfmw",
-            env=backend.env, stdin=password + "\n",
-        )  # fmt: skip
+from clusterbackends import BACKENDS, make_backend
+from clusterkit import Backend, Cluster, running
 
 
 @pytest.fixture(scope="module", params=sorted(BACKENDS))

@@ -17,9 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
+from clusterbackends import make_backend
 from clusterkit import USERS, Backend, Cluster, Node, fileferry, running
-
-from conftest import make_backend
 
 PER_NODE = "with SQLite, bans, session counts and quota figures are per node"
 #: A client address of its own, so a ban here touches no other test.

@@ -7,14 +7,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from storagekit import BUILTIN, Backend, builtin
+from storagekit import BUILTIN, SERVICES, Backend, builtin
 
 from fileferry.storage.local import LocalStorage
 
 
-@pytest.fixture(params=list(BUILTIN))
+@pytest.fixture(params=list(BUILTIN) + list(SERVICES))
 def storage_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    """Each built-in backend in turn, fresh per test (see ``storagekit``)."""
+    """Each built-in backend in turn, fresh per test (see ``storagekit``).
+
+    A backend on a service (S3 on SeaweedFS) starts it once per session.
+    """
+    if request.param in SERVICES:
+        fixture, make = SERVICES[request.param]
+        backend = make(request.getfixturevalue(fixture))
+        try:
+            yield backend
+        finally:
+            backend.close()
+        return
     yield from builtin(request.param, tmp_path)
 
 

@@ -16,11 +16,13 @@ over local disk with a quota too large to matter.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fileferry.errors import InvalidName
 from fileferry.limits.interfaces import Figure
@@ -211,6 +213,49 @@ BUILTIN: dict[str, Callable[[Path], Backend]] = {
     "mounted-memory": _mounted_memory,
     "quota-local": _quota_local,
 }
+
+
+def s3_backend(server: Any) -> Backend:
+    """A fresh key prefix of the session's SeaweedFS bucket (``tests/services/seaweed.py``).
+
+    Its leftovers are the store's own list of pending multipart uploads under
+    the prefix: an aborted upload must leave none.
+    """
+    from fileferry.backends.s3 import S3Locations
+
+    prefix = f"contract-{uuid.uuid4().hex[:12]}"
+    with _aws_env(server.env()):
+        locations = S3Locations(None)
+    storage = locations.storage(f"s3://{server.bucket}/{prefix}")
+
+    async def release() -> None:
+        # Drop the clients and wait until their pooled connections are closed,
+        # so no later test (counting descriptors) sees them go.
+        from seaweed import wait_released
+
+        await locations.close()
+        storage.store = None  # type: ignore[attr-defined]
+        await asyncio.to_thread(wait_released, server.ports["s3"])
+
+    return Backend(storage, lambda: server.pending_uploads(prefix + "/"), [release])
+
+
+@contextlib.contextmanager
+def _aws_env(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+#: Backends on a service started once per session, by test id: name -> (fixture, factory).
+SERVICES: dict[str, tuple[str, Callable[[Any], Backend]]] = {"s3": ("seaweed", s3_backend)}
 
 
 def builtin(name: str, tmp: Path) -> Iterator[Backend]:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from fileferry.users.base import Account, HashedUserStore, StoredUser, UserStore
 
 #: Scheme -> module of a storage backend; a location without a scheme is "file".
-STORAGE: dict[str, str] = {"file": "fileferry.backends.local"}
+STORAGE: dict[str, str] = {"file": "fileferry.backends.local", "s3": "fileferry.backends.s3"}
 #: Scheme -> module of a user store backend; a location without a scheme is "file".
 USER_STORES: dict[str, str] = {
     "file": "fileferry.backends.sqlite",
@@ -51,7 +51,12 @@ class StorageBackend(Protocol):
     """What a storage backend module provides."""
 
     def check(self, location: str) -> str:
-        """The location normalised, or a ConfigError naming ``root`` (run at start)."""
+        """The location normalised, or a ConfigError naming ``root`` (run at start).
+
+        A backend that needs the configuration to check its location (a
+        bucket needs the endpoint and credentials to be asked whether it
+        exists) also provides ``probe(location, config)``, run after it.
+        """
         ...
 
     def provider(self, config: ServerConfig) -> StorageProvider: ...

@@ -6,8 +6,9 @@ import asyncio
 import errno
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from fileferry.backends import scheme_of, storage_backend
 from fileferry.errors import ConfigError
 from fileferry.storage.mounts import Mount, MountedStorage
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
     from fileferry.config.model import ServerConfig
-    from fileferry.storage.base import Storage
+    from fileferry.storage.base import Capabilities, Storage
     from fileferry.storage.localsweep import Swept
     from fileferry.users.base import Account
 
@@ -54,7 +55,13 @@ def unreadable(folder: str) -> str | None:
 
 
 class LocalStorageProvider:
-    """One ``LocalStorage`` per folder, all sharing one thread pool."""
+    """One ``LocalStorage`` per folder, all sharing one thread pool.
+
+    It is every server's provider, whatever its ``root``: a home or virtual
+    folder given as a URL (``s3://...``) is opened by the backend of its
+    scheme (``locations(config).storage(url)``), so a local home can mount a
+    bucket and a bucket root can hold local homes.
+    """
 
     def __init__(self, config: ServerConfig, executor: ThreadPoolExecutor | None = None) -> None:
         from fileferry.storage.local import make_executor
@@ -62,13 +69,24 @@ class LocalStorageProvider:
         self._fsync = config.storage.fsync_uploads
         self._fs_calls = config.storage.fs_calls
         self._resumable = config.storage.resumable_uploads
-        self._root = check(config.storage.root)
+        self._config = config
+        self._root = check(config.storage.root) if scheme_of(config.storage.root) == "file" else ""
         self._executor = executor or make_executor()
         self._storages: dict[str, Storage] = {}
+        self._elsewhere: dict[str, Any] = {}
+        if not self._root:
+            self._local(config.storage.root)  # a bucket root: opened now, so it is swept
 
     def _local(self, directory: str) -> Storage:
         from fileferry.storage.local import LocalStorage
 
+        scheme = scheme_of(directory)
+        if scheme != "file":
+            opener = self._elsewhere.get(scheme)
+            if opener is None:
+                opener = storage_backend(directory).locations(self._config)  # type: ignore[attr-defined]
+                self._elsewhere[scheme] = opener
+            return opener.storage(directory)  # type: ignore[no-any-return]
         storage = self._storages.get(directory)
         if storage is None:
             storage = LocalStorage(
@@ -80,6 +98,15 @@ class LocalStorageProvider:
             )
             self._storages[directory] = storage
         return storage
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What FEAT describes before login: the root's backend (a bucket has no modes)."""
+        from fileferry.storage.base import Capabilities
+
+        if self._root:
+            return Capabilities()
+        return self._local(self._config.storage.root).capabilities
 
     def __call__(self, account: Account) -> Storage:
         """The home, with the account's virtual folders mounted into it."""
@@ -96,17 +123,24 @@ class LocalStorageProvider:
 
         A folder inside another one in the list is covered by that one's walk.
         """
-        self._local(self._root)
+        if self._root:
+            self._local(self._root)
         folders = sorted(self._storages)
         outer = [d for d in folders if not any(d.startswith(o.rstrip("/") + "/") for o in folders)]
-        return [
+        swept = [
             await self._storages[d].sweep(temp_max_age, partial_max_age)  # type: ignore[attr-defined]
             for d in outer
         ]
+        for opener in self._elsewhere.values():
+            if hasattr(opener, "sweep"):
+                swept += await opener.sweep(temp_max_age, partial_max_age)
+        return swept
 
     async def close(self) -> None:
         for storage in self._storages.values():
             await storage.close()
+        for opener in self._elsewhere.values():
+            await opener.close()
         await asyncio.to_thread(self._executor.shutdown, wait=True)
 
 

@@ -98,6 +98,15 @@ proxy_protocol = false            # every connection opens with a PROXY header (
 # trusted_proxy = ["10.0.0.1/32"]  # the balancer's networks: headers from anyone else refused
 proxy_header_timeout = 5.0        # seconds for the header to arrive
 
+# --- an S3 bucket as root, home or virtual folder: "s3://bucket/prefix" (docs/storage.md) ---
+# Unset ones come from the AWS_* variables; the secret key only from a file or
+# AWS_SECRET_ACCESS_KEY, never from this file.
+# s3_endpoint = "https://s3.eu-west-1.amazonaws.com"
+# s3_region = "eu-west-1"
+# s3_allow_http = false           # true for a plain http:// endpoint (MinIO, SeaweedFS on a LAN)
+# s3_access_key_id = "AKIAIOSFODNN7EXAMPLE"
+# s3_secret_access_key_file = "/run/secrets/s3-secret"
+
 # --- users in this file (besides the database) ---------------------------------------
 # Every key below is optional except name and password (or password_hash).
 [[user]]

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from fileferry import backends
-from fileferry.errors import ConfigError
+from fileferry.errors import ConfigError, StorageError
 from fileferry.users import fields
 from fileferry.users.base import KNOWN_LETTERS, Account, StoredUser, UnknownUser, UserStoreError
 from fileferry.users.passwords import hash_password
@@ -254,16 +254,21 @@ def _apply_options(account: Account, args: argparse.Namespace) -> Account:
     return fields.check_account(replace(account, **changes))  # type: ignore[arg-type]
 
 
+def _local(location: str) -> bool:
+    """A folder of this machine (a URL such as ``s3://bucket/prefix`` is checked where served)."""
+    return backends.scheme_of(location) == "file"
+
+
 def check_folders(account: Account, db: str, *, may_make_home: bool) -> None:
     """Homes and sources must be usable and must not hold the database.
 
     Also the web admin's rule (:mod:`fileferry.webadmin.forms`): one rule, two doors.
     """
     home = Path(account.home)
-    if not home.is_dir() and (home.exists() or not may_make_home):
+    if _local(account.home) and not home.is_dir() and (home.exists() or not may_make_home):
         raise UsageError(f"home {account.home} is not a directory")
     for folder in account.virtual_folders:
-        if not Path(folder.source).is_dir():
+        if _local(folder.source) and not Path(folder.source).is_dir():
             raise UsageError(f"virtual folder {folder.path}: {folder.source} is not a directory")
     served = [account.home, *(f.source for f in account.virtual_folders)]
     holder = backends.user_store_backend(db).held_by(db, served)
@@ -293,7 +298,7 @@ async def _add(args: argparse.Namespace) -> int:
     check_folders(account, db, may_make_home=True)
     password, generated = _read_password(args)
     home = Path(account.home)
-    if not home.is_dir():
+    if _local(account.home) and not home.is_dir():
         home.mkdir(parents=True, mode=0o750)
         print(f"made home folder {home}")
     store = _open(args, create=True)
@@ -374,13 +379,15 @@ async def _usage_of(account: Account) -> tuple[int, int] | None:
     from fileferry.config import ServerConfig
     from fileferry.storage.usage import measure
 
-    present = tuple(f for f in account.virtual_folders if os.path.isdir(f.source))
+    present = tuple(
+        f for f in account.virtual_folders if not _local(f.source) or os.path.isdir(f.source)
+    )
     provider = backends.open_storage(ServerConfig())
     try:
         tree = provider(replace(account, virtual_folders=present))
         exclude = [f.path for f in present if f.read_only]
         usage = await measure(tree, "/", exclude)
-    except ConfigError:
+    except (ConfigError, StorageError):
         return None
     finally:
         await provider.close()

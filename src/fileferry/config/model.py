@@ -111,6 +111,37 @@ class StorageConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class S3Config:
+    """How to reach the object store of ``s3://`` locations (``[s3]`` in TOML).
+
+    Anything left unset comes from the standard AWS variables
+    (``AWS_ENDPOINT_URL``, ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``,
+    ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_ALLOW_HTTP``). The
+    secret key is only ever read from a file or the environment, so it is in
+    no config file, flag or printout.
+    """
+
+    endpoint: str | None = setting(
+        None, "s3_endpoint", "S3 endpoint URL (default: AWS_ENDPOINT_URL, or AWS)", metavar="URL"
+    )
+    region: str | None = setting(
+        None, "s3_region", "S3 region (default: AWS_REGION or us-east-1)", metavar="REGION"
+    )
+    allow_http: bool | None = setting(
+        None, "s3_allow_http", "allow a plain http:// S3 endpoint (default: AWS_ALLOW_HTTP)"
+    )
+    access_key_id: str | None = setting(
+        None, "s3_access_key_id", "S3 access key id (default: AWS_ACCESS_KEY_ID)", metavar="ID"
+    )
+    secret_access_key_file: str | None = setting(
+        None,
+        "s3_secret_access_key_file",
+        "file holding the S3 secret key (default: AWS_SECRET_ACCESS_KEY)",
+        metavar="PATH",
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class UserStoreConfig:
     """The account database ``fileferry user`` manages; ``db`` selects the backend
     by its scheme (a plain path is SQLite). ``None``: only static users."""
@@ -440,6 +471,7 @@ class ServerConfig:
     #: ``[[hook]]`` tables (config/hooks.py).
     hooks: tuple[HookConfig, ...] = ()
     storage: StorageConfig = field(default_factory=StorageConfig)
+    s3: S3Config = field(default_factory=S3Config)
     user_store: UserStoreConfig = field(default_factory=UserStoreConfig)
     data: DataConfig = field(default_factory=DataConfig)
     tls: TLSConfig = field(default_factory=TLSConfig)

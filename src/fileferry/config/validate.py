@@ -34,8 +34,16 @@ def validate(cfg: ServerConfig) -> ServerConfig:
     _validate_admin(cfg)
     _validate_users(cfg)
     _validate_proxy(cfg)
-    root = backends.storage_backend(cfg.storage.root).check(cfg.storage.root)
-    served = [root] + [str(Path(u.home).expanduser()) for u in cfg.users if u.home]
+    backend = backends.storage_backend(cfg.storage.root)
+    root = backend.check(cfg.storage.root)
+    probe = getattr(backend, "probe", None)
+    if probe is not None:
+        probe(root, cfg)
+    served = [root] + [
+        str(Path(u.home).expanduser())
+        for u in cfg.users
+        if u.home and backends.scheme_of(u.home) == "file"
+    ]
     db = cfg.user_store.db
     if db is not None:
         db = backends.user_store_backend(db).check(db, served)
@@ -114,7 +122,7 @@ def _validate_users(cfg: ServerConfig) -> None:
     if dupes:
         raise ConfigError(f"user {sorted(dupes)[0]!r} is defined twice")
     for user in cfg.users:
-        if user.home is None:
+        if user.home is None or backends.scheme_of(user.home) != "file":
             continue
         home = Path(user.home).expanduser()
         if not home.is_dir():

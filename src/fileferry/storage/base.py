@@ -262,6 +262,17 @@ class Storage(abc.ABC):
         """
         return None
 
+    async def stored_digest(self, path: str, algorithm: str) -> str | None:
+        """A digest of the whole file ``path`` the backend kept, in lower-case hex.
+
+        Lets HASH answer without reading the file back: the S3 backend
+        computes the SHA-256 of every object it uploads as the bytes stream
+        and stores it with the object. ``algorithm`` is spelled as FTP
+        spells it (``SHA-256``). ``None`` (the default): not kept, so the
+        caller reads and digests the file.
+        """
+        return None
+
     async def kept_bytes(self, path: str) -> int:
         """Bytes of interrupted uploads kept in directory ``path`` (resumable mode).
 

@@ -176,6 +176,10 @@ class MountedStorage(Storage):
         storage, inner, _ = self._route(path)
         return await storage.kept_bytes(inner)
 
+    async def stored_digest(self, path: str, algorithm: str) -> str | None:
+        storage, inner, _ = self._route(path)
+        return await storage.stored_digest(inner, algorithm)
+
     async def stat(self, path: str) -> FileInfo:
         storage, inner, mount = self._route(path)
         name = split(path)[1] or "/"

@@ -250,6 +250,9 @@ class QuotaStorage(Storage):
     async def kept_bytes(self, path: str) -> int:
         return await self.inner.kept_bytes(path)
 
+    async def stored_digest(self, path: str, algorithm: str) -> str | None:
+        return await self.inner.stored_digest(path, algorithm)
+
     async def mkdir(self, path: str) -> None:
         await self.inner.mkdir(path)
 

@@ -144,13 +144,25 @@ def parse_folder_rule(text: str, key: str = "folder permission") -> FolderRule:
 
 
 def host_directory(value: object, key: str) -> str:
-    """An absolute host path (``~`` expanded); existence is checked where it is used."""
+    """An absolute host path (``~`` expanded); existence is checked where it is used.
+
+    A storage URL (``s3://bucket/prefix``) is kept as it is: the backend of
+    its scheme checks it where it is opened.
+    """
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{key}: expected a directory path, got {value!r}")
+    if _URL.match(value.strip()):
+        url = value.strip()
+        if "\0" in url or any(ch.isspace() for ch in url):
+            raise ConfigError(f"{key}: {url!r} is not a storage URL")
+        return url
     path = os.path.abspath(os.path.expanduser(value))
     if "\0" in path:
         raise ConfigError(f"{key}: path contains a NUL character")
     return path
+
+
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
 def parse_virtual_folder(text: str, key: str = "virtual folder") -> VirtualFolder:

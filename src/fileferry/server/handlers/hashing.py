@@ -83,16 +83,23 @@ async def file_hash(ctx: SessionContext, ev: events.FileHash) -> Reply:
         return Reply(450, "Busy computing other hashes; try again later.")
     _running[loop] = _running.get(loop, 0) + 1
     try:
-        digest = new_digest(ev.algorithm)
-        reader = await storage.open_read(ev.path, ev.start)
-        try:
-            hashed = await _digest_reader(reader, ev.start, end - ev.start, digest)
-        finally:
-            await reader.close()
+        kept = None
+        if ev.start == 0 and end == info.size:
+            # A whole file whose digest the storage kept (an object fileferry uploaded).
+            kept = await storage.stored_digest(ev.path, ev.algorithm)
+        if kept is not None:
+            hashed, hexdigest = info.size, kept
+        else:
+            digest = new_digest(ev.algorithm)
+            reader = await storage.open_read(ev.path, ev.start)
+            try:
+                hashed = await _digest_reader(reader, ev.start, end - ev.start, digest)
+            finally:
+                await reader.close()
+            hexdigest = digest.hexdigest()
     finally:
         _running[loop] -= 1
     ctx.emit(seen.FileHashed(ctx.origin, ev.path, ev.algorithm, hashed))
-    hexdigest = digest.hexdigest()
     if draft:
         last = ev.start + hashed - 1 if hashed else ev.start
         return Reply(213, f"{ev.algorithm} {ev.start}-{last} {hexdigest} {ev.path}")

@@ -1,0 +1,277 @@
+"""fileferry over S3 against obstore itself, on one SeaweedFS: what the FTP layer costs.
+
+obstore reading and writing the same objects on the same store from one
+Python process is the ceiling a Python FTP server on that store can reach,
+so each fileferry figure is reported as a ratio to it (>= 0.8 is the goal).
+The FTP side is driven by ``bench/loadgen.py`` (raw sockets, nothing per
+chunk), exactly as in the main benchmark. Memory (PSS of the server process)
+is sampled during the 300-transfer runs, beside the same runs against a
+local-disk server.
+
+    .venv/bin/python bench/s3.py                 # ~10 min on 2 cores
+    .venv/bin/python bench/s3.py --quick         # 64 MiB, 50 clients, 1,000 keys
+    .venv/bin/python bench/s3.py --only list     # one part: big, many, list
+
+Not part of CI; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests" / "services"))
+
+from memory import PeakSampler  # noqa: E402
+from seaweed import Seaweed  # noqa: E402
+
+MIB = 1 << 20
+
+
+def loadgen(port: int, scenario: str, path: str, *extra: str) -> dict[str, Any]:
+    argv = [sys.executable, str(HERE / "loadgen.py"), "127.0.0.1", str(port), scenario, path]
+    argv += ["--user", "bench", "--password", "bench", "--timeout", "1200", *extra]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=1500)
+    if done.returncode != 0:
+        raise RuntimeError(f"loadgen {scenario}: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+class Served:
+    """``fileferry serve ROOT`` with one user ``bench``, its log in a file."""
+
+    def __init__(self, root: str, env: dict[str, str], log: Path) -> None:
+        argv = [sys.executable, "-m", "fileferry", "serve", root, "--port", "0"]
+        argv += ["--user", "bench:bench", "--max-sessions-per-ip", "1000"]
+        argv += ["--max-sessions", "2000", "--log-level", "warning"]
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(
+                argv,
+                stdout=subprocess.PIPE,
+                stderr=out,
+                text=True,
+                env={**os.environ, **env},
+            )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        found = re.search(r"ftp://[\d.]+:(\d+)", line)
+        if found is None:
+            raise RuntimeError(f"fileferry serve {root}: {line!r} (see {log})")
+        self.port = int(found[1])
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def store_for(seaweed: Seaweed) -> Any:
+    os.environ.update(seaweed.env())
+    from fileferry.backends.s3 import S3Settings
+
+    return S3Settings(None).store(seaweed.bucket)
+
+
+async def obstore_get(store: Any, key: str) -> int:
+    import obstore
+
+    result = await obstore.get_async(store, key)
+    n = 0
+    async for chunk in result.stream(min_chunk_size=MIB):
+        n += len(chunk)
+    return n
+
+
+async def obstore_put(store: Any, key: str, size: int) -> int:
+    import obstore
+
+    block = (bytes(range(256)) * (MIB // 256))[:MIB]
+
+    async def chunks() -> Any:
+        left = size
+        while left > 0:
+            yield block[: min(left, MIB)]
+            left -= MIB
+
+    await obstore.put_async(store, key, chunks())
+    return size
+
+
+def timed(coro_fn: Any) -> float:
+    started = time.perf_counter()
+    asyncio.run(coro_fn())
+    return time.perf_counter() - started
+
+
+def median_of(rounds: int, fn: Any) -> float:
+    return statistics.median(fn() for _ in range(rounds))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--only", default="big,many,list", help="comma-separated parts: big, many, list")
+    args = p.parse_args()
+    parts = set(args.only.split(","))
+    big = 64 * MIB if args.quick else 512 * MIB
+    clients = 50 if args.quick else 300
+    each = 10 * MIB
+    keys = 1000 if args.quick else 10_000
+    rounds = args.rounds
+
+    work = Path(tempfile.mkdtemp(prefix="fileferry-s3-bench-"))
+    # Room for every object the runs write (overwritten ones are not reclaimed meanwhile).
+    seaweed = Seaweed(work / "seaweed", volume_mb=1024, volumes=40)
+    seaweed.start()
+    rows: list[tuple[str, float, float, str]] = []
+    memory: list[tuple[str, float, float]] = []
+    servers: list[Served] = []
+    try:
+        store = store_for(seaweed)
+        s3 = Served(f"s3://{seaweed.bucket}/bench", seaweed.env(), work / "s3.log")
+        local_root = work / "local"
+        local_root.mkdir()
+        local = Served(str(local_root), {}, work / "local.log")
+        servers += [s3, local]
+        print(
+            f"SeaweedFS at {seaweed.endpoint}; fileferry on :{s3.port} (S3), :{local.port} (disk)"
+        )
+
+        if "big" in parts:
+            run_big(s3.port, store, big, rounds, rows)
+        if "many" in parts:
+            run_many(s3, local, local_root, store, clients, each, rows, memory)
+        if "list" in parts:
+            run_list(s3.port, store, keys, rounds, rows)
+    finally:
+        for server in servers:
+            server.stop()
+        seaweed.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    report(rows, memory)
+
+
+def run_big(port: int, store: Any, big: int, rounds: int, rows: list[Any]) -> None:
+    """One 512 MiB object each way: fileferry (loadgen) and obstore on the same store."""
+    size = str(big)
+    ff = median_of(rounds, lambda: loadgen(port, "stor", "/big.bin", "--size", size)["secs"])
+    ob = median_of(rounds, lambda: timed(lambda: obstore_put(store, "bench/raw.bin", big)))
+    rows.append((f"STOR {big // MIB} MiB", big / ff / 1e6, big / ob / 1e6, "MB/s"))
+    ff = median_of(rounds, lambda: loadgen(port, "retr", "/big.bin")["secs"])
+    ob = median_of(rounds, lambda: timed(lambda: obstore_get(store, "bench/big.bin")))
+    rows.append((f"RETR {big // MIB} MiB", big / ff / 1e6, big / ob / 1e6, "MB/s"))
+    print(rows[-2:], flush=True)
+
+
+def run_many(
+    s3: Served,
+    local: Served,
+    local_root: Path,
+    store: Any,
+    clients: int,
+    each: int,
+    rows: list[Any],
+    memory: list[Any],
+) -> None:
+    """``clients`` transfers of 10 MiB at once, with the server's PSS beside local disk's."""
+    import obstore
+
+    async def seed() -> None:
+        await obstore_put(store, "bench/ten.bin", each)
+        await obstore.put_async(store, "bench/many/.keep", b"")
+
+    asyncio.run(seed())
+    (local_root / "ten.bin").write_bytes(bytes(each))
+    (local_root / "many").mkdir()
+
+    def ff_many(server: Served, scenario: str, path: str, *extra: str) -> tuple[float, Any]:
+        with PeakSampler(server.proc.pid) as sampler:
+            out = loadgen(server.port, scenario, path, "--clients", str(clients), *extra)
+        if out.get("failed"):
+            print(f"  {scenario}: {out['failed']} failed ({out.get('error')})", flush=True)
+        return out["secs"], sampler.peak
+
+    async def ob_many_get() -> None:
+        await asyncio.gather(*(obstore_get(store, "bench/ten.bin") for _ in range(clients)))
+
+    async def ob_many_put() -> None:
+        results = await asyncio.gather(
+            *(obstore_put(store, f"bench/raw-many/{i}", each) for i in range(clients)),
+            return_exceptions=True,
+        )
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            print(f"  obstore puts: {len(failed)} failed ({str(failed[0])[:200]})", flush=True)
+
+    total = clients * each
+    secs, peak = ff_many(s3, "retr-many", "/ten.bin")
+    ob = timed(ob_many_get)
+    rows.append((f"{clients} x RETR 10 MiB", total / secs / 1e6, total / ob / 1e6, "MB/s"))
+    _, local_peak = ff_many(local, "retr-many", "/ten.bin")
+    memory.append((f"{clients} downloads", peak.pss / MIB, local_peak.pss / MIB))
+    secs, peak = ff_many(s3, "stor-many", "/many", "--size", str(each))
+    ob = timed(ob_many_put)
+    rows.append((f"{clients} x STOR 10 MiB", total / secs / 1e6, total / ob / 1e6, "MB/s"))
+    _, local_peak = ff_many(local, "stor-many", "/many", "--size", str(each))
+    memory.append((f"{clients} uploads", peak.pss / MIB, local_peak.pss / MIB))
+    print(rows[-2:], memory, flush=True)
+
+
+def run_list(port: int, store: Any, keys: int, rounds: int, rows: list[Any]) -> None:
+    """LIST of a folder of ``keys`` objects against obstore's delimiter listing of it."""
+    import obstore
+
+    async def fill() -> None:
+        sem = asyncio.Semaphore(16)
+
+        async def one(i: int) -> None:
+            async with sem:
+                await obstore.put_async(store, f"bench/wide/k{i:06d}", b"x")
+
+        await asyncio.gather(*(one(i) for i in range(keys)))
+
+    asyncio.run(fill())
+
+    async def ob_list() -> None:
+        await obstore.list_with_delimiter_async(store, "bench/wide")
+
+    ff = loadgen(port, "list", "/wide", "--repeat", str(rounds))["secs"]
+    ob = median_of(rounds, lambda: timed(ob_list))
+    rows.append((f"LIST of {keys:,} keys", ff, ob, "s"))
+    print(rows[-1:], flush=True)
+
+
+def report(rows: list[Any], memory: list[Any]) -> None:
+    print()
+    print("| what | fileferry over S3 | obstore alone | ratio |")
+    print("| --- | ---: | ---: | ---: |")
+    for what, ff, ob, unit in rows:
+        ratio = ob / ff if unit == "s" else ff / ob
+        print(f"| {what} | {ff:,.2f} {unit} | {ob:,.2f} {unit} | {ratio:.2f}x |")
+    if memory:
+        print()
+        print("| server PSS, peak | fileferry over S3 | fileferry on local disk |")
+        print("| --- | ---: | ---: |")
+        for what, s3_pss, local_pss in memory:
+            print(f"| {what} | {s3_pss:,.0f} MiB | {local_pss:,.0f} MiB |")
+
+
+if __name__ == "__main__":
+    main()

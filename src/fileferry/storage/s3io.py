@@ -1,0 +1,259 @@
+"""Streamed reads and multipart uploads of the S3 backend.
+
+Reads: one GET per RETR, ranged from the REST offset, consumed as the data
+connection drains it. obstore hands the body over in chunks of at least
+:data:`READ_CHUNK` (the HTTP body is pulled only as we ask), so a transfer
+holds a few MiB whatever the object's size; closing the reader
+drops the response, which closes its connection and stops the GET.
+
+Uploads: bytes are buffered up to one part (:data:`PART_SIZE`, S3's
+minimum). An upload that ends within one part is one PUT (with ``If-None-Match: *`` for
+STOU/no-clobber, and its SHA-256 in the object's metadata). A longer one
+becomes a multipart upload fed through a bounded queue: at most one part
+waits in the queue and :data:`PART_CONCURRENCY` are in flight, so memory
+stays bounded and a slow store slows the client down instead of filling
+RAM. The object appears only when the multipart upload is completed, by
+``commit``; ``abort`` makes the part generator raise, on which obstore
+aborts the multipart upload, so no pending upload is left behind. (Cancelling
+obstore's task instead would drop it without the abort: never done here.)
+
+The SHA-256 of every upload is computed as it streams. A single PUT carries
+it in metadata; a multipart upload's is known only at its end, after its
+metadata was fixed, so it is set as an object tag then (a small request, no
+copy of the data). HASH reads either back instead of the object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from fileferry.errors import AlreadyExists, StorageError
+from fileferry.storage.base import FileInfo, FileKind, Reader, Upload
+from fileferry.storage.s3paths import store_error, unique_of
+
+if TYPE_CHECKING:
+    from fileferry.storage.s3 import S3Storage
+
+#: Smallest chunk obstore hands over from a GET body (the last one may be shorter).
+READ_CHUNK = 1 << 20
+#: Bytes per multipart part (S3's minimum is 5 MiB); also the single-PUT limit.
+PART_SIZE = 5 << 20
+#: Parts uploaded at once per upload.
+PART_CONCURRENCY = 8
+#: Metadata (``x-amz-meta-...``) and tag names fileferry keeps on objects.
+META_SHA256 = "fileferry-sha256"
+META_MTIME = "fileferry-mtime"
+#: How long an abort waits for the store to drop a multipart upload.
+ABORT_TIMEOUT = 30.0
+
+
+class S3Reader(Reader):
+    """The body of one (ranged) GET, read on demand."""
+
+    def __init__(self, result: Any, size: int) -> None:
+        self.size = size
+        self._stream: Any = result.stream(min_chunk_size=READ_CHUNK) if result else None
+        self._buf = memoryview(b"")
+        self._closed = False
+
+    async def read(self, n: int) -> bytes:
+        if self._closed:
+            raise StorageError("Reader is closed")
+        if not self._buf:
+            if self._stream is None:
+                return b""
+            try:
+                block = await self._stream.__anext__()
+            except StopAsyncIteration:
+                self._stream = None
+                return b""
+            except Exception as exc:
+                raise store_error(exc) from None
+            if len(block) <= n:
+                return bytes(block)  # the common case: the whole chunk, one copy at most
+            self._buf = memoryview(block)
+        chunk, self._buf = self._buf[: max(n, 0)], self._buf[max(n, 0) :]
+        return bytes(chunk)
+
+    async def close(self) -> None:
+        # Dropping the stream drops the response: its connection closes, the GET stops.
+        self._closed = True
+        self._stream = None
+        self._buf = memoryview(b"")
+
+
+class _Failed(Exception):
+    """Put into the part queue by ``abort``: the generator raises it, obstore aborts."""
+
+
+class S3Upload(Upload):
+    """One upload; see the module docstring for how it becomes an object."""
+
+    def __init__(
+        self,
+        storage: S3Storage,
+        key: str,
+        name: str,
+        *,
+        base: int = 0,
+        exclusive: bool = False,
+    ) -> None:
+        self._storage = storage
+        self._key = key
+        self._name = name
+        self._exclusive = exclusive
+        self._base = base  # bytes of the existing object to copy in first (APPE, REST+STOR)
+        self._copied = base == 0
+        self._sha = hashlib.sha256()
+        self._buf = bytearray()
+        self._queue: asyncio.Queue[bytes | bytearray | _Failed | None] | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._done = False
+        self.size = base
+        self.pending_copy = base
+
+    # -- the bytes --------------------------------------------------------
+
+    async def _copy_base(self) -> None:
+        """Stream the kept head of the old object in: an object store cannot append in place."""
+        self._copied = True
+        reader = await self._storage.open_range(self._key, 0, self._base)
+        try:
+            while block := await reader.read(PART_SIZE):
+                await self._take(block)
+        finally:
+            await reader.close()
+
+    async def _take(self, data: bytes | bytearray | memoryview) -> None:
+        """Buffer ``data``; each full part is hashed beside the loop and queued.
+
+        The part handed on is the buffer itself (cut to size, its tail moved
+        to a new buffer), so a byte is copied once on its way to obstore,
+        and hashing a part (milliseconds) runs in a thread, off the loop.
+        """
+        self._buf += data
+        while len(self._buf) >= PART_SIZE:
+            part = self._buf
+            self._buf = part[PART_SIZE:]
+            del part[PART_SIZE:]
+            await asyncio.to_thread(self._sha.update, part)
+            await self._send(part)
+
+    async def _parts(self) -> AsyncIterator[bytes | bytearray]:
+        assert self._queue is not None
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, _Failed):
+                raise item
+            yield item
+
+    async def _send(self, part: bytes | bytearray | None) -> None:
+        """Queue a part for the multipart upload (starting it), waiting while the queue is full."""
+        import obstore
+
+        if self._task is None:
+            self._queue = asyncio.Queue(maxsize=1)
+            self._task = asyncio.ensure_future(
+                obstore.put_async(
+                    self._storage.store,
+                    self._key,
+                    self._parts(),
+                    chunk_size=PART_SIZE,
+                    max_concurrency=PART_CONCURRENCY,
+                )
+            )
+        assert self._queue is not None
+        put = asyncio.ensure_future(self._queue.put(part))
+        try:
+            done, _ = await asyncio.wait({put, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            put.cancel()  # cancelled (ABOR, shutdown): the part must not land after abort()
+            raise
+        if put not in done:
+            put.cancel()
+            await self._failed()
+
+    async def _failed(self) -> None:
+        """The multipart task ended early: raise its error as the client's."""
+        assert self._task is not None
+        self._done = True
+        try:
+            await self._task
+        except Exception as exc:
+            raise store_error(exc) from None
+        raise StorageError("Upload ended early")
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._done:
+            raise StorageError("Upload is finished")
+        if not self._copied:
+            await self._copy_base()
+        await self._take(data)
+        self.size += len(data)
+
+    async def commit(self) -> FileInfo:
+        if self._done:
+            raise StorageError("Upload is finished")
+        if not self._copied:
+            await self._copy_base()
+        import obstore
+
+        self._sha.update(self._buf)
+        digest = self._sha.hexdigest()
+        store = self._storage.store
+        try:
+            if self._task is None:
+                self._done = True
+                await obstore.put_async(
+                    store,
+                    self._key,
+                    bytes(self._buf),
+                    attributes={META_SHA256: digest},
+                    mode="create" if self._exclusive else "overwrite",
+                    use_multipart=False,
+                )
+            else:
+                if self._exclusive and await self._storage.object_exists(self._key):
+                    # A multipart completion cannot be made conditional through
+                    # obstore; this check leaves a window of one request.
+                    await self.abort()
+                    raise AlreadyExists()
+                if self._buf:
+                    await self._send(self._buf)
+                await self._send(None)
+                self._done = True
+                await self._task
+                await self._storage.set_tags(self._key, {META_SHA256: digest})
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise store_error(exc) from None
+        finally:
+            self._buf = bytearray()
+        return FileInfo(
+            self._name, FileKind.FILE, self.size, time.time(), 0o644, unique_of(self._key, "f")
+        )
+
+    async def abort(self) -> None:
+        self._done = True
+        self._buf = bytearray()
+        task, self._task = self._task, None
+        if task is None or task.done():
+            if task is not None and not task.cancelled():
+                task.exception()  # retrieved: not "never retrieved"
+            return
+        queue = self._queue
+        assert queue is not None
+        await asyncio.sleep(0)  # a put cancelled just now is gone before the queue is drained
+        while not queue.empty():
+            queue.get_nowait()
+        queue.put_nowait(_Failed())
+        with contextlib.suppress(Exception, asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), ABORT_TIMEOUT)
