@@ -36,7 +36,7 @@ class AdminServer:
     server: FTPServer
     loop: asyncio.AbstractEventLoop
     thread: threading.Thread
-    db: Path
+    db: Path | str
     homes: Path
     token: str
 
@@ -59,11 +59,20 @@ class AdminServer:
         return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
 
 
-def make_db(path: Path, homes: Path, *, admins: bool = True, **account: Any) -> str:
-    """A user database with ``alice`` (and ``root`` as administrator); returns a token of root's."""
+def make_db(path: Path | str, homes: Path, *, admins: bool = True, **account: Any) -> str:
+    """A user database with ``alice`` (and ``root`` as administrator); returns a token of root's.
+
+    ``path``: an SQLite file, or a ``postgresql://`` URL.
+    """
 
     async def fill() -> str:
-        store = SQLiteUserStore(path)
+        store: Any
+        if str(path).startswith("postgresql://"):
+            from fileferry.users.postgres import PostgresUserStore
+
+            store = PostgresUserStore(str(path))
+        else:
+            store = SQLiteUserStore(Path(path))
         try:
             home = homes / USER
             home.mkdir(parents=True, exist_ok=True)
@@ -81,11 +90,16 @@ def make_db(path: Path, homes: Path, *, admins: bool = True, **account: Any) -> 
 
 
 def start(
-    tmp: Path, *, admins: bool = True, account: dict[str, Any] | None = None, **values: Any
+    tmp: Path,
+    *,
+    admins: bool = True,
+    account: dict[str, Any] | None = None,
+    db_url: str | None = None,
+    **values: Any,
 ) -> AdminServer:
     homes = tmp / "homes"
     homes.mkdir(exist_ok=True)
-    db = tmp / "users.db"
+    db: Path | str = db_url or tmp / "users.db"
     token = make_db(db, homes, admins=admins, **(account or {}))
     root = tmp / "root"
     root.mkdir(exist_ok=True)

@@ -138,3 +138,38 @@ def test_an_admin_port_in_use_is_one_line_and_status_1(tmp_path: Path, env: dict
         r = ff(env, "serve", str(served), "--db", db, "--port", "0", "--admin", f"127.0.0.1:{port}")
     assert r.returncode == 1
     assert r.stderr.strip() == f"fileferry: port {port} on 127.0.0.1 is already in use"
+
+
+@pytest.mark.parametrize("option", ["--admin", "--metrics"])
+def test_a_side_listener_in_use_names_its_own_host(
+    tmp_path: Path, env: dict[str, str], option: str
+):
+    """--admin and --metrics bind their own host: the message names it, not --host's."""
+    import socket
+
+    db = str(tmp_path / "u.db")
+    ff(env, "admin", "--db", db, "add", "ops", "--password-stdin", stdin="pw\n")
+    served = tmp_path / "served"
+    served.mkdir()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.2", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = ff(env, "serve", str(served), "--db", db, "--host", "127.0.0.1", "--port", "0",
+               option, f"127.0.0.2:{port}")  # fmt: skip
+    assert r.returncode == 1
+    assert r.stderr.strip() == f"fileferry: port {port} on 127.0.0.2 is already in use"
+
+
+def test_a_listen_error_carries_host_and_port():
+    import socket
+
+    from fileferry.server.listen import ListenError, bind_or_explain
+
+    with socket.socket(socket.AF_INET6) as taken:
+        taken.bind(("::1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ListenError) as caught:
+            bind_or_explain("::1", port)
+    assert (caught.value.host, caught.value.port) == ("::1", port)

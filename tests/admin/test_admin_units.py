@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fileferry.config.hostport import parse_host_port, split_host_port
+from fileferry.config import build
+from fileferry.config.hostport import parse_host_port, parse_listen_address, split_host_port
 from fileferry.errors import ConfigError
 from fileferry.observability import events as seen
 from fileferry.webadmin.forms import form_to_fields, parse_account
@@ -23,6 +24,9 @@ from fileferry.webadmin.stats import MINUTES, Stats
 def test_admin_addresses(text, normal, parts):
     assert parse_host_port(text, "admin") == normal
     assert split_host_port(normal) == parts
+    # --metrics reads the same text the same way (one parser for both).
+    assert parse_listen_address(text, "metrics") == parts
+    assert build({"metrics": text}).metrics.address == parts
 
 
 @pytest.mark.parametrize(
@@ -31,7 +35,10 @@ def test_admin_addresses(text, normal, parts):
         ("8021", "expected ADDR:PORT"),
         (":8021", "expected ADDR:PORT"),
         ("localhost:8021", "not an IP address"),
-        ("::1:8021", "brackets"),
+        ("::1:8021", "brackets"),  # itself an IPv6 address: refused, not guessed
+        ("[::1]8021", "expected ADDR:PORT"),
+        ("[::1:8021", "expected ADDR:PORT"),
+        ("[127.0.0.1]:80x", "0 to 65535"),
         ("127.0.0.1:70000", "0 to 65535"),
         ("127.0.0.1:http", "0 to 65535"),
     ],
@@ -40,6 +47,9 @@ def test_bad_admin_addresses_name_the_setting(text, message):
     with pytest.raises(ConfigError, match=message) as info:
         parse_host_port(text, "admin")
     assert str(info.value).startswith("admin:")
+    with pytest.raises(ConfigError, match=message) as info:
+        build({"metrics": text})
+    assert "metrics" in str(info.value)
 
 
 def test_a_form_becomes_the_json_shapes(tmp_path):

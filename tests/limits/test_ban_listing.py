@@ -94,3 +94,74 @@ def test_shared_bans_are_listed_across_a_fork():
     assert [b.key for b in defender.bans()] == ["203.0.113.5"]
     assert defender.lift("203.0.113.5")
     assert defender.bans() == []
+
+
+# -- the same, on two nodes sharing PostgreSQL (database clock, real time) ----------
+
+
+@pytest.fixture
+def pg_nodes(pg_url: str):
+    """Two nodes' ban lists on one database, with the rules the views above use."""
+    import asyncio
+    import dataclasses
+
+    from fileferry.config.model import BanLimits, LimitsConfig, ServerConfig
+    from fileferry.limits.factory import make_limits
+
+    bans = dataclasses.replace(BanLimits(), threshold=3, window=60, time=100, max_time=1000)
+    cfg = ServerConfig(limits=LimitsConfig(bans=bans, lease_time=2.0))
+    nodes = [make_limits(cfg, database=pg_url, node=name) for name in ("a", "b")]
+    yield [n.bans for n in nodes]
+    for n in nodes:
+        asyncio.run(n.quotas.close())
+
+
+def eventually(check, within: float = 10.0) -> None:
+    """Wait for ``check`` with a deadline: one node sees another's writes later."""
+    import time
+
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "not seen within the deadline"
+        time.sleep(0.02)
+
+
+def test_pg_bans_made_on_one_node_are_listed_on_the_other(pg_nodes):
+    a, b = pg_nodes
+    for key in ("192.0.2.7", "2001:db8:1:2::/64"):
+        for _ in range(3):
+            b.record_failure(key)
+    a.record_failure("198.51.100.1")  # one failure: no ban
+    assert sorted(x.key for x in b.bans()) == ["192.0.2.7", "2001:db8:1:2::/64"]
+    eventually(lambda: len(a.bans()) == 2)
+    for ban in a.bans():
+        assert ban.key in ("192.0.2.7", "2001:db8:1:2::/64")
+        assert 90 < ban.left <= 100
+        assert ban.times == 1
+        assert ban.reason == "3 failed logins within 60 s"
+
+
+def test_pg_a_lift_on_one_node_ends_the_ban_on_every_node(pg_nodes):
+    a, b = pg_nodes
+    for times in (1, 2):
+        for _ in range(3):
+            b.record_failure("192.0.2.7")  # banned by b itself, and in the database
+        eventually(lambda t=times: [x.times for x in a.bans()] == [t])
+    assert b.bans()[0].times == 2  # escalated: 200 s
+    eventually(lambda: [x.times for x in a.bans()] == [2])
+    assert a.lift("192.0.2.7") is True
+    assert a.banned_for("192.0.2.7") == 0 and a.bans() == []
+    # b forgets its own (local) ban too, within the staleness bound.
+    eventually(lambda: b.banned_for("192.0.2.7") == 0 and b.bans() == [])
+    assert a.lift("192.0.2.7") is False and b.lift("192.0.2.7") is False
+    for _ in range(3):
+        a.record_failure("192.0.2.7")  # escalation starts again at one
+    eventually(lambda: len(b.bans()) == 1)
+    (ban,) = b.bans()
+    assert ban.times == 1 and 90 < ban.left <= 100
+
+
+def test_pg_a_lift_of_an_unbanned_address_says_so(pg_nodes):
+    a, b = pg_nodes
+    b.record_failure("192.0.2.9")
+    assert a.lift("192.0.2.9") is False and b.lift("192.0.2.9") is False

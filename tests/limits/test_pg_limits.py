@@ -24,6 +24,7 @@ from fileferry.config.model import BanLimits, LimitsConfig, ServerConfig, Sessio
 from fileferry.errors import QuotaExceeded
 from fileferry.limits.factory import make_limits
 from fileferry.limits.interfaces import Figure, Limits, QuotaAccount, Reservation
+from fileferry.limits.pgschema import SCHEMA_VERSION
 
 LEASE = 2.0
 
@@ -363,9 +364,9 @@ def test_nodes_starting_at_once_create_the_tables_once(pg_url: str) -> None:
         assert errors == [] and len(made) == 4
         with psycopg.connect(pg_url) as conn:
             versions = conn.execute(
-                "SELECT version FROM fileferry_schema WHERE component = 'limits'"
+                "SELECT version FROM fileferry_schema WHERE component = 'limits' ORDER BY version"
             ).fetchall()
-            assert versions == [(1,)]
+            assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]  # each once
             nodes = conn.execute("SELECT node FROM fileferry_nodes ORDER BY node").fetchall()
             assert nodes == [("n0",), ("n1",), ("n2",), ("n3",)]
     finally:

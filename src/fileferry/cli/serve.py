@@ -127,17 +127,19 @@ def announce(
 
 def failure(cfg: ServerConfig, exc: Exception) -> int:
     """One line on stderr for a server that could not start; the exit status."""
-    from fileferry.server.app import ListenError
+    from fileferry.server.listen import ListenError
 
     if isinstance(exc, ConfigError):
         print(f"fileferry: {exc}", file=sys.stderr)
         return 2
     if isinstance(exc, OSError):
-        port = exc.port if isinstance(exc, ListenError) else cfg.port
+        # The listener that failed (--metrics and --admin have hosts of their own).
+        host, port = (exc.host, exc.port) if isinstance(exc, ListenError) else (cfg.host, cfg.port)
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         if exc.errno == errno.EADDRINUSE:
-            print(f"fileferry: port {port} on {cfg.host} is already in use", file=sys.stderr)
+            print(f"fileferry: port {port} on {host} is already in use", file=sys.stderr)
         else:
-            print(f"fileferry: cannot listen on {cfg.host}:{port}: {exc.strerror}", file=sys.stderr)
+            print(f"fileferry: cannot listen on {where}: {exc.strerror}", file=sys.stderr)
         return 1
     print(f"fileferry: {exc}", file=sys.stderr)
     return 1

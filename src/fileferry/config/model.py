@@ -18,8 +18,8 @@ from typing import Literal
 
 from fileferry.config.describe import setting
 from fileferry.config.hooks import HookConfig
-from fileferry.config.hostport import parse_host_port
-from fileferry.config.parsers import parse_listen_address, parse_node_name
+from fileferry.config.hostport import parse_host_port, parse_listen_address
+from fileferry.config.parsers import parse_node_name
 from fileferry.errors import ConfigError
 from fileferry.users import fields as account_fields
 

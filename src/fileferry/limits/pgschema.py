@@ -70,6 +70,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX fileferry_reservations_key ON fileferry_reservations (key)",
     ),
+    (
+        # When an operator last lifted the key's ban (database clock): every
+        # node polls for lifts newer than the last it saw, to end its own
+        # local ban of the key too.
+        "ALTER TABLE fileferry_bans ADD COLUMN lifted DOUBLE PRECISION NOT NULL DEFAULT 0",
+        "CREATE INDEX fileferry_bans_lifted ON fileferry_bans (lifted)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

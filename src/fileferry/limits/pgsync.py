@@ -29,6 +29,14 @@ the last slot (the cap is then exceeded by those few, never more). The
 total cap, ``max_sessions``, stays per node: it protects the node's own
 sockets and memory.
 
+**Lifts.** An operator's lift (the web admin) ends the ban on the node
+that lifts it at once; its write (clear the key's row, stamp ``lifted``) is
+queued for the thread and woken like a failure. Every node polls for lifts
+newer than the last it saw and ends its own local ban of the key too, so a
+lift holds on every node within the same bound. Until written, a lifted
+key is kept out of the mirror, so a refresh already in flight cannot bring
+the ban back.
+
 **Leases.** Every instance renews its ``fileferry_nodes`` row; readers
 count the sessions and reservations of live instances only. A node killed
 with -9 therefore stops counting ``lease_time`` seconds after its last
@@ -51,7 +59,8 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from fileferry.limits.local import TOO_MANY, Defender
+from fileferry.limits.interfaces import Ban
+from fileferry.limits.local import TOO_MANY, Defender, ban_reason
 from fileferry.limits.pgschema import migrate
 
 if TYPE_CHECKING:
@@ -65,6 +74,8 @@ ADDRESS, ACCOUNT = "a", "u"
 CONNECT_TIMEOUT = 10
 #: Every this many refreshes, one sweep of expired instances and old bans.
 SWEEP_EVERY = 20
+#: Lifts remembered for the seam between two looks (a flood of lifts keeps the newest).
+MAX_LIFTS = 10_000
 #: Seconds between two writes at least: a burst of connections is one write.
 MIN_GAP = 0.05
 
@@ -107,6 +118,16 @@ class Cluster:
         self.others: dict[str, dict[str, int]] = {ADDRESS: {}, ACCOUNT: {}}
         #: Client key -> monotonic time its ban ends, replaced whole at each refresh.
         self.banned: dict[str, float] = {}
+        #: Client key -> how many times it was banned (for the operators' list).
+        self.ban_times: dict[str, int] = {}
+        #: Keys an operator lifted here, not yet written.
+        self._lifting: set[str] = set()
+        #: Keys lifted on any node since the seam last looked, and a count of them
+        #: (one integer compare on the login path tells there is nothing new).
+        self.lifted: list[str] = []
+        self.lift_serial = 0
+        #: The newest ``lifted`` stamp seen (database clock).
+        self._lift_mark = 0.0
         self._wake = threading.Event()
         self._stopping = False
         self._ticks = 0
@@ -114,6 +135,8 @@ class Cluster:
         self._conn: psycopg.Connection[Any] | None = self._connect()
         with self._conn.transaction():
             self._register(self._conn)
+        row = self._conn.execute(f"SELECT {_NOW}").fetchone()
+        self._lift_mark = float(row[0]) if row else 0.0  # older lifts ended nothing here
         self._refresh(self._conn)
         self._thread = threading.Thread(target=self._run, name="fileferry-cluster", daemon=True)
         self._thread.start()
@@ -143,6 +166,21 @@ class Cluster:
             self._failures[key] += 1
         self._wake.set()
 
+    def lift(self, key: str) -> None:
+        """End ``key``'s ban cluster-wide: out of the mirror now, in the database soon."""
+        with self.lock:
+            self._lifting.add(key)
+            self._failures.pop(key, None)  # forgotten with the ban
+            self.banned.pop(key, None)
+            self.ban_times.pop(key, None)
+        self._wake.set()
+
+    def take_lifts(self) -> list[str]:
+        """The keys lifted on any node since the last call (for the seam's local bans)."""
+        with self.lock:
+            lifted, self.lifted = self.lifted, []
+        return lifted
+
     def close(self) -> None:
         """Stop the writer, score what is queued, and give the lease up (frees its rows)."""
         self._stopping = True
@@ -153,6 +191,7 @@ class Cluster:
             return
         try:
             with contextlib.suppress(psycopg.Error):
+                self._write_lifts(conn)
                 self._score(conn)
                 conn.execute("DELETE FROM fileferry_nodes WHERE instance = %s", (self.instance,))
         finally:
@@ -231,6 +270,7 @@ class Cluster:
             with self.lock:
                 self._dirty.update((k, key) for k, key, _ in changes)
             raise
+        self._write_lifts(conn)  # first: failures queued after a lift count afresh
         self._score(conn)
         self._refresh(conn)
         self._ticks += 1
@@ -295,14 +335,30 @@ class Cluster:
                 self._failures.update(+queued)  # scored later, not lost
             raise
 
+    def _write_lifts(self, conn: psycopg.Connection[Any]) -> None:
+        """Clear the lifted keys' rows: no ban, no failures, escalation back to the start."""
+        with self.lock:
+            keys = sorted(self._lifting)
+        for key in keys:
+            conn.execute(
+                f"UPDATE fileferry_bans SET failures = '{{}}', bans = 0, until = 0,"
+                f" lifted = {_NOW}, seen = {_NOW} WHERE key = %s",
+                (key,),
+            )
+            with self.lock:  # written: a refresh may show the key again if re-banned
+                self._lifting.discard(key)
+
     def _refresh(self, conn: psycopg.Connection[Any]) -> None:
         now = time.monotonic()
-        banned = {
-            key: now + left
-            for key, left in conn.execute(
-                f"SELECT key, until - {_NOW} FROM fileferry_bans WHERE until > {_NOW}"
-            )
-        }
+        banned: dict[str, float] = {}
+        times: dict[str, int] = {}
+        for key, left, count in conn.execute(
+            f"SELECT key, until - {_NOW}, bans FROM fileferry_bans WHERE until > {_NOW}"
+        ):
+            banned[key], times[key] = now + left, int(count)
+        lifts = conn.execute(
+            "SELECT key, lifted FROM fileferry_bans WHERE lifted > %s", (self._lift_mark,)
+        ).fetchall()
         others: dict[str, dict[str, int]] = {ADDRESS: {}, ACCOUNT: {}}
         for kind, key, n in conn.execute(
             "SELECT s.kind, s.key, SUM(s.count)::int FROM fileferry_sessions s"
@@ -311,7 +367,15 @@ class Cluster:
             (self.instance,),
         ):
             others[kind][key] = n
-        self.banned, self.others = banned, others
+        with self.lock:
+            for key in self._lifting:
+                banned.pop(key, None)
+            if lifts:
+                self._lift_mark = max(float(stamp) for _, stamp in lifts)
+                self.lifted.extend(key for key, _ in lifts)
+                del self.lifted[:-MAX_LIFTS]
+                self.lift_serial += 1
+            self.banned, self.ban_times, self.others = banned, times, others
 
     def _sweep(self, conn: psycopg.Connection[Any]) -> None:
         """Forget instances dead for a whole lease more, and bans long over."""
@@ -382,13 +446,51 @@ class ClusterBans:
         self._cluster = cluster
         bans = cluster.bans
         self._local = Defender(bans.threshold, bans.window, bans.time, bans.max_time)
+        self._reason = ban_reason(bans.threshold, bans.window)
+        self._lifts_seen = 0
+
+    def _catch_up(self) -> None:
+        """End the local bans of keys lifted on any node since the last look."""
+        serial = self._cluster.lift_serial
+        if serial != self._lifts_seen:
+            self._lifts_seen = serial
+            for key in self._cluster.take_lifts():
+                self._local.lift(key)
 
     def banned_for(self, key: str) -> float:
+        if self._cluster.lift_serial != self._lifts_seen:
+            self._catch_up()
         mine = self._local.banned_for(key)
         until = self._cluster.banned.get(key)
         theirs = until - time.monotonic() if until is not None else 0.0
         return max(mine, theirs, 0.0)
 
     def record_failure(self, key: str) -> bool:
+        self._catch_up()
         self._cluster.failed(key)
         return self._local.record_failure(key)
+
+    def bans(self) -> list[Ban]:
+        """This node's own bans and the database's (as last mirrored), longest first."""
+        self._catch_up()
+        found = {ban.key: ban for ban in self._local.bans()}
+        now = time.monotonic()
+        cluster = self._cluster
+        with cluster.lock:
+            mirrored = [
+                (k, until - now, cluster.ban_times.get(k, 1)) for k, until in cluster.banned.items()
+            ]
+        for key, left, times in mirrored:
+            mine = found.get(key)
+            if left > 0 and (mine is None or mine.left < left):
+                found[key] = Ban(key, left, max(times, mine.times if mine else 0), self._reason)
+        return sorted(found.values(), key=lambda b: -b.left)
+
+    def lift(self, key: str) -> bool:
+        """End ``key``'s ban here at once and on every node within the staleness bound."""
+        self._catch_up()
+        was = self.banned_for(key) > 0
+        self._local.lift(key)
+        if was:  # a write for nothing could land after a newer ban, and end it
+            self._cluster.lift(key)
+        return was

@@ -27,8 +27,11 @@ from fileferry.protocol.commands import CoreConfig, site_commands
 from fileferry.server.accounts import AccountRegistry
 from fileferry.server.control import ControlConnection
 from fileferry.server.datapath import DataPaths
+from fileferry.server.listen import LISTEN_BACKLOG, bind_or_explain
+from fileferry.server.listen import tune_control as _tune
 from fileferry.server.ports import PassiveShare, share_of
 from fileferry.server.proxied import TrustedProxies
+from fileferry.server.shutdown import ABORT_WAIT, StopDeadline, wait_tasks
 from fileferry.server.sweeper import Sweeper
 from fileferry.server.tlspump import PUMP_THREADS, PumpPool
 from fileferry.storage.base import Capabilities, Storage
@@ -224,75 +227,6 @@ class App:
             shutil.rmtree(self._self_signed.directory, ignore_errors=True)
 
 
-#: Pending connections the kernel may queue for us (capped by net.core.somaxconn).
-#: asyncio would otherwise re-listen with 100, and a burst of clients (300
-#: logging in at once) would overflow it and wait for SYN retransmits.
-LISTEN_BACKLOG = 4096
-
-
-def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
-    """The listening socket; ``::`` is dual stack (IPv4 clients too).
-
-    No ``SO_REUSEPORT`` for a server: with it, a second server started on
-    the same port by the same user would join ours and the kernel would
-    split the clients between the two. Worker processes share one socket
-    instead (bound by the parent, inherited; see ``server/workers.py``), so
-    any second server fails with "address already in use". ``reuse_port``
-    is for the worker threads of the test harness (``server/thread.py``).
-    """
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, _, _, _, addr = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        sock.bind(addr)
-        sock.listen(LISTEN_BACKLOG)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-#: Seconds sessions get, after their transfers were aborted, to send the last
-#: replies and release what they hold before they are cancelled.
-ABORT_WAIT = 10.0
-
-
-async def _wait_tasks(tasks: Iterable[asyncio.Task[None]], timeout: float) -> None:
-    pending = set(tasks)
-    if pending:
-        await asyncio.wait(pending, timeout=timeout)
-
-
-class ListenError(OSError):
-    """A listening socket could not be opened; ``port`` says which one."""
-
-    def __init__(self, errno_: int | None, strerror: str | None, port: int) -> None:
-        super().__init__(errno_, strerror)
-        self.port = port
-
-
-def _tune(sock: socket.socket) -> None:
-    """Options every control connection gets."""
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        # Telnet "urgent" bytes (sent with ABOR) stay in the stream to be parsed.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
-
-
-def bind_or_explain(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
-    """:func:`bind_socket`, failing with a :class:`ListenError` that names the port."""
-    try:
-        return bind_socket(host, port, reuse_port=reuse_port)
-    except OSError as exc:
-        raise ListenError(exc.errno, exc.strerror, port) from exc
-
-
 class FTPServer:
     """A running fileferry server; use ``async with FTPServer(config):`` or start/stop."""
 
@@ -321,10 +255,8 @@ class FTPServer:
         #: The live sessions' connections, for a drain to talk to.
         self._connections: dict[asyncio.Task[None], ControlConnection] = {}
         self._draining = False
-        #: When a stop under way aborts what still runs (loop time), and the
-        #: event that tells it a later ``stop`` moved that moment closer.
-        self._deadline = 0.0
-        self._hurried = asyncio.Event()
+        #: When a stop under way aborts what still runs; a later ``stop`` moves it closer.
+        self._deadline = StopDeadline()
         #: The web admin (``--admin``), once started; see server/adminhost.py.
         self.admin: AdminService | None = None
 
@@ -536,34 +468,32 @@ class FTPServer:
         Called again while a stop is under way, it brings that stop's end
         forward to its own ``grace`` and returns when the server stopped.
         """
-        loop = asyncio.get_running_loop()
         if self._draining:
-            self._deadline = min(self._deadline, loop.time() + grace)
-            self._hurried.set()
+            self._deadline.hurry(grace)
             await self._stopped.wait()
             return
         self._draining = True
-        self._deadline = loop.time() + grace
+        self._deadline.set(grace)
         if self._server is not None:
             self._server.close()
         if self._implicit is not None:
             self._implicit.stop_accepting()
         for conn in list(self._connections.values()):
             conn.drain()
-        await self._await_sessions()
+        await self._deadline.wait(self.app.sessions)
         if self.app.sessions:
             if grace > 0:
                 log.warning("shutdown: grace over, aborting %d session(s)", len(self.app.sessions))
             for conn in list(self._connections.values()):
                 conn.abort_for_shutdown()
-            await _wait_tasks(self.app.sessions, ABORT_WAIT)
+            await wait_tasks(self.app.sessions, ABORT_WAIT)
         # What did not end by itself (a handler stuck in storage) is cancelled.
         sessions = list(self.app.sessions)
         for task in sessions:
             task.cancel()
         if self._implicit is not None:
             self._implicit.close()
-        await _wait_tasks(sessions, 10)
+        await wait_tasks(sessions, 10)
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
@@ -573,22 +503,6 @@ class FTPServer:
             await self._metrics_http.close()
         await self.app.close()
         self._stopped.set()
-
-    async def _await_sessions(self) -> None:
-        """Until every session ended or the deadline (which may move closer) passed."""
-        loop = asyncio.get_running_loop()
-        while self.app.sessions:
-            left = self._deadline - loop.time()
-            if left <= 0:
-                return
-            self._hurried.clear()
-            hurried = loop.create_task(self._hurried.wait())
-            try:
-                await asyncio.wait(
-                    {*self.app.sessions, hurried}, timeout=left, return_when=asyncio.FIRST_COMPLETED
-                )
-            finally:
-                hurried.cancel()
 
     async def __aenter__(self) -> FTPServer:
         await self.start()

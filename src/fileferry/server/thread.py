@@ -33,7 +33,8 @@ from typing import Any, TypeVar
 from fileferry.config import ServerConfig
 from fileferry.limits.shared import SharedLimits
 from fileferry.server import eventloop
-from fileferry.server.app import FTPServer, bind_or_explain
+from fileferry.server.app import FTPServer
+from fileferry.server.listen import bind_or_explain
 from fileferry.server.workers import worker_config
 
 T = TypeVar("T")

@@ -56,7 +56,7 @@ from fileferry.config import ServerConfig, updated
 from fileferry.errors import ConfigError
 from fileferry.limits.shared import SharedLimits
 from fileferry.server import eventloop
-from fileferry.server.app import bind_or_explain
+from fileferry.server.listen import bind_or_explain
 from fileferry.server.supervisor import Supervisor, WorkerStartError
 
 log = logging.getLogger("fileferry.workers")

@@ -3,7 +3,8 @@
 * **Same contract as SQLite.** :class:`PostgresUserStore` is a
   :class:`HashedUserStore` and a :class:`UserAdmin`; the server, the
   ``fileferry user`` commands and the contract tests cannot tell it from
-  :class:`~fileferry.users.sqlite.SQLiteUserStore`.
+  :class:`~fileferry.users.sqlite.SQLiteUserStore`. It holds the web
+  administrators too (:mod:`fileferry.users.pgadmins`, migration 2).
 * **Read at every login, never cached.** ``find`` is one round trip that
   returns the user with its folder rules and virtual folders. A password
   changed through any node is therefore in force at the next login on every
@@ -50,6 +51,7 @@ from fileferry.users.base import (
     upgrade_hash,
 )
 from fileferry.users.fields import check_account
+from fileferry.users.pgadmins import ADMIN_TABLES, PostgresAdmins
 from fileferry.users.pgurl import redact
 
 _T = TypeVar("_T")
@@ -96,6 +98,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (user_id, path)
         )""",
     ),
+    ADMIN_TABLES,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 #: The component this module migrates in ``fileferry_schema`` (limits have their own).
@@ -200,7 +203,7 @@ def _write_children(cur: psycopg.Cursor[Any], uid: int, account: Account) -> Non
         )
 
 
-class PostgresUserStore(HashedUserStore, UserAdmin):
+class PostgresUserStore(HashedUserStore, UserAdmin, PostgresAdmins):
     """Users in the PostgreSQL database at ``url``, migrated on construction.
 
     ``url``: a libpq connection URI (``postgresql://`` or ``postgres://``).
