@@ -197,3 +197,63 @@ def test_a_full_disk_under_the_xferlog_is_logged_once(caplog: pytest.LogCaptureF
     assert [r.getMessage() for r in warnings] == [
         "cannot write the xferlog /dev/full: No space left on device"
     ]
+
+
+def test_tls_handshakes_of_implicit_and_data_connections_are_counted(tmp_path: Path) -> None:
+    """AUTH TLS arrives as an event; implicit FTPS and PROT P handshakes are counted too."""
+    import socket
+    import ssl
+
+    from obskit import ReusingFTP_TLS
+
+    cfg = config.build(
+        {
+            "root": str(tmp_path),
+            "port": 0,
+            "write": True,
+            "login_failure_delay": 0,
+            "tls_self_signed": True,
+            "tls_implicit_port": 0,
+            "users": (config.parse_user_spec("alice:pw"),),
+        }
+    )
+    metrics = Metrics()
+    client_tls = ssl.create_default_context()
+    client_tls.check_hostname = False
+    client_tls.verify_mode = ssl.CERT_NONE
+
+    def tls_counts() -> tuple[float, float]:
+        scraped = samples(metrics.exposition().decode())
+        return (
+            value(scraped, "fileferry_tls_handshakes_total", result="ok"),
+            value(scraped, "fileferry_tls_handshakes_total", result="failed"),
+        )
+
+    with ServerThread(cfg, observers=[metrics]) as srv:
+        assert srv.server is not None
+        implicit = srv.server.implicit_address
+        assert implicit is not None
+        # Explicit: AUTH TLS (an event) and one PROT P data connection.
+        f = ReusingFTP_TLS(context=client_tls, timeout=20)
+        f.connect(*srv.address)
+        f.auth()
+        f.login("alice", "pw")
+        f.prot_p()
+        f.storbinary("STOR a.bin", io.BytesIO(b"a" * 1000))
+        f.quit()
+        until(lambda: tls_counts() == (2, 0), what="control and data handshakes counted")
+        # Implicit FTPS: one good handshake, then clear text where a hello belongs.
+        raw = socket.create_connection(implicit, timeout=20)
+        with client_tls.wrap_socket(raw, server_hostname="localhost") as good:
+            assert good.recv(4096).startswith(b"220")
+        with socket.create_connection(implicit, timeout=20) as bad:
+            bad.sendall(b"USER alice\r\n" * 20)
+            heard = b""
+            try:
+                while chunk := bad.recv(4096):
+                    heard += chunk
+            except ConnectionResetError:
+                pass
+            assert b"220" not in heard  # refused at the handshake: no session began
+        until(lambda: tls_counts() == (3, 1), what="implicit handshakes counted")
+    assert (tmp_path / "a.bin").read_bytes() == b"a" * 1000

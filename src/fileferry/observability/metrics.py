@@ -124,7 +124,7 @@ class Metrics:
         )
         self.tls = Counter(
             "fileferry_tls_handshakes",
-            "TLS handshakes on control connections (AUTH TLS) by result.",
+            "TLS handshakes by result: AUTH TLS, implicit FTPS and PROT P data connections.",
             ["result"],
             **r,
         )
@@ -166,6 +166,10 @@ class Metrics:
             self.tls.labels(_TLS_RESULTS[kind]).inc()
         elif kind is seen.StorageFailed:
             self.storage_errors.labels(self.backend, event.error).inc()  # type: ignore[attr-defined]
+
+    def count_tls(self, result: str) -> None:
+        """A handshake that is no session event (implicit FTPS, a PROT P data connection)."""
+        self.tls.labels(result).inc()
 
     def count_command(self, verb: str, code: int) -> None:
         """One command got its final reply: counted in a dictionary, published later.

@@ -129,6 +129,9 @@ class App:
         self._own_observers = own
         #: What ``/metrics`` renders, if metrics are on.
         self.metrics = next((o for o in chosen if hasattr(o, "exposition")), None)
+        #: Counts TLS handshakes of data and implicit connections (control
+        #: connections' AUTH TLS reach the metrics as events).
+        self.count_tls: Callable[[str], None] | None = getattr(self.metrics, "count_tls", None)
         #: The ``before_reply`` upload hooks, as the check each upload passes.
         self.upload_gate: UploadGate | None = (
             self.hooks.check_upload if self.hooks is not None and self.hooks.gates else None
@@ -390,6 +393,7 @@ class FTPServer:
                 handshake_timeout=self.config.data.accept_timeout,
                 run=self._session,
                 identify=self.app.proxies.implicit_client if self.app.proxies else None,
+                on_handshake=self.app.count_tls,
             )
         if self.config.admin.listen is not None:
             try:

@@ -77,6 +77,11 @@ class Services(Protocol):
         ...
 
     @property
+    def count_tls(self) -> Callable[[str], None] | None:
+        """Counts a TLS handshake on a data or implicit connection by result (metrics)."""
+        ...
+
+    @property
     def upload_gate(self) -> UploadGate | None:
         """The check a committed upload passes before its 226 (``before_reply`` hooks)."""
         ...

@@ -106,6 +106,7 @@ class ControlConnection:
             share=services.passive_share,
             on_expired=self._passive_expired,
             proxies=services.proxies,
+            on_handshake=services.count_tls,
         )
         self.transfer_task: asyncio.Task[None] | None = None
         self.transfer_job: transfers.Job | None = None

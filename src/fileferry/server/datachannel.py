@@ -61,8 +61,11 @@ class DataChannel:
         share: ports.PassiveShare | None = None,
         on_expired: Callable[[int], None] | None = None,
         proxies: TrustedProxies | None = None,
+        on_handshake: Callable[[str], None] | None = None,
     ) -> None:
         self.peer_host = peer_host
+        #: Told "ok" or "failed" per PROT P handshake (the metrics), when someone counts.
+        self.on_handshake = on_handshake
         self.local_host = local_host
         self.family = family
         self.passive_ports = passive_ports
@@ -277,11 +280,21 @@ class DataChannel:
                 await protected.handshake(require_reuse)
         except TimeoutError:
             self.close()
+            self._handshake_result("failed")
             raise DataConnectionError("TLS handshake timed out") from None
+        except DataConnectionError:
+            self.close()
+            self._handshake_result("failed")
+            raise
         except BaseException:
             self.close()
             raise
+        self._handshake_result("ok")
         return protected
+
+    def _handshake_result(self, result: str) -> None:
+        if self.on_handshake is not None:
+            self.on_handshake(result)
 
     async def _connect_active(self, host: str, port: int) -> socket.socket:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET

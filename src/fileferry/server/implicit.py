@@ -63,6 +63,7 @@ class ImplicitListener:
         handshake_timeout: float,
         run: SessionRunner,
         identify: Identify | None = None,
+        on_handshake: Callable[[str], None] | None = None,
     ) -> None:
         sock.listen(backlog)
         sock.setblocking(False)
@@ -73,6 +74,8 @@ class ImplicitListener:
         self._timeout = handshake_timeout
         self._run = run
         self._identify = identify
+        #: Told "ok" or "failed" per handshake (the metrics), when someone counts.
+        self._on_handshake = on_handshake
         self._tasks: set[asyncio.Task[None]] = set()
         self._acceptor = asyncio.get_running_loop().create_task(self._accept_forever())
 
@@ -132,7 +135,11 @@ class ImplicitListener:
             if not isinstance(exc, (OSError, ssl.SSLError, TimeoutError, ConnectionError)):
                 raise
             log.info("implicit TLS handshake with %s failed: %s", key, exc)
+            if self._on_handshake is not None:
+                self._on_handshake("failed")
             return
+        if self._on_handshake is not None:
+            self._on_handshake("ok")
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         await self._run(reader, writer, context, key, client)
 
