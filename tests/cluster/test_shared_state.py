@@ -104,7 +104,7 @@ def test_a_quota_is_one_figure_across_nodes(backend: Backend, tmp_path: Path) ->
         on_b.quit()
 
 
-def _eventually(check: Callable[[], bool], what: str, timeout: float = 3.0) -> None:
+def _eventually(check: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
     """Until ``check`` holds: shared figures reach the other node within a staleness bound."""
     deadline = time.monotonic() + timeout
     while not check():
