@@ -25,9 +25,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from clusterbackends import SHARED_BACKENDS, add_user, make_backend
 from clusterkit import CLIENT, USERS, Backend, Cluster, Node, fileferry, running
-
-from conftest import SHARED_BACKENDS, add_user, make_backend
 
 PER_NODE = "with SQLite, bans, session counts and quota figures are per node"
 #: A client address of its own, so a ban here touches no other test.

@@ -7,6 +7,7 @@ what is on disk afterwards: bytes by sha256, inodes, sizes, hidden files.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ftplib
 import hashlib
@@ -26,7 +27,9 @@ import pytest
 
 from fileferry import config
 from fileferry.observability import events as seen
+from fileferry.server.datapath.run import DRAIN_LIMIT, RECV_BUFFER
 from fileferry.server.thread import ServerThread
+from fileferry.server.zerocopy import PIPE_SIZE
 from fileferry.storage.local import TEMP_PREFIX
 
 MB = 1024 * 1024
@@ -234,10 +237,61 @@ def test_a_refused_upload_is_cut_off_at_the_quota(root: Path) -> None:
         f.voidcmd("NOOP")  # observers run after the turn that sent the 552: now they ran
         [stor] = finished.events
         assert stor.reply_code == 552
-        # The quota, one receive buffer, and the brief drain (4 MiB) that lets a
-        # client which overshot a little read the 552: 17 MB were read before.
-        assert stor.bytes < MB + 5 * MB, stor.bytes
+        # The quota, the one step of reading that the quota refuses, and the
+        # brief drain that lets a client which overshot a little read the 552:
+        # 17 MB were read before. A step is a receive buffer on the loop path
+        # but a whole pipe (1 MiB) on the splice path this upload takes, so the
+        # cap is reached exactly when the splices before fill the quota.
+        step = max(RECV_BUFFER, PIPE_SIZE)
+        assert stor.bytes <= MB + step + DRAIN_LIMIT, stor.bytes
         assert not (root / "big.bin").exists() and not hidden(root)
+        f.quit()
+
+
+def test_the_next_transfer_survives_the_end_of_a_refused_one(root: Path) -> None:
+    """A PASV sent right after a 552 keeps its listener when the refused transfer ends.
+
+    The server drains a refused data connection briefly after the 552, and
+    it used to release the session's data channel only when that drain was
+    over: a client that read the 552 and at once sent PASV got its new
+    listener closed under it (its queued connection reset; "connection
+    reset" in an ftplib retry one run in twenty). The refused transfer's
+    end (its TransferFinished, sent after the drain) is awaited here
+    before the new transfer runs, so the old order fails every time.
+    """
+    finished = Finished()
+    cfg = config.build(
+        {
+            "root": str(root),
+            "port": 0,
+            "anonymous": False,
+            "login_failure_delay": 0,
+            "users": quota_user(1000),
+        }
+    )
+    with ServerThread(cfg, observers=[finished]) as srv:
+        f = login(srv.address)
+        old = f.transfercmd("STOR big.bin")
+        old.sendall(b"x" * 5000)  # over the quota, small enough to sit in socket buffers
+        with pytest.raises(ftplib.error_perm, match=r"^552"):
+            f.voidresp()
+        host, port = ftplib.parse227(f.sendcmd("PASV"))
+        new = socket.create_connection((host, port), timeout=30)
+        try:
+            with contextlib.suppress(OSError):  # already reset is an end too
+                old.shutdown(socket.SHUT_WR)  # lets the drain end now
+            old.close()
+            wait_until(lambda: len(finished.events) == 1, "the refused transfer to end")
+            assert finished.events[0].reply_code == 552
+            data = os.urandom(1000)  # exactly the quota
+            assert f.sendcmd("STOR big.bin").startswith("150")
+            new.sendall(data)
+        finally:
+            new.close()
+        assert f.voidresp().startswith("226")
+        got = (root / "big.bin").read_bytes()
+        assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest()
+        assert not hidden(root)
         f.quit()
 
 

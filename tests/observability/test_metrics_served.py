@@ -105,15 +105,20 @@ def test_counters_move_by_exactly_the_traffic(tmp_path: Path, workers: int) -> N
         before = served.scrape()
         _known_traffic(served)
         # The last session's events are delivered after its reply: wait for them.
-        after = until(
+        until(
             lambda: (
                 (s := served.scrape())
                 and value(s, "fileferry_logins_total", result="failure") >= 1
                 and value(s, "fileferry_sessions") == 0
-                and s
             ),
             what="the last session's events",
         )
+        # A scrape reads the metrics one after another (with workers, one file
+        # after another) while the server writes them, so the scrape that saw
+        # the gauge at 0 may hold counters read before the session's end. A
+        # session's counts are published before its gauge drops: a scrape
+        # begun after the gauge was seen at 0 holds all of them.
+        after = served.scrape()
         assert _deltas(before, after) == EXPECTED
         for size in SIZES:
             assert (tmp_path / "root" / f"f{size}.bin").read_bytes() == _payload(size)
@@ -127,10 +132,8 @@ def test_a_killed_worker_keeps_its_counts_and_drops_its_sessions(tmp_path: Path)
     served = _serve(tmp_path, 2)
     try:
         _known_traffic(served)
-        counted = until(
-            lambda: (s := served.scrape()) and value(s, "fileferry_sessions") == 0 and s,
-            what="all sessions closed",
-        )
+        until(lambda: value(served.scrape(), "fileferry_sessions") == 0, what="all sessions closed")
+        counted = served.scrape()  # begun after the gauge was seen at 0: see above
         # Sessions held open on both workers (the kernel deals them out).
         with ThreadPoolExecutor(8) as pool:
             held = list(pool.map(lambda _: served.ftp("bob", "pw"), range(8)))

@@ -156,8 +156,10 @@ class Metrics:
             self.sessions.inc()
             self.connections.inc()
         elif kind is seen.SessionClosed:
+            # Its commands are published before the gauge drops: a scraper
+            # that sees the session gone must also see all it did.
+            self.flush_commands()
             self.sessions.dec()
-            self.flush_commands()  # a session's commands are all counted once it ended
         elif kind in _LOGIN_RESULTS:
             self.logins.labels(_LOGIN_RESULTS[kind]).inc()
         elif kind is seen.Banned:

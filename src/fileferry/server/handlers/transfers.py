@@ -279,15 +279,24 @@ async def _run(ctx: SessionContext, ev: events.Transfer, job: Job) -> None:
         # Answer at once, then stop: the client must not send the rest of a
         # refused file first (a brief drain lets one that overshot a little
         # read the reply instead of a reset).
+        # The session's data channel is released BEFORE the 552: once the
+        # client reads it, it may send PASV and STOR at once, and a close
+        # after the drain would then shut the listener (or connection) of
+        # that next transfer. Only the refused connection itself is drained.
         await job.discard()
+        drain = dc is not None and ctx.data.connection is dc  # not after a commit's refusal
+        if drain:
+            ctx.data.connection = None
+        ctx.data.close()
         result = exc.reply_code
         _storage_failed(ctx, job, exc)
         ctx.reply(Reply(exc.reply_code, exc.message), ev)
-        try:
-            if dc is not None and ctx.data.connection is dc:  # not after a commit's refusal
+        if drain:
+            assert dc is not None
+            try:
                 await job.after_refusal(dc)
-        finally:
-            ctx.data.close()
+            finally:
+                dc.close(graceful=False)
     except StorageError as exc:
         await job.discard()
         ctx.data.close()
