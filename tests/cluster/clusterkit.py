@@ -12,9 +12,9 @@ The layout is the one docs/scale-out.md describes, shrunk onto one machine:
   can only be the client's if it came from the PROXY header.
 
 What the nodes share is a :class:`Backend`: a storage root and a user
-database, local folder and SQLite today. A PostgreSQL ``--db`` or an
-``s3://`` root is another ``Backend`` (a fixture that starts the service
-and returns its URLs); nothing else here changes.
+database: a local folder and SQLite, a local folder and PostgreSQL, or an
+``s3://`` prefix of a SeaweedFS bucket and PostgreSQL (``conftest.py``
+starts the services and returns their URLs); nothing else here changes.
 """
 
 from __future__ import annotations
@@ -30,9 +30,11 @@ import socket
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 #: Where clients connect from (a loopback address of its own).
 CLIENT = "127.0.0.5"
@@ -55,6 +57,58 @@ class Backend:
     db: str
     #: Extra environment for the nodes and ``fileferry user`` (a password...).
     env: dict[str, str] = field(default_factory=dict)
+    #: The S3 server when ``root`` is an ``s3://`` URL (``tests/services/seaweed.py``).
+    store: Any = None
+
+    @property
+    def on_s3(self) -> bool:
+        return self.root.startswith("s3://")
+
+    def home(self, user: str) -> str:
+        """A user's home under the shared root: a folder, or a key prefix of the bucket."""
+        return f"{self.root}/{user}" if self.on_s3 else str(Path(self.root) / user)
+
+    def stored(self, user: str) -> dict[str, int]:
+        """Every name under ``user``'s home, hidden ones too, and its size, from the store itself.
+
+        Read past fileferry (the folder, or ListObjectsV2 on the bucket): a
+        temp file or object left behind by a refused upload shows here even
+        though no FTP listing would show it.
+        """
+        if not self.on_s3:
+            home = Path(self.home(user))
+            return {p.name: p.stat().st_size for p in home.iterdir()} if home.exists() else {}
+        prefix = self._prefix(user)
+        return {k[len(prefix) :]: size for k, size in _list_objects(self.store, prefix)}
+
+    def _prefix(self, user: str) -> str:
+        return self.root.removeprefix(f"s3://{self.store.bucket}/") + f"/{user}/"
+
+    def pending(self, user: str) -> list[str]:
+        """Multipart uploads begun under ``user``'s home and never completed nor aborted."""
+        if not self.on_s3:
+            return []
+        return list(self.store.pending_uploads(self._prefix(user)))
+
+
+_S3 = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+
+
+def _list_objects(store: Any, prefix: str) -> list[tuple[str, int]]:
+    """Every object under ``prefix`` with its size (ListObjectsV2, all pages, signed)."""
+    found: list[tuple[str, int]] = []
+    query = {"list-type": "2", "prefix": prefix}
+    while True:
+        status, body = store.request("GET", f"/{store.bucket}", query)
+        if status != 200:
+            raise RuntimeError(f"ListObjectsV2: HTTP {status} {body[:300]!r}")
+        page = ET.fromstring(body)
+        for item in page.iter(f"{_S3}Contents"):
+            found.append((item.findtext(f"{_S3}Key") or "", int(item.findtext(f"{_S3}Size") or 0)))
+        token = page.findtext(f"{_S3}NextContinuationToken")
+        if page.findtext(f"{_S3}IsTruncated") != "true" or not token:
+            return found
+        query = {**query, "continuation-token": token}
 
 
 def haproxy_binary() -> str:
@@ -314,8 +368,10 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def running(workdir: Path, backend: Backend, count: int = 2) -> Iterator[Cluster]:
-    cluster = Cluster(workdir, backend, count)
+def running(
+    workdir: Path, backend: Backend, count: int = 2, width: int = RANGE_WIDTH
+) -> Iterator[Cluster]:
+    cluster = Cluster(workdir, backend, count, width)
     try:
         yield cluster.start()
     finally:

@@ -1,10 +1,11 @@
 """Fixtures of the cluster tests: what the nodes share, and the cluster in front of it.
 
-``backend`` is parametrised by name: a local folder and an SQLite database
-for every module; ``test_shared_state.py`` also runs on a local folder and
-PostgreSQL (``local-postgres``), whose limits the nodes share. A backend
-that needs a service starts it (failing, not skipping, when it is missing)
-and returns a :class:`~clusterkit.Backend` with its URLs.
+``backend`` is parametrised by name (``clusterbackends.py``): a local folder
+and SQLite, and an ``s3://`` prefix and PostgreSQL, for every module;
+``test_shared_state.py`` also runs on a local folder and PostgreSQL
+(``local-postgres``). A backend that needs a service starts it (failing,
+not skipping, when it is missing) and returns a
+:class:`~clusterkit.Backend` with its URLs.
 """
 
 from __future__ import annotations
