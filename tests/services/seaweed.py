@@ -4,7 +4,7 @@ Why SeaweedFS: it is one static binary installable with pip, it speaks
 enough of S3 (multipart uploads and their listing, conditional puts,
 delimiter listings, copies, user metadata) to prove the backend on a real
 store, and it starts in seconds. Every port it would open is chosen here
-and passed explicitly, so two runs (or seven helpers) on one machine never
+and passed explicitly, so several test runs on one machine never
 collide on a default port, and everything binds to 127.0.0.1.
 
 Requests are signed: an S3 identity with known keys is written to a JSON
