@@ -7,11 +7,11 @@ import hashlib
 import io
 import json
 import threading
-import time
 
 import httpx
 import pytest
 from adminkit import USER, USER_PASSWORD, AdminServer, browser_login, csrf_of
+from waiting import until as wait_for
 
 ENDPOINTS = [
     ("GET", "/api/v1/status"),
@@ -34,17 +34,6 @@ def ftp_login(srv: AdminServer, user: str = USER, password: str = USER_PASSWORD)
     ftp.connect(*srv.ftp, timeout=30)
     ftp.login(user, password)
     return ftp
-
-
-def wait_for(predicate, what: str, timeout: float = 20.0):
-    """Poll ``predicate`` until it returns something truthy (a deadline, no fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = predicate()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 @pytest.mark.parametrize(("method", "path"), ENDPOINTS)

@@ -12,13 +12,13 @@ import dataclasses
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
 from adminkit import start
+from waiting import until
 
 from fileferry.config.model import BanLimits, LimitsConfig, ServerConfig
 from fileferry.limits.factory import make_limits
@@ -27,11 +27,8 @@ from fileferry.users.admins import token_digest
 OTHER = "127.0.0.2"
 
 
-def eventually(check: Callable[[], bool], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "not seen within the deadline"
-        time.sleep(0.02)
+def eventually(check: Callable[[], object], within: float = 10.0) -> None:
+    until(check, "a shared figure", within)
 
 
 def test_admin_lists_and_lifts_a_ban_made_through_another_node(tmp_path: Path, pg_url: str):

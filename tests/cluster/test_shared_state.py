@@ -27,6 +27,7 @@ import psycopg
 import pytest
 from clusterbackends import SHARED_BACKENDS, add_user, make_backend
 from clusterkit import CLIENT, USERS, Backend, Cluster, Node, fileferry, running
+from waiting import until
 
 PER_NODE = "with SQLite, bans, session counts and quota figures are per node"
 #: A client address of its own, so a ban here touches no other test.
@@ -103,12 +104,9 @@ def test_a_quota_is_one_figure_across_nodes(backend: Backend, tmp_path: Path) ->
         on_b.quit()
 
 
-def _eventually(check: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    """Until ``check`` holds: shared figures reach the other node within a staleness bound."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(0.05)
+def _eventually(check: Callable[[], object], what: str, timeout: float = 5.0) -> None:
+    """Shared figures reach the other node within a staleness bound."""
+    until(check, what, timeout)
 
 
 def test_a_per_user_session_cap_counts_the_sessions_of_every_node(

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from waiting import until
 
 from fileferry import config
 from fileferry.observability import events as seen
@@ -298,13 +299,8 @@ def test_the_next_transfer_survives_the_end_of_a_refused_one(root: Path) -> None
 # --- item 4: crashes, sweeping, resumable uploads ------------------------------------
 
 
-def wait_until(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    """Spin (yielding the CPU) until ``check()`` holds: a readiness wait, not a delay."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        os.sched_yield()
+def wait_until(check: Callable[[], object], what: str, timeout: float = 30) -> None:
+    until(check, what, timeout)
 
 
 class Serve:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from waiting import until
 
 from fileferry.limits.local import Defender
 from fileferry.limits.sharedbans import SharedDefender, ban_table
@@ -117,13 +118,7 @@ def pg_nodes(pg_url: str):
 
 
 def eventually(check, within: float = 10.0) -> None:
-    """Wait for ``check`` with a deadline: one node sees another's writes later."""
-    import time
-
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "not seen within the deadline"
-        time.sleep(0.02)
+    until(check, "a shared figure", within)
 
 
 def test_pg_bans_made_on_one_node_are_listed_on_the_other(pg_nodes):

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
+from waiting import until
 
 from fileferry.config.model import BanLimits, LimitsConfig, ServerConfig, SessionLimits
 from fileferry.errors import QuotaExceeded
@@ -48,12 +49,8 @@ def nodes(pg_url: str) -> Iterator[tuple[Limits, Limits]]:
         asyncio.run(limits.quotas.close())
 
 
-def eventually(check: Callable[[], bool], within: float = 10.0) -> None:
-    """Wait for ``check`` with a deadline: what one node writes, another sees later."""
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "not seen within the deadline"
-        time.sleep(0.02)
+def eventually(check: Callable[[], object], within: float = 10.0) -> None:
+    until(check, "a shared figure", within)
 
 
 async def _open(limits: Limits, figure: Figure, qb: int = 0, qf: int = 0) -> QuotaAccount:
@@ -271,7 +268,16 @@ def test_a_node_killed_with_kill_9_frees_what_it_held_after_its_lease(pg_url: st
         [sys.executable, "-c", NODE, pg_url],
         stdout=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([here, os.environ.get("PYTHONPATH", "")])},
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                [
+                    here,
+                    os.path.join(os.path.dirname(here), "services"),
+                    os.environ.get("PYTHONPATH", ""),
+                ]
+            ),
+        },
     )
     survivor = make_limits(_config(), database=pg_url, node="survivor")
     try:

@@ -15,30 +15,14 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
-
-T = TypeVar("T")
+from waiting import until  # noqa: F401  (the kit's callers import it from here)
 
 READY = re.compile(r"at ftp://127\.0\.0\.1:(?P<port>\d+)")
 METRICS = re.compile(r"metrics at http://127\.0\.0\.1:(?P<port>\d+)/metrics")
-
-
-def until(probe: Callable[[], T | None], timeout: float = 20.0, what: str = "a condition") -> T:
-    """``probe()``'s first true result, polling until ``timeout`` (then fail)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = probe()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 class Served:

@@ -16,11 +16,12 @@ import selectors
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from waiting import until
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "interop"))
 
@@ -102,13 +103,8 @@ class S3Served:
         return [k[len(self.prefix) + 1 :] for k in list_keys(self.store, self.prefix + "/")]
 
 
-def wait_until(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-    """Poll ``check`` until it holds (a deadline, not a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not hold within {timeout} s")
-        time.sleep(0.05)
+def wait_until(check: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> None:
+    until(check, what, timeout)
 
 
 ServeS3 = Callable[..., S3Served]

@@ -28,6 +28,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from waiting import until
 
 from fileferry import config
 from fileferry.server.thread import ServerThread
@@ -46,11 +47,8 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def eventually(check: Callable[[], bool], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "not seen within the deadline"
-        time.sleep(0.02)
+def eventually(check: Callable[[], object], within: float = 10.0) -> None:
+    until(check, "a shared figure", within)
 
 
 @dataclass
