@@ -21,8 +21,14 @@ if TYPE_CHECKING:
     from fileferry.storage.s3request import Credentials, SignedClient
 
 #: obstore's retries: idempotent requests and 5xx/throttling answers are retried
-#: with exponential backoff, within this many seconds in all.
-RETRY_TIMEOUT = "30s"
+#: with exponential backoff (at most ``max_retries`` times, a few seconds of
+#: waiting in all), but none is begun once this long has passed since the
+#: first attempt. A part upload on a busy store can take over 30 s before it
+#: fails (SeaweedFS answers 500 when its own chunk writes time out), and with
+#: a 30 s limit such a part was never retried: the whole upload failed on
+#: one late 500. A store that is down still fails fast: connections are
+#: refused at once and the retry count runs out in seconds.
+RETRY_TIMEOUT = "300s"
 
 
 def _env(name: str, *more: str) -> str | None:
