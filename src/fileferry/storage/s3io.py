@@ -26,8 +26,10 @@ copy of the data). HASH reads either back instead of the object.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -50,6 +52,30 @@ META_SHA256 = "fileferry-sha256"
 META_MTIME = "fileferry-mtime"
 #: How long an abort waits for the store to drop a multipart upload.
 ABORT_TIMEOUT = 30.0
+#: Threads hashing full parts (CPU work: more than the cores buys nothing).
+HASH_THREADS = 2
+
+_hashers: concurrent.futures.ThreadPoolExecutor | None = None
+_hashers_lock = threading.Lock()
+
+
+def _hash_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The hashing threads, apart from the loop's default pool.
+
+    The default pool also carries the signed metadata requests (HEAD,
+    listings, tagging), each of which waits on the store: when the store is
+    slow they hold every thread, and a part's hash queued behind them stalls
+    its upload (and so the client's data connection) for no CPU reason.
+    Hashing is CPU work and never waits, so a couple of its own threads
+    always have room.
+    """
+    global _hashers
+    with _hashers_lock:
+        if _hashers is None:
+            _hashers = concurrent.futures.ThreadPoolExecutor(
+                HASH_THREADS, thread_name_prefix="fileferry-s3-sha"
+            )
+        return _hashers
 
 
 class S3Reader(Reader):
@@ -134,14 +160,15 @@ class S3Upload(Upload):
 
         The part handed on is the buffer itself (cut to size, its tail moved
         to a new buffer), so a byte is copied once on its way to obstore,
-        and hashing a part (milliseconds) runs in a thread, off the loop.
+        and hashing a part (milliseconds) runs in a thread, off the loop
+        (:func:`_hash_pool`).
         """
         self._buf += data
         while len(self._buf) >= PART_SIZE:
             part = self._buf
             self._buf = part[PART_SIZE:]
             del part[PART_SIZE:]
-            await asyncio.to_thread(self._sha.update, part)
+            await asyncio.get_running_loop().run_in_executor(_hash_pool(), self._sha.update, part)
             await self._send(part)
 
     async def _parts(self) -> AsyncIterator[bytes | bytearray]:
