@@ -12,11 +12,13 @@ only a real abort removes it; what is left is read from the store itself.
 
 from __future__ import annotations
 
+import contextlib
 import ftplib
 import hashlib
 import http.client
 import http.server
 import io
+import os
 import random
 import threading
 import urllib.parse
@@ -25,6 +27,8 @@ from typing import Any
 
 import pytest
 from s3kit import ServeS3, wait_until
+
+from fileferry.errors import NotFound
 
 #: What SeaweedFS's gateway answers when a part's chunk write fails inside it.
 INTERNAL_ERROR = (
@@ -108,6 +112,20 @@ def fault_relay(seaweed: Any) -> Iterator[FaultRelay]:
         relay.server_close()
 
 
+@contextlib.contextmanager
+def _aws_env(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -134,3 +152,66 @@ def test_part_uploads_failing_with_500_give_451_and_leave_nothing(
         assert sha(out.getvalue()) == sha(data)
     assert s.object_keys() == ["overload.bin"]
     assert s.pending() == []
+
+
+def test_upload_gate_admits_multipart_uploads_in_turn(seaweed: Any) -> None:
+    """A gate of one place: the second multipart upload waits for the first, none is lost."""
+    import asyncio
+    import uuid
+
+    from seaweed import wait_released
+
+    from fileferry.backends.s3 import S3Locations
+    from fileferry.storage.s3io import PART_SIZE, UploadGate
+
+    prefix = f"gate-{uuid.uuid4().hex[:8]}"
+    data = {name: random.Random(name).randbytes(PART_SIZE + 1000) for name in "abcde"}
+
+    async def read(storage: Any, name: str) -> bytes:
+        reader = await storage.open_read(f"/{name}")
+        out = bytearray()
+        while block := await reader.read(1 << 20):
+            out += block
+        await reader.close()
+        return bytes(out)
+
+    async def body(storage: Any) -> None:
+        storage.upload_gate = UploadGate(1)
+        up = {name: await storage.open_write(f"/{name}") for name in "abcd"}
+        await up["a"].write(data["a"])  # a full part: a's multipart upload holds the place
+        waiting = asyncio.ensure_future(up["b"].write(data["b"]))
+        done, _ = await asyncio.wait({waiting}, timeout=1.0)
+        assert not done, "b sent a part while a held the only place"
+        await up["a"].commit()
+        await asyncio.wait_for(waiting, 30)  # a's end gave b the place
+        await up["b"].commit()
+
+        # An upload cancelled while it waits (ABOR) takes no place with it.
+        await up["c"].write(data["c"])
+        waiting = asyncio.ensure_future(up["d"].write(data["d"]))
+        done, _ = await asyncio.wait({waiting}, timeout=1.0)
+        assert not done
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        await up["d"].abort()
+        await up["c"].commit()
+        e = await storage.open_write("/e")
+        await asyncio.wait_for(e.write(data["e"]), 30)
+        await e.commit()
+
+        for name in "abce":
+            assert sha(await read(storage, name)) == sha(data[name])
+        with pytest.raises(NotFound):
+            await storage.open_read("/d")
+
+    with _aws_env(seaweed.env()):
+        locations = S3Locations(None)
+    storage = locations.storage(f"s3://{seaweed.bucket}/{prefix}")
+    try:
+        asyncio.run(body(storage))
+    finally:
+        asyncio.run(locations.close())
+        storage.store = None  # the last reference: obstore closes its pool's connections
+        wait_released(seaweed.ports["s3"])
+    assert seaweed.pending_uploads(prefix + "/") == []
