@@ -314,6 +314,7 @@ def test_a_store_never_reached_is_unknown_with_the_reason(seaweed: Any) -> None:
         closed = s.getsockname()[1]
     locations = _locations(seaweed, f"http://127.0.0.1:{closed}")
     usage = RootUsage(locations.storage(f"s3://{seaweed.bucket}/dead"), "s3://ferry/dead", 60)
+    assert views.storage(usage.figure(), time.time())["state"] == "measuring"  # none yet
 
     async def once() -> None:
         await usage.measure_once()
@@ -355,3 +356,24 @@ def test_a_local_root_keeps_its_disk_figure(srv: AdminServer) -> None:
     with contextlib.closing(browser_login(srv)) as browser:
         page = browser.get("/")
     assert page.status_code == 200 and "<progress" in page.text.split('id="storage-card"')[1]
+
+
+def test_a_storage_without_a_count_of_its_own_is_walked() -> None:
+    """The fallback for a backend with no flat listing: the tree walk, under the same bound."""
+    from fileferry.server.rootusage import RootUsage
+    from fileferry.storage.memory import MemoryStorage
+
+    async def body() -> RootUsage:
+        storage = MemoryStorage()
+        await storage.mkdir("/d")
+        for path, size in (("/a", 10), ("/d/b", 32)):
+            upload = await storage.open_write(path)
+            await upload.write(b"m" * size)
+            await upload.commit()
+        usage = RootUsage(storage, "memory", 60)
+        await usage.measure_once()
+        return usage
+
+    figure = asyncio.run(body()).figure()
+    assert (figure.used, figure.objects, figure.error) == (42, 2, None)
+    assert figure.kind == "bucket" and figure.total is None and figure.complete

@@ -91,7 +91,6 @@ class RootUsage:
         self._tally: Tally | None = None
         self._measured_at: float | None = None
         self._error: str | None = None
-        self._measuring = False
         self._stop = threading.Event()
         self._thread_busy = False
         self._task: asyncio.Task[None] | None = None
@@ -107,7 +106,6 @@ class RootUsage:
             measured_at=self._measured_at,
             complete=True if tally is None else tally.complete,
             error=self._error,
-            measuring=self._measuring,
             interval=self.interval,
         )
 
@@ -127,14 +125,13 @@ class RootUsage:
             # never two at a time.
             self._error = "the previous measurement has not ended yet"
             return
-        self._measuring = True
         began = time.time()
         try:
             tally = await self._count()
         except StorageError as exc:
             self._failed(str(exc))
         except TimeoutError:
-            self._failed(f"no answer within {self.limit + REQUEST_GRACE:g} s")
+            self._failed(f"no complete answer within {self.limit:g} s")
         except Exception as exc:  # a figure is not worth a dead task; the log has the details
             log.exception("measuring the usage of %s failed", self.location)
             self._failed(f"measurement failed ({type(exc).__name__})")
@@ -142,8 +139,6 @@ class RootUsage:
             if self._error is not None:
                 log.info("measuring the usage of %s works again", self.location)
             self._tally, self._measured_at, self._error = tally, began, None
-        finally:
-            self._measuring = False
 
     def _failed(self, reason: str) -> None:
         if self._error != reason:

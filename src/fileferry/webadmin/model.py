@@ -83,8 +83,6 @@ class StorageFigure:
     #: False: the listing was stopped at its time bound, and the figures are lower bounds.
     complete: bool = True
     error: str | None = None
-    #: A measurement is running now (the first one, until its figure arrives).
-    measuring: bool = False
     #: Seconds between background measurements (``None`` for a disk: measured when asked).
     interval: float | None = None
 

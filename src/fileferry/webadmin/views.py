@@ -78,7 +78,7 @@ def user(u: StoredUser, usage: Usage | None, now: float) -> dict[str, object]:
 def storage_state(figure: StorageFigure) -> str:
     """The figure in one word: ok, measuring (none yet), stale (last attempt failed), unknown."""
     if figure.used is None:
-        return "measuring" if figure.measuring and figure.error is None else "unknown"
+        return "unknown" if figure.error is not None else "measuring"
     return "stale" if figure.error is not None else "ok"
 
 
