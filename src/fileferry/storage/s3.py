@@ -4,7 +4,8 @@ The data path is obstore: a streamed GET per download, a streamed multipart
 PUT per upload (``storage/s3io.py``), server-side copies, deletes. What
 obstore cannot express (folder markers, metadata replacement, tags, a page
 size for listings) goes through ``storage/s3request.py``; folder listings
-(paged ``ListObjectsV2``) and folder renames are in ``storage/s3tree.py``.
+(paged ``ListObjectsV2``, read off the event loop) are in
+``storage/s3listing.py``, folder renames in ``storage/s3tree.py``.
 Paths map to keys in ``storage/s3paths.py``.
 
 What an object store is not, and how each command copes (docs/storage.md

@@ -58,8 +58,6 @@ DIR_MODE = 0o755
 
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 _END = "</ListBucketResult>"
-#: Markup the scanner does not handle: a page holding any of it goes to ``xml.etree``.
-_UNUSUAL = ("<![CDATA[", "<!--", "<!DOCTYPE", "<!ENTITY", "<?xml-stylesheet")
 _ENTITY = re.compile(r"&(#x[0-9A-Fa-f]{1,6}|#[0-9]{1,7}|amp|lt|gt|quot|apos);|&")
 _NAMED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
 
@@ -140,41 +138,50 @@ class _Clock:
     """S3's ``LastModified`` to a Unix time, the same float ``fromisoformat`` gives.
 
     Every key of a listing has the same fixed form, and keys written close
-    together share their hour: one ``timegm`` per hour seen, then integer
+    together share their time: a text seen before on the page is one dict
+    lookup; a new one costs one ``timegm`` per hour seen, then integer
     arithmetic. Milliseconds are divided last, from an exact integer, so the
     result is the correctly rounded value, as ``datetime.timestamp`` gives.
     """
 
-    __slots__ = ("_hours",)
+    __slots__ = ("_hours", "_seen")
 
     def __init__(self) -> None:
         self._hours: dict[str, int] = {}
+        #: Texts already read (one page's worth: bounded by the page size).
+        self._seen: dict[str, float] = {}
 
     def __call__(self, text: str) -> float:
+        value = self._seen.get(text)
+        if value is None:
+            value = self._seen[text] = self._read(text)
+        return value
+
+    def _read(self, text: str) -> float:
         n = len(text)
-        if (n == 20 or (n == 24 and text[19] == ".")) and text[-1] == "Z" and text[13] == ":":
-            hour = text[:13]
-            base = self._hours.get(hour)
-            try:
-                if base is None:
-                    if hour[4] != "-" or hour[7] != "-" or hour[10] != "T":
-                        return _slow_when(text)
-                    base = self._hours[hour] = calendar.timegm(
-                        (int(hour[:4]), int(hour[5:7]), int(hour[8:10]), int(hour[11:13]), 0, 0)
-                    )
-                mm, ss = text[14:16], text[17:19]
-                if not (mm.isdigit() and ss.isdigit()) or text[16] != ":":
+        if not ((n == 20 or (n == 24 and text[19] == ".")) and text[-1] == "Z"):
+            return _slow_when(text)
+        hour = text[:13]
+        base = self._hours.get(hour)
+        try:
+            if base is None:
+                if hour[4] != "-" or hour[7] != "-" or hour[10] != "T" or not hour[:4].isdigit():
                     return _slow_when(text)
-                seconds = base + int(mm) * 60 + int(ss)
-                if n == 20:
-                    return float(seconds)
-                ms = text[20:23]
-                if not ms.isdigit():
-                    return _slow_when(text)
-                return (seconds * 1000 + int(ms)) / 1000
-            except (ValueError, OverflowError):
+                base = self._hours[hour] = calendar.timegm(
+                    (int(hour[:4]), int(hour[5:7]), int(hour[8:10]), int(hour[11:13]), 0, 0)
+                )
+            mm, ss = text[14:16], text[17:19]
+            if text[13] != ":" or text[16] != ":" or not (mm.isdigit() and ss.isdigit()):
                 return _slow_when(text)
-        return _slow_when(text)
+            seconds = base + int(mm) * 60 + int(ss)
+            if n == 20:
+                return float(seconds)
+            ms = text[20:23]
+            if not ms.isdigit():
+                return _slow_when(text)
+            return (seconds * 1000 + int(ms)) / 1000
+        except (ValueError, OverflowError):
+            return _slow_when(text)
 
 
 def _slow_when(text: str) -> float:
@@ -230,10 +237,8 @@ def parse_page(body: bytes, prefix: str, *, names_only: bool = False, unique: bo
     """
     try:
         return _scan_page(body, prefix, names_only, unique)
-    except _Unusual:
-        pass
-    except (ValueError, UnicodeDecodeError):
-        raise BadListing() from None
+    except (_Unusual, ValueError, UnicodeDecodeError):
+        pass  # the exact parser decides: it reads what is well formed, refuses the rest
     try:
         return _tree_page(body, prefix, names_only, unique)
     except (ET.ParseError, ValueError, UnicodeDecodeError):
@@ -249,13 +254,16 @@ def _scan_page(body: bytes, prefix: str, names_only: bool, unique: bool) -> Page
     end = text.rfind(_END)
     if end < 0 or text[end + len(_END) :].strip():
         raise ValueError("not a whole ListBucketResult")
-    if any(mark in text for mark in _UNUSUAL):
+    # CDATA, comments, a doctype, processing instructions: markup that could
+    # hide or fake a tag. Looked for only when its rare first character is
+    # there at all (a one-character search is a memchr; "<!" is not).
+    if ("!" in text and "<!" in text) or ("?" in text[64:] and "<?" in text[5:]):
         raise _Unusual()
-    opened, closed = text.count("<Contents>"), text.count("</Contents>")
-    if opened != closed or text.count("<CommonPrefixes>") != text.count("</CommonPrefixes>"):
+    _, *items = text.split("<Contents>")
+    if len(items) != text.count("</Contents>"):
         raise ValueError("unbalanced elements")
-    if "<Contents " in text or "<Key " in text or ":Contents>" in text:
-        raise _Unusual()  # attributes or namespace prefixes: let the real parser judge
+    if text.count("<CommonPrefixes>") != text.count("</CommonPrefixes>"):
+        raise ValueError("unbalanced elements")
     url = _between(text, 0, len(text), "EncodingType") == "url"
     truncated = _between(text, 0, len(text), "IsTruncated") == "true"
     skip = len(prefix)
@@ -264,17 +272,15 @@ def _scan_page(body: bytes, prefix: str, names_only: bool, unique: bool) -> Page
     append = rows.append
     marker = False
     file_mode = FILE_MODE
-    pos = 0
-    for _ in range(opened):
-        start = text.find("<Contents>", pos)
-        stop = text.find("</Contents>", start)
-        if start < 0 or stop < 0:
-            raise ValueError("unbalanced elements")
-        pos = stop + 11
-        raw = _between(text, start, stop, "Key")
-        if raw is None:
+    for item in items:
+        stop = item.find("</Contents>")
+        k = item.find("<Key>", 0, stop)
+        k_end = item.find("</Key>", k, stop)
+        if stop < 0 or k < 0 or k_end < 0:
             raise ValueError("an object without a key")
-        key = _decode_name(raw, url)
+        key = item[k + 5 : k_end]
+        if "&" in key or (url and ("%" in key or "+" in key)):
+            key = _decode_name(key, url)
         if not key.startswith(prefix):
             raise ValueError("a key outside the folder")
         name = key[skip:]
@@ -284,14 +290,16 @@ def _scan_page(body: bytes, prefix: str, names_only: bool, unique: bool) -> Page
         if names_only:
             append((name, False, 0, 0.0, file_mode, None))
             continue
-        size = _between(text, start, stop, "Size")
-        modified = _between(text, start, stop, "LastModified")
+        s = item.find("<Size>", 0, stop)
+        s_end = item.find("</Size>", s, stop)
+        t = item.find("<LastModified>", 0, stop)
+        t_end = item.find("</LastModified>", t, stop)
         append(
             (
                 name,
                 False,
-                int(size) if size else 0,
-                when(modified) if modified else 0.0,
+                int(item[s + 6 : s_end]) if s >= 0 and s_end >= 0 else 0,
+                when(item[t + 14 : t_end]) if t >= 0 and t_end >= 0 else 0.0,
                 file_mode,
                 unique_of(key, "f") if unique else None,
             )
