@@ -306,9 +306,13 @@ class _Garbling(http.server.BaseHTTPRequestHandler):
         "3": _page([("p/k9", 9, STAMPS[3])], [], url=True),
     }
 
+    #: The continuation token of every page asked for (``None``: the first).
+    asked: ClassVar[list[str | None]] = []
+
     def do_GET(self) -> None:
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
         token = query.get("continuation-token", [None])[0]
+        self.asked.append(token)
         body = self.PAGES[token]
         if self.mode == "cut" and token == "3":
             body = body[: len(body) - 40]
@@ -362,5 +366,28 @@ def test_garbled_page_is_451_and_the_server_keeps_serving(seaweed: Any, garbling
             ftp.retrlines("NLST /", names.append)
             assert names == ["k0", "k1", "k2", "k9", "sub"]
             ftp.quit()
+    finally:
+        asyncio.run(locations.close())
+
+
+def test_no_page_is_asked_for_past_the_cap(seaweed: Any, garbling: str) -> None:
+    """A capped listing stops paging once it has enough rows, read-ahead included."""
+    env = {**seaweed.env(), "AWS_ENDPOINT_URL": garbling}
+    locations, storage = _env_storage(env, "s3://bucket/p")
+    _Garbling.mode = "fine"
+
+    async def listing(cap: int | None) -> Any:
+        _Garbling.asked.clear()
+        return await storage.list_rendered(
+            "/", _render("NLST", cap), None if cap is None else cap + 1
+        )
+
+    try:
+        capped = asyncio.run(listing(2))
+        assert (capped.payload, capped.count, capped.truncated) == (b"k0\r\nk1\r\n", 2, True)
+        assert _Garbling.asked == [None, "two"]  # page "3" never asked for
+        whole = asyncio.run(listing(None))
+        assert whole.payload == b"k0\r\nk1\r\nk2\r\nk9\r\nsub\r\n"
+        assert _Garbling.asked == [None, "two", "3"]
     finally:
         asyncio.run(locations.close())

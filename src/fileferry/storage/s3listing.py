@@ -415,7 +415,9 @@ async def folder_rows(
     while True:
         hint = next_token(body)
         ahead = None
-        if hint is not None:
+        # Read ahead unless this page may reach the cap (a page holds at most
+        # page_size rows): the request past the cap is then never made.
+        if hint is not None and (limit is None or len(rows) + page_size <= limit):
             ahead = loop.create_task(_fetch(storage, {**query, "continuation-token": hint}))
         try:
             page = await asyncio.to_thread(
@@ -433,10 +435,11 @@ async def folder_rows(
             if ahead is not None:
                 _forget(ahead)
             raise BadListing()  # the raw bytes and the parse disagree: a garbled page
+        if hint is None or (limit is not None and len(rows) > limit):
+            if ahead is not None:
+                _forget(ahead)
+            break
         if ahead is None:
-            break
-        if limit is not None and len(rows) > limit:
-            _forget(ahead)
-            break
+            ahead = loop.create_task(_fetch(storage, {**query, "continuation-token": hint}))
         body = await ahead
     return FolderRows(rows, marker, folders)
