@@ -275,6 +275,8 @@ def test_unusual_markup_goes_to_the_exact_parser() -> None:
         lambda b: b.replace(b"</Contents>", b"", 1),  # unbalanced
         lambda b: b.replace(b"<Key>p/a", b"<Key>q/a", 1),  # a key outside the folder
         lambda b: b.replace(b"&amp;", b"&bogus;", 1),  # an entity XML does not have
+        lambda b: b.replace(b"&amp;", b"&#0;", 1),  # a character XML cannot carry
+        lambda b: b.replace(b"&amp;", b"&#xD800;", 1),  # half a surrogate pair
         lambda b: b.replace(b"p/a", b"p/\xff\xfe", 1),  # not UTF-8
         lambda b: b"<html>Bad Gateway</html>",
         lambda b: b"",

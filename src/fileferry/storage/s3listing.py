@@ -113,6 +113,8 @@ def _entity(m: re.Match[str]) -> str:
     if ref[0] != "#":
         return _NAMED[ref]
     code = int(ref[2:], 16) if ref[1] == "x" else int(ref[1:])
+    if (code < 0x20 and code not in (0x9, 0xA, 0xD)) or 0xD800 <= code <= 0xDFFF:
+        raise ValueError("a character XML 1.0 cannot carry")  # as xml.etree refuses it
     return chr(code)  # ValueError past U+10FFFF: the page is garbled
 
 
