@@ -393,3 +393,30 @@ def test_no_page_is_asked_for_past_the_cap(seaweed: Any, garbling: str) -> None:
         assert _Garbling.asked == [None, "two", "3"]
     finally:
         asyncio.run(locations.close())
+
+
+@pytest.mark.parametrize("page", [2, 3])
+def test_folder_rename_moves_keys_past_a_page_ending_on_a_marker(
+    s3: Any, monkeypatch: pytest.MonkeyPatch, page: int
+) -> None:
+    """A full page that ends on ``b/`` says ``IsTruncated`` false on SeaweedFS: the keys
+    inside ``b/`` must still be moved, not left behind under the old name."""
+    monkeypatch.setattr(s3tree, "KEYS_PAGE", page)
+    prefix = s3.prefix_for_test
+    inner = [f"src/{'a' * i}" for i in range(1, page)]  # the page fills up to the marker
+    keys = [f"{prefix}/{k}" for k in [*inner, "src/b/c", "src/b/d/e", "src/z"]]
+
+    async def body() -> list[str]:
+        import obstore
+
+        await _put_all(s3, keys)
+        s3._check(await s3._call("PUT", f"{prefix}/src/"), 200)
+        s3._check(await s3._call("PUT", f"{prefix}/src/b/"), 200)
+        await s3.rename("/src", "/dst")
+        listed = await obstore.list(s3.store, prefix=f"{prefix}/").collect_async()
+        return sorted(item["path"] for item in listed)
+
+    left = asyncio.run(body())
+    moved = [f"{prefix}/dst/{k.removeprefix('src/')}" for k in [*inner, "src/b/c", "src/b/d/e"]]
+    assert not [k for k in left if k.startswith(f"{prefix}/src")], left
+    assert set(moved) | {f"{prefix}/dst/z"} <= set(left)
