@@ -3,7 +3,7 @@
 Reads: one GET per RETR, ranged from the REST offset, consumed as the data
 connection drains it. obstore hands the body over in blocks of at least
 :data:`READ_BLOCK` (the HTTP body is pulled only as we ask), so a transfer
-holds about a MiB whatever the object's size; closing the reader
+holds two blocks at most whatever the object's size; closing the reader
 drops the response, which closes its connection and stops the GET. A block
 is sized to fit whole in one ``read`` of the data path, so it goes to the
 socket as obstore made it: no slice, no copy.
@@ -65,13 +65,20 @@ ABORT_TIMEOUT = 30.0
 
 
 class S3Reader(Reader):
-    """The body of one (ranged) GET, read on demand."""
+    """The body of one (ranged) GET, read on demand, one block ahead.
+
+    While the data path sends a block, obstore is already gathering the
+    next one on its own threads, instead of the body waiting in the
+    socket until asked for. A single download gains the most (its two
+    halves overlap); a transfer then holds at most two blocks.
+    """
 
     def __init__(self, result: Any, size: int) -> None:
         self.size = size
         self._stream: Any = result.stream(min_chunk_size=READ_BLOCK) if result else None
         self._buf = memoryview(b"")
         self._closed = False
+        self._next: Any = None
 
     async def read(self, n: int) -> bytes:
         if self._closed:
@@ -80,7 +87,10 @@ class S3Reader(Reader):
             if self._stream is None:
                 return b""
             try:
-                block = await self._stream.__anext__()
+                pending, self._next = self._next, None
+                block = await (pending if pending is not None else self._stream.__anext__())
+                # Ask for the next block now: obstore gathers it while this one is sent.
+                self._next = self._stream.__anext__()
             except StopAsyncIteration:
                 self._stream = None
                 return b""
@@ -94,8 +104,15 @@ class S3Reader(Reader):
         return bytes(chunk)
 
     async def close(self) -> None:
-        # Dropping the stream drops the response: its connection closes, the GET stops.
+        # Dropping the stream drops the response: its connection closes, the GET
+        # stops. The block asked for ahead is cancelled first, which drops
+        # obstore's task for it, the stream's last other holder.
         self._closed = True
+        pending, self._next = self._next, None
+        if pending is not None:
+            pending.cancel()
+            if pending.done() and not pending.cancelled():
+                pending.exception()
         self._stream = None
         self._buf = memoryview(b"")
 
