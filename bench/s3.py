@@ -10,8 +10,16 @@ local-disk server.
 
     .venv/bin/python bench/s3.py                 # ~10 min on 2 cores
     .venv/bin/python bench/s3.py --quick         # 64 MiB, 50 clients, 1,000 keys
-    .venv/bin/python bench/s3.py --only list     # one part: big, many, list
+    .venv/bin/python bench/s3.py --only list     # one part: big, many, list, relay
     .venv/bin/python bench/s3.py --only list --keys 10000,100000 --rounds 5
+
+The ``relay`` part adds a second ceiling for downloads: ``bench/s3relay.py``,
+a trivial FTP responder whose RETR streams obstore's GET into the data
+socket, driven by the same load generator. obstore alone only counts the
+bytes it is handed; a server must also write them to a socket, and here an
+FTP client on the same cores must read them (see ``docs/storage.md``). The
+part runs fileferry, the relay and obstore alone in turn, round after round,
+and reports each one's CPU seconds per GB beside its throughput.
 
 Not part of CI; nothing is asserted.
 """
@@ -128,7 +136,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--only", default="big,many,list", help="comma-separated parts: big, many, list")
+    p.add_argument(
+        "--only",
+        default="big,many,list,relay",
+        help="comma-separated parts: big, many, list, relay",
+    )
     p.add_argument(
         "--keys", default="", help="keys of the LIST part, comma-separated folders (10000)"
     )
@@ -145,8 +157,9 @@ def main() -> None:
     seaweed = Seaweed(work / "seaweed", volume_mb=1024, volumes=40)
     seaweed.start()
     rows: list[tuple[str, float, float, str]] = []
+    relayed: list[Any] = []
     memory: list[tuple[str, float, float]] = []
-    servers: list[Served] = []
+    servers: list[Served | Relayed] = []
     try:
         store = store_for(seaweed)
         s3 = Served(f"s3://{seaweed.bucket}/bench", seaweed.env(), work / "s3.log")
@@ -165,12 +178,17 @@ def main() -> None:
         if "list" in parts:
             for n in keys:
                 run_list(s3.port, store, n, rounds, rows)
+        if "relay" in parts:
+            relay = Relayed(f"{seaweed.bucket}/bench", seaweed.env(), work / "relay.log")
+            servers.append(relay)
+            relayed = run_relay(s3, relay, seaweed, store, big, clients, each, rounds)
     finally:
         for server in servers:
             server.stop()
         seaweed.stop()
         shutil.rmtree(work, ignore_errors=True)
     report(rows, memory)
+    report_relay(relayed)
 
 
 def run_big(port: int, store: Any, big: int, rounds: int, rows: list[Any]) -> None:
@@ -288,6 +306,148 @@ def run_list(port: int, store: Any, keys: int, rounds: int, rows: list[Any]) -> 
     rows.append((f"LIST of {keys:,} keys (FTP)", median(ff), median(ob), "s"))
     rows.append((f"list_rendered of {keys:,} keys (in-process)", median(layer), median(ob), "s"))
     print(rows[-2:], flush=True)
+
+
+class Relayed:
+    """``bench/s3relay.py`` on the bucket, with the same store settings as fileferry."""
+
+    def __init__(self, location: str, env: dict[str, str], log: Path) -> None:
+        argv = [sys.executable, str(HERE / "s3relay.py"), location]
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stderr=out, text=True, env={**os.environ, **env}
+            )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("ready "):
+            raise RuntimeError(f"s3relay: {line!r} (see {log})")
+        self.port = int(line.split()[1])
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of process ``pid`` (all its threads) so far."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def run_relay(
+    s3: Served,
+    relay: Relayed,
+    seaweed: Seaweed,
+    store: Any,
+    big: int,
+    clients: int,
+    each: int,
+    rounds: int,
+) -> list[Any]:
+    """RETR by fileferry, by the relay and by obstore alone, in turn each round.
+
+    Taking turns puts the three under the same load from the rest of the
+    machine. Beside each median rate: CPU seconds per GB of the process
+    that reads the store (server, relay, or obstore's own), of the FTP
+    client (loadgen) and of SeaweedFS, each summed over its rounds.
+    """
+    assert seaweed.process is not None
+    weed = seaweed.process.pid
+
+    async def seed() -> None:
+        await obstore_put(store, "bench/relay-big.bin", big)
+        await obstore_put(store, "bench/relay-ten.bin", each)
+
+    asyncio.run(seed())
+
+    def ftp(port: int, pid: int, scenario: str, path: str, *extra: str) -> tuple[float, ...]:
+        before, client, w = cpu_seconds(pid), os.times(), cpu_seconds(weed)
+        with PeakSampler(pid) as sampler:
+            out = loadgen(port, scenario, path, *extra)
+        after = os.times()
+        if out.get("failed"):
+            print(f"  {scenario} on :{port}: {out['failed']} failed ({out.get('error')})")
+        spent = after.children_user + after.children_system
+        spent -= client.children_user + client.children_system
+        own = cpu_seconds(pid) - before
+        return out["secs"], own, spent, cpu_seconds(weed) - w, sampler.peak.pss / MIB
+
+    def alone(fn: Any) -> tuple[float, ...]:
+        w, own = cpu_seconds(weed), time.process_time()
+        secs = timed(fn)
+        return secs, time.process_time() - own, 0.0, cpu_seconds(weed) - w, 0.0
+
+    async def ob_many() -> None:
+        await asyncio.gather(*(obstore_get(store, "bench/relay-ten.bin") for _ in range(clients)))
+
+    cases = [
+        (
+            f"RETR {big // MIB} MiB",
+            big,
+            ("retr", "/relay-big.bin"),
+            lambda: obstore_get(store, "bench/relay-big.bin"),
+        ),
+        (
+            f"{clients} x RETR 10 MiB",
+            clients * each,
+            ("retr-many", "/relay-ten.bin", "--clients", str(clients)),
+            ob_many,
+        ),
+    ]
+    out: list[Any] = []
+    for what, size, scenario, ob_fn in cases:
+        runs: dict[str, list[tuple[float, ...]]] = {"ff": [], "relay": [], "ob": []}
+        for _ in range(rounds):
+            runs["ff"].append(ftp(s3.port, s3.proc.pid, *scenario))
+            runs["relay"].append(ftp(relay.port, relay.proc.pid, *scenario))
+            runs["ob"].append(alone(ob_fn))
+        gb = size * rounds / 1e9
+        summary = {
+            name: (
+                size / statistics.median(r[0] for r in got) / 1e6,
+                *(sum(r[i] for r in got) / gb for i in (1, 2, 3)),
+                max(r[4] for r in got),
+            )
+            for name, got in runs.items()
+        }
+        out.append((what, summary))
+        print(what, summary, flush=True)
+    return out
+
+
+def report_relay(relayed: list[Any]) -> None:
+    if not relayed:
+        return
+    print()
+    print("| what | fileferry over S3 | obstore relayed over FTP | ratio | obstore alone | ratio |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for what, s in relayed:
+        ff, relay, ob = s["ff"][0], s["relay"][0], s["ob"][0]
+        print(
+            f"| {what} | {ff:,.0f} MB/s | {relay:,.0f} MB/s | {ff / relay:.2f}x "
+            f"| {ob:,.0f} MB/s | {ff / ob:.2f}x |"
+        )
+    print()
+    print("| CPU s per GB | reading the store | FTP client | SeaweedFS | total | peak PSS |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    names = {"ff": "fileferry", "relay": "relay", "ob": "obstore alone"}
+    for what, s in relayed:
+        for key, name in names.items():
+            _, own, client, weed, pss = s[key]
+            total = own + client + weed
+            memory = f"{pss:,.0f} MiB" if pss else "-"
+            print(
+                f"| {what}: {name} | {own:.2f} | {client:.2f} | {weed:.2f} | {total:.2f} "
+                f"| {memory} |"
+            )
 
 
 def report(rows: list[Any], memory: list[Any]) -> None:
