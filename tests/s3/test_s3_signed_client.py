@@ -26,7 +26,7 @@ class _Held(http.server.BaseHTTPRequestHandler):
     arrived: ClassVar[threading.Event]
     release: ClassVar[threading.Event]
 
-    def do_GET(self) -> None:  # noqa: N802 - the http.server hook's name
+    def do_GET(self) -> None:
         self.arrived.set()
         self.release.wait(10)
         body = b"<ok/>"
@@ -35,13 +35,15 @@ class _Held(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
 @pytest.fixture
 def held() -> Iterator[tuple[int, type[_Held]]]:
-    handler = type("Handler", (_Held,), {"arrived": threading.Event(), "release": threading.Event()})
+    handler = type(
+        "Handler", (_Held,), {"arrived": threading.Event(), "release": threading.Event()}
+    )
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
