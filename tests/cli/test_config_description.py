@@ -66,6 +66,7 @@ CONTRACT: dict[str, tuple[str, object]] = {
     "lease_time": ("20", 20.0),
     "workers": ("3", 3),
     "admin": ("127.0.0.1:8021", "127.0.0.1:8021"),
+    "admin_usage_interval": ("60", 60.0),
     "log_format": ("JSON", "json"),
     "xferlog": ("/var/log/xferlog", "/var/log/xferlog"),
     "metrics": ("[::1]:9101", ("::1", 9101)),

@@ -421,6 +421,19 @@ class AdminConfig:
         metavar="ADDR:PORT",
         parse=parse_host_port,
     )
+    #: A bucket root's usage is a listing of every key: made in the background
+    #: this often, never per page view (server/rootusage.py).
+    usage_interval: float = setting(
+        300.0,
+        "admin_usage_interval",
+        "with an s3:// root, seconds between background measurements of the bucket's"
+        " usage shown by the admin (300)",
+        metavar="SECONDS",
+        low=0,
+        high=_DAY,
+        open_low=True,
+        unit="seconds",
+    )
 
 
 @dataclass(frozen=True, slots=True)

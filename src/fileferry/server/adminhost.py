@@ -11,14 +11,17 @@ from __future__ import annotations
 import asyncio
 import shutil
 import socket
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, cast
 
 from fileferry.config.hostport import split_host_port
 from fileferry.errors import ConfigError
 from fileferry.server.live import LiveSessions
+from fileferry.server.rootusage import RootUsage
 from fileferry.users.admins import AdminDirectory
-from fileferry.webadmin.model import Usage
+from fileferry.users.base import Account
+from fileferry.webadmin.model import StorageFigure, Usage
 from fileferry.webadmin.service import AdminService
 from fileferry.webadmin.stats import Stats
 
@@ -27,7 +30,6 @@ if TYPE_CHECKING:
     from fileferry.limits.interfaces import BanList, LoginChecks
     from fileferry.server.app import App
     from fileferry.server.control import ControlConnection
-    from fileferry.users.base import Account
     from fileferry.webadmin.model import UserAdminStore
 
 
@@ -47,6 +49,8 @@ class AdminHost:
         self.live = LiveSessions(connections)
         self.users = store
         self.admins = admins
+        #: The served bucket's background measurement (``None`` for a local root).
+        self.root_usage: RootUsage | None = None
 
     @property
     def config(self) -> ServerConfig:
@@ -78,15 +82,45 @@ class AdminHost:
         return Usage(figure.bytes, figure.files)
 
     def disk(self) -> tuple[int, int] | None:
-        root = self._app.config.storage.root
-        if "://" in root and not root.startswith("file://"):
-            return None  # an object store: no disk to measure
-        root = root.removeprefix("file://")
-        try:
-            found = shutil.disk_usage(root)
-        except OSError:
+        """(used, total) of a local root; the status API's older, disk-only field."""
+        figure = self.storage_usage()
+        if figure.kind != "disk" or figure.used is None or figure.total is None:
             return None
-        return found.used, found.total
+        return figure.used, figure.total
+
+    def storage_usage(self) -> StorageFigure:
+        """A disk's usage now (one statvfs); a bucket's as the background count last found it.
+
+        Only the served root is measured: homes and virtual folders elsewhere
+        (another disk, a bucket) are not in the figure (docs/admin.md).
+        """
+        root = self._app.config.storage.root
+        if self.root_usage is not None:
+            return self.root_usage.figure()
+        if not _on_disk(root):
+            return StorageFigure("bucket", root, error="not measured")
+        try:
+            found = shutil.disk_usage(root.removeprefix("file://"))
+        except OSError as exc:
+            return StorageFigure("disk", root, error=exc.strerror or type(exc).__name__)
+        return StorageFigure(
+            "disk", root, used=found.used, total=found.total, measured_at=time.time()
+        )
+
+    def measure_root(self) -> RootUsage | None:
+        """For a root that is not a local folder: its background measurement, started."""
+        config = self._app.config
+        root = config.storage.root
+        if _on_disk(root):
+            return None
+        storage = self._app.storage_for(Account(name="-", home=root))
+        self.root_usage = RootUsage(storage, root, config.admin.usage_interval)
+        self.root_usage.start()
+        return self.root_usage
+
+
+def _on_disk(root: str) -> bool:
+    return "://" not in root or root.startswith("file://")
 
 
 async def start_admin(
@@ -112,14 +146,24 @@ async def start_admin(
     except BaseException:
         await closer.close()
         raise
+    host: AdminHost | None = None
     try:
         stats = Stats()
         tls = (app.tls.cert, app.tls.key) if app.tls is not None else None
         host = AdminHost(app, connections, cast("UserAdminStore", store), store)
-        service = AdminService(host, stats, sock, tls, closer.close)
+        measuring = host.measure_root()
+
+        async def release() -> None:
+            if measuring is not None:
+                await measuring.close()
+            await closer.close()
+
+        service = AdminService(host, stats, sock, tls, release)
         await service.start()
     except BaseException:
         sock.close()
+        if host is not None and host.root_usage is not None:
+            await host.root_usage.close()
         await closer.close()
         raise
     app.dispatcher.add(stats)

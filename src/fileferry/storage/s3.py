@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import threading
 import time
 import urllib.parse
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,7 @@ from fileferry.storage.s3request import parse_tags, tagging_body
 
 if TYPE_CHECKING:
     from fileferry.storage.s3request import Answer, SignedClient
+    from fileferry.storage.usage import Tally
 
 __all__ = ["S3Storage"]
 
@@ -427,6 +429,12 @@ class S3Storage(Storage):
             if more is None:
                 return aborted, kept
             query = {"uploads": "", "prefix": prefix, **more}
+
+    def count_blocking(self, path: str, deadline: float, stop: threading.Event) -> Tally:
+        """Bytes and objects under ``path`` by one flat listing (``storage/s3usage.py``)."""
+        from fileferry.storage.s3usage import count_blocking
+
+        return count_blocking(self, path, deadline, stop)
 
     async def close(self) -> None:
         """Nothing to release: the store and client belong to the provider."""

@@ -15,8 +15,10 @@ carries every size). It is careful where a naive walk is not:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from fileferry.errors import StorageError
 from fileferry.paths import join
@@ -33,6 +35,32 @@ class Usage:
 
     def __sub__(self, other: Usage) -> Usage:
         return Usage(self.bytes - other.bytes, self.files - other.files)
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """A whole tree counted once: what it holds, and whether the count reached its end.
+
+    ``complete`` is False when the count was stopped at its time bound: the
+    figure is then a lower bound ("at least"), still worth showing on a
+    bucket too large to list in one go.
+    """
+
+    usage: Usage
+    complete: bool = True
+
+
+class Countable(Protocol):
+    """A storage that counts a tree cheaper than a walk: an object store's flat listing.
+
+    Blocking on purpose: the caller runs it on a thread of its own, so pages
+    of a large bucket are fetched and parsed beside the event loop, never on
+    it. It stops early (``complete`` False) once ``time.monotonic()`` passes
+    ``deadline`` or ``stop`` is set, and raises a ``StorageError`` when the
+    store cannot be read at all (a figure of 0 would be a lie).
+    """
+
+    def count_blocking(self, path: str, deadline: float, stop: threading.Event) -> Tally: ...
 
 
 def _excluded(path: str, exclude: tuple[str, ...]) -> bool:

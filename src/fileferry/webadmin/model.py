@@ -61,6 +61,32 @@ class Usage:
     files: int
 
 
+@dataclass(frozen=True, slots=True)
+class StorageFigure:
+    """How full the served root is, as last measured; reading it costs no I/O.
+
+    A disk (``kind`` "disk") has a capacity and is measured when asked (one
+    ``statvfs``). A bucket (``kind`` "bucket") has no capacity to speak of,
+    so ``total`` is ``None``; its ``used`` bytes and ``objects`` come from a
+    listing made in the background (``server/rootusage.py``), at
+    ``measured_at``. ``error`` says why the latest attempt failed: with
+    figures, they are the last good ones (stale); without, usage is unknown.
+    """
+
+    kind: str
+    location: str
+    used: int | None = None
+    total: int | None = None
+    objects: int | None = None
+    #: Unix time the figure's measurement began (whatever was stored before it is counted).
+    measured_at: float | None = None
+    #: False: the listing was stopped at its time bound, and the figures are lower bounds.
+    complete: bool = True
+    error: str | None = None
+    #: Seconds between background measurements (``None`` for a disk: measured when asked).
+    interval: float | None = None
+
+
 class Live(Protocol):
     """The live sessions of the server; reads cost a walk over the sessions, nothing more."""
 
@@ -111,4 +137,8 @@ class Host(Protocol):
 
     def disk(self) -> tuple[int, int] | None:
         """(used, total) bytes of the storage, or None when it cannot tell (a bucket)."""
+        ...
+
+    def storage_usage(self) -> StorageFigure:
+        """The served root's usage: a disk's now, a bucket's as last counted (no listing here)."""
         ...

@@ -73,6 +73,44 @@ _ACCOUNT_FIELDS: dict[str, Any] = {
 }
 
 
+_STORAGE: dict[str, Any] = {
+    "type": "object",
+    "description": (
+        "the served root's usage. kind disk: used and total bytes, measured at the request."
+        " kind bucket: used bytes and objects under the prefix (total is null: an object"
+        " store has no capacity), counted by a listing in the background every"
+        " interval_seconds, never at the request; measured_at and age_seconds say how old"
+        " the figure is. Only the root is measured, not homes or virtual folders elsewhere."
+    ),
+    "properties": {
+        "kind": {"enum": ["disk", "bucket"]},
+        "location": {"type": "string", "description": "the root: a folder, or s3://BUCKET/PREFIX"},
+        "state": {
+            "enum": ["ok", "measuring", "stale", "unknown"],
+            "description": (
+                "measuring: the first count runs; stale: the last attempt failed (error) and"
+                " the figures are the last good ones; unknown: no figure (error says why)"
+            ),
+        },
+        "used": {"type": ["integer", "null"], "description": "bytes"},
+        "total": {"type": ["integer", "null"], "description": "bytes (a disk only)"},
+        "objects": {"type": ["integer", "null"], "description": "objects (a bucket only)"},
+        "complete": {
+            "type": "boolean",
+            "description": "false: the count stopped at its time bound; used, objects are at least",
+        },
+        "measured_at": {
+            "type": ["string", "null"],
+            "description": "UTC time the measurement began (2025-06-01T12:03:10Z)",
+        },
+        "age_seconds": {"type": ["number", "null"]},
+        "interval_seconds": {"type": ["number", "null"], "description": "a bucket's recount"},
+        "error": {"type": ["string", "null"], "description": "why the last attempt failed"},
+    },
+    "required": ["kind", "state", "used"],
+}
+
+
 def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -80,7 +118,10 @@ def document() -> dict[str, Any]:
         "security": [{"token": []}],
         "paths": {
             "/api/v1/status": {
-                "get": _op("server figures", {"200": _json({"type": "object"}, "OK")})
+                "get": _op(
+                    "server figures",
+                    {"200": _json({"$ref": "#/components/schemas/Status"}, "OK")},
+                )
             },
             "/api/v1/sessions": {"get": _op("open control connections", _list("Session"))},
             "/api/v1/sessions/{id}": {
@@ -174,6 +215,28 @@ def document() -> dict[str, Any]:
                         "rate": {"type": "integer", "description": "bytes per second"},
                     },
                 },
+                "Status": {
+                    "type": "object",
+                    "properties": {
+                        "version": {"type": "string"},
+                        "sessions": {"type": "integer"},
+                        "transfers": {"type": "integer"},
+                        "logins_last_hour": {"type": "integer"},
+                        "failed_logins_last_hour": {"type": "integer"},
+                        "bans": {"type": "integer"},
+                        "disk": {
+                            "type": ["object", "null"],
+                            "description": "a local root's disk (null for a bucket): see storage",
+                            "properties": {
+                                "used": {"type": "integer"},
+                                "total": {"type": "integer"},
+                            },
+                        },
+                        "storage": {"$ref": "#/components/schemas/Storage"},
+                        "per_minute": {"type": "array", "items": {"type": "object"}},
+                    },
+                },
+                "Storage": _STORAGE,
                 "Ban": {
                     "type": "object",
                     "properties": {

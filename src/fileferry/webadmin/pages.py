@@ -71,6 +71,15 @@ def _ago(seconds: float) -> str:
     return f"{s // 3600} h"
 
 
+def _clock(stamp: object) -> str:
+    """``12:03:10 UTC`` from the API's ``2025-06-01T12:03:10Z`` (the date only if not today)."""
+    if not isinstance(stamp, str) or len(stamp) < 19:
+        return "-"
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    day, clock = stamp[:10], stamp[11:19]
+    return f"{clock} UTC" if day == today else f"{day} {clock} UTC"
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -79,6 +88,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["size"] = _size
     env.filters["ago"] = _ago
+    env.filters["clock"] = _clock
     return env
 
 

@@ -16,7 +16,7 @@ from fileferry.webadmin.version import version
 if TYPE_CHECKING:
     from fileferry.limits.interfaces import Ban
     from fileferry.users.base import StoredUser
-    from fileferry.webadmin.model import Host, SessionView, TransferView, Usage
+    from fileferry.webadmin.model import Host, SessionView, StorageFigure, TransferView, Usage
     from fileferry.webadmin.stats import Stats
 
 
@@ -75,9 +75,44 @@ def user(u: StoredUser, usage: Usage | None, now: float) -> dict[str, object]:
     return data
 
 
+def storage_state(figure: StorageFigure) -> str:
+    """The figure in one word: ok, measuring (none yet), stale (last attempt failed), unknown."""
+    if figure.used is None:
+        return "unknown" if figure.error is not None else "measuring"
+    return "stale" if figure.error is not None else "ok"
+
+
+def storage(figure: StorageFigure, now: float) -> dict[str, object]:
+    """The served root's usage: a disk's used/total, or a bucket's used bytes and objects.
+
+    A bucket has no capacity, so its ``total`` is null. ``measured_at`` and
+    ``age_seconds`` say how old the figure is (a bucket is counted in the
+    background, every ``interval_seconds``); ``error`` why the last attempt failed.
+    """
+    at = figure.measured_at
+    return {
+        "kind": figure.kind,
+        "location": figure.location,
+        "state": storage_state(figure),
+        "used": figure.used,
+        "total": figure.total,
+        "objects": figure.objects,
+        "complete": figure.complete,
+        "measured_at": None if at is None else fields.format_expiry(at),
+        "age_seconds": None if at is None else round(max(0.0, now - at), 1),
+        "interval_seconds": figure.interval,
+        "error": figure.error,
+    }
+
+
 def status(host: Host, stats: Stats) -> dict[str, object]:
     hour = stats.hour()
-    disk = host.disk()
+    figure = host.storage_usage()
+    disk = (
+        (figure.used, figure.total)
+        if figure.kind == "disk" and figure.used is not None and figure.total is not None
+        else None
+    )
     return {
         "version": version(),
         "sessions": len(host.live.sessions()),
@@ -86,6 +121,7 @@ def status(host: Host, stats: Stats) -> dict[str, object]:
         "failed_logins_last_hour": sum(m.failures for m in hour),
         "bans": len(host.bans.bans()),
         "disk": None if disk is None else {"used": disk[0], "total": disk[1]},
+        "storage": storage(figure, time.time()),
         "per_minute": [
             {"minute": fields.format_expiry(m.start), "up": m.up, "down": m.down} for m in hour
         ],

@@ -52,6 +52,21 @@ function renderTransfers(list) {
   body.replaceChildren(...rows);
 }
 
+function ago(seconds) {
+  const s = Math.floor(seconds);
+  if (s < 120) return s + " s";
+  if (s < 7200) return Math.floor(s / 60) + " min";
+  return Math.floor(s / 3600) + " h";
+}
+
+// A bucket's figure is counted in the background; the page shows how old it is.
+function renderStorage(st) {
+  if (!st || st.kind !== "bucket" || st.used === null) return;
+  setText("storage-used", (st.complete ? "" : "at least ") + human(st.used));
+  setText("storage-objects", st.objects);
+  setText("storage-age", ago(st.age_seconds));
+}
+
 function setText(id, value) {
   const el = document.getElementById(id);
   if (el) el.textContent = String(value);
@@ -70,6 +85,7 @@ async function refresh() {
       setText("logins-count", s.logins_last_hour);
       setText("failures-count", s.failed_logins_last_hour);
       setText("bans-count", s.bans);
+      renderStorage(s.storage);
     }
   } catch (e) {
     // The server went away or the session ended: the next tick tries again.
