@@ -34,13 +34,16 @@ _MEMFD_SIZE = 512 * 1024 * 1024
 
 
 class Responder:
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, *, memfd: bool = True) -> None:
+        """``memfd=False``: a subclass that sends other bytes skips the 512 MiB of pages."""
         self.root = root
-        self.memfd = os.memfd_create("responder")
-        os.ftruncate(self.memfd, _MEMFD_SIZE)
-        pattern = b"\x5a" * (1 << 20)
-        for offset in range(0, _MEMFD_SIZE, len(pattern)):
-            os.pwrite(self.memfd, pattern, offset)
+        self.memfd = -1
+        if memfd:  # filled before the ready line: never inside a measured run
+            self.memfd = os.memfd_create("responder")
+            os.ftruncate(self.memfd, _MEMFD_SIZE)
+            pattern = b"\x5a" * (1 << 20)
+            for offset in range(0, _MEMFD_SIZE, len(pattern)):
+                os.pwrite(self.memfd, pattern, offset)
         self.buf = memoryview(bytearray(RECV_BUFFER))
         self.listings: dict[str, bytes] = {}
 
@@ -92,8 +95,7 @@ class Responder:
                     listener = None
                     try:
                         if verb == "RETR":
-                            size = os.stat(os.path.join(self.root, arg.lstrip("/"))).st_size
-                            await self.send(data, size)
+                            await self.retr(data, arg)
                         elif verb == "LIST":
                             await loop.sock_sendall(data, self.listing(arg or "/"))
                         else:
@@ -116,6 +118,10 @@ class Responder:
                 listener.close()
             writer.close()
 
+    async def retr(self, data: socket.socket, path: str) -> None:
+        """Send as many bytes as the file ``path`` under the root has."""
+        await self.send(data, os.stat(os.path.join(self.root, path.lstrip("/"))).st_size)
+
     async def send(self, data: socket.socket, size: int) -> None:
         """``size`` bytes from the memfd with sendfile, waiting when the socket is full."""
         loop = asyncio.get_running_loop()
@@ -136,9 +142,13 @@ class Responder:
 
 
 async def main(args: argparse.Namespace) -> None:
-    responder = Responder(args.root)
+    await serve(Responder(args.root), args.port)
+
+
+async def serve(responder: Responder, port: int) -> None:
+    """Answer on ``port`` (0: any), print ``ready PORT``, stop on SIGINT or SIGTERM."""
     server = await asyncio.start_server(
-        responder.session, "127.0.0.1", args.port, backlog=4096, limit=2**16
+        responder.session, "127.0.0.1", port, backlog=4096, limit=2**16
     )
     port = server.sockets[0].getsockname()[1]
     print(f"ready {port}", flush=True)

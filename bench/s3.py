@@ -10,7 +10,16 @@ local-disk server.
 
     .venv/bin/python bench/s3.py                 # ~10 min on 2 cores
     .venv/bin/python bench/s3.py --quick         # 64 MiB, 50 clients, 1,000 keys
-    .venv/bin/python bench/s3.py --only list     # one part: big, many, list
+    .venv/bin/python bench/s3.py --only list     # one part: big, many, list, relay
+    .venv/bin/python bench/s3.py --only list --keys 10000,100000 --rounds 5
+
+The ``relay`` part adds a second ceiling for downloads: ``bench/s3relay.py``,
+a trivial FTP responder whose RETR streams obstore's GET into the data
+socket, driven by the same load generator. obstore alone only counts the
+bytes it is handed; a server must also write them to a socket, and here an
+FTP client on the same cores must read them (see ``docs/storage.md``). The
+part runs fileferry, the relay and obstore alone in turn, round after round,
+and reports each one's CPU seconds per GB beside its throughput.
 
 Not part of CI; nothing is asserted.
 """
@@ -127,14 +136,20 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--only", default="big,many,list", help="comma-separated parts: big, many, list")
-    p.add_argument("--keys", type=int, default=0, help="keys of the LIST part (10,000)")
+    p.add_argument(
+        "--only",
+        default="big,many,list,relay",
+        help="comma-separated parts: big, many, list, relay",
+    )
+    p.add_argument(
+        "--keys", default="", help="keys of the LIST part, comma-separated folders (10000)"
+    )
     args = p.parse_args()
     parts = set(args.only.split(","))
     big = 64 * MIB if args.quick else 512 * MIB
     clients = 50 if args.quick else 300
     each = 10 * MIB
-    keys = args.keys or (1000 if args.quick else 10_000)
+    keys = [int(k) for k in args.keys.split(",") if k] or [1000 if args.quick else 10_000]
     rounds = args.rounds
 
     work = Path(tempfile.mkdtemp(prefix="fileferry-s3-bench-"))
@@ -142,8 +157,9 @@ def main() -> None:
     seaweed = Seaweed(work / "seaweed", volume_mb=1024, volumes=40)
     seaweed.start()
     rows: list[tuple[str, float, float, str]] = []
+    relayed: list[Any] = []
     memory: list[tuple[str, float, float]] = []
-    servers: list[Served] = []
+    servers: list[Served | Relayed] = []
     try:
         store = store_for(seaweed)
         s3 = Served(f"s3://{seaweed.bucket}/bench", seaweed.env(), work / "s3.log")
@@ -160,13 +176,19 @@ def main() -> None:
         if "many" in parts:
             run_many(s3, local, local_root, store, clients, each, rows, memory)
         if "list" in parts:
-            run_list(s3.port, store, keys, rounds, rows)
+            for n in keys:
+                run_list(s3.port, store, n, rounds, rows)
+        if "relay" in parts:
+            relay = Relayed(f"{seaweed.bucket}/bench", seaweed.env(), work / "relay.log")
+            servers.append(relay)
+            relayed = run_relay(s3, relay, seaweed, store, big, clients, each, rounds)
     finally:
         for server in servers:
             server.stop()
         seaweed.stop()
         shutil.rmtree(work, ignore_errors=True)
     report(rows, memory)
+    report_relay(relayed)
 
 
 def run_big(port: int, store: Any, big: int, rounds: int, rows: list[Any]) -> None:
@@ -236,15 +258,28 @@ def run_many(
 
 
 def run_list(port: int, store: Any, keys: int, rounds: int, rows: list[Any]) -> None:
-    """LIST of a folder of ``keys`` objects against obstore's delimiter listing of it."""
+    """LIST of a folder of ``keys`` objects against obstore's delimiter listing of it.
+
+    Each folder is ``bench/wide`` afresh (the keys of a smaller run stay and
+    are counted in): run the sizes in increasing order, in one store.
+    """
     import obstore
+
+    from fileferry.backends.s3 import S3Locations
+    from fileferry.protocol.listing import ListingRenderer
 
     async def fill() -> None:
         sem = asyncio.Semaphore(64)
 
         async def one(i: int) -> None:
             async with sem:
-                await obstore.put_async(store, f"bench/wide/k{i:06d}", b"x")
+                for attempt in range(3):  # a loaded SeaweedFS answers the odd 500
+                    try:
+                        await obstore.put_async(store, f"bench/wide/k{i:06d}", b"x")
+                        return
+                    except Exception:
+                        if attempt == 2:
+                            raise
 
         await asyncio.gather(*(one(i) for i in range(keys)))
 
@@ -253,10 +288,166 @@ def run_list(port: int, store: Any, keys: int, rounds: int, rows: list[Any]) -> 
     async def ob_list() -> None:
         await obstore.list_with_delimiter_async(store, "bench/wide")
 
-    ff = loadgen(port, "list", "/wide", "--repeat", str(rounds))["secs"]
-    ob = median_of(rounds, lambda: timed(ob_list))
-    rows.append((f"LIST of {keys:,} keys", ff, ob, "s"))
-    print(rows[-1:], flush=True)
+    storage = S3Locations(None).storage(f"s3://{store.config['bucket']}/bench")
+
+    async def ff_storage() -> None:
+        # The storage layer alone, as the server calls it for LIST (limit = cap + 1).
+        render = ListingRenderer("LIST", time.time(), (), "elr", 200_000)
+        rendered = await storage.list_rendered("/wide", render, 200_001)
+        assert rendered.count == keys, rendered.count
+
+    # Interleaved, so that a busy moment of the machine does not land on one side only.
+    ff, ob, layer = [], [], []
+    for _ in range(rounds):
+        ff.append(loadgen(port, "list", "/wide", "--repeat", "1")["secs"])
+        ob.append(timed(ob_list))
+        layer.append(timed(ff_storage))
+    median = statistics.median
+    rows.append((f"LIST of {keys:,} keys (FTP)", median(ff), median(ob), "s"))
+    rows.append((f"list_rendered of {keys:,} keys (in-process)", median(layer), median(ob), "s"))
+    print(rows[-2:], flush=True)
+
+
+class Relayed:
+    """``bench/s3relay.py`` on the bucket, with the same store settings as fileferry."""
+
+    def __init__(self, location: str, env: dict[str, str], log: Path) -> None:
+        argv = [sys.executable, str(HERE / "s3relay.py"), location]
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stderr=out, text=True, env={**os.environ, **env}
+            )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("ready "):
+            raise RuntimeError(f"s3relay: {line!r} (see {log})")
+        self.port = int(line.split()[1])
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of process ``pid`` (all its threads) so far."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def run_relay(
+    s3: Served,
+    relay: Relayed,
+    seaweed: Seaweed,
+    store: Any,
+    big: int,
+    clients: int,
+    each: int,
+    rounds: int,
+) -> list[Any]:
+    """RETR by fileferry, by the relay and by obstore alone, in turn each round.
+
+    Taking turns puts the three under the same load from the rest of the
+    machine. Beside each median rate: CPU seconds per GB of the process
+    that reads the store (server, relay, or obstore's own), of the FTP
+    client (loadgen) and of SeaweedFS, each summed over its rounds.
+    """
+    assert seaweed.process is not None
+    weed = seaweed.process.pid
+
+    async def seed() -> None:
+        await obstore_put(store, "bench/relay-big.bin", big)
+        await obstore_put(store, "bench/relay-ten.bin", each)
+
+    asyncio.run(seed())
+
+    def ftp(port: int, pid: int, scenario: str, path: str, *extra: str) -> tuple[float, ...]:
+        before, client, w = cpu_seconds(pid), os.times(), cpu_seconds(weed)
+        with PeakSampler(pid) as sampler:
+            out = loadgen(port, scenario, path, *extra)
+        after = os.times()
+        if out.get("failed"):
+            print(f"  {scenario} on :{port}: {out['failed']} failed ({out.get('error')})")
+        spent = after.children_user + after.children_system
+        spent -= client.children_user + client.children_system
+        own = cpu_seconds(pid) - before
+        return out["secs"], own, spent, cpu_seconds(weed) - w, sampler.peak.pss / MIB
+
+    def alone(fn: Any) -> tuple[float, ...]:
+        w, own = cpu_seconds(weed), time.process_time()
+        secs = timed(fn)
+        return secs, time.process_time() - own, 0.0, cpu_seconds(weed) - w, 0.0
+
+    async def ob_many() -> None:
+        await asyncio.gather(*(obstore_get(store, "bench/relay-ten.bin") for _ in range(clients)))
+
+    cases = [
+        (
+            f"RETR {big // MIB} MiB",
+            big,
+            ("retr", "/relay-big.bin"),
+            lambda: obstore_get(store, "bench/relay-big.bin"),
+        ),
+        (
+            f"{clients} x RETR 10 MiB",
+            clients * each,
+            ("retr-many", "/relay-ten.bin", "--clients", str(clients)),
+            ob_many,
+        ),
+    ]
+    out: list[Any] = []
+    for what, size, scenario, ob_fn in cases:
+        runs: dict[str, list[tuple[float, ...]]] = {"ff": [], "relay": [], "ob": []}
+        for _ in range(rounds):
+            runs["ff"].append(ftp(s3.port, s3.proc.pid, *scenario))
+            runs["relay"].append(ftp(relay.port, relay.proc.pid, *scenario))
+            runs["ob"].append(alone(ob_fn))
+        gb = size * rounds / 1e9
+        summary = {
+            name: (
+                size / statistics.median(r[0] for r in got) / 1e6,
+                *(sum(r[i] for r in got) / gb for i in (1, 2, 3)),
+                max(r[4] for r in got),
+            )
+            for name, got in runs.items()
+        }
+        out.append((what, summary))
+        print(what, summary, flush=True)
+    return out
+
+
+def report_relay(relayed: list[Any]) -> None:
+    if not relayed:
+        return
+    print()
+    print("| what | fileferry over S3 | obstore relayed over FTP | ratio | obstore alone | ratio |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for what, s in relayed:
+        ff, relay, ob = s["ff"][0], s["relay"][0], s["ob"][0]
+        print(
+            f"| {what} | {ff:,.0f} MB/s | {relay:,.0f} MB/s | {ff / relay:.2f}x "
+            f"| {ob:,.0f} MB/s | {ff / ob:.2f}x |"
+        )
+    print()
+    print("| CPU s per GB | reading the store | FTP client | SeaweedFS | total | peak PSS |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    names = {"ff": "fileferry", "relay": "relay", "ob": "obstore alone"}
+    for what, s in relayed:
+        for key, name in names.items():
+            _, own, client, weed, pss = s[key]
+            total = own + client + weed
+            memory = f"{pss:,.0f} MiB" if pss else "-"
+            print(
+                f"| {what}: {name} | {own:.2f} | {client:.2f} | {weed:.2f} | {total:.2f} "
+                f"| {memory} |"
+            )
 
 
 def report(rows: list[Any], memory: list[Any]) -> None:

@@ -35,6 +35,21 @@ NOT_FOR_FLAGS_ONLY = (
     "fileferry.server.supervisor",
     "fileferry.limits.shared",
     "fileferry.users.sqlite",
+    # Only the serve command's own parser is built: not the other commands' modules.
+    "fileferry.cli.user",
+    "fileferry.cli.admin",
+    "fileferry.cli.config",
+    "fileferry.cli.client",
+    "fileferry.users.admins",
+    "getpass",
+    "json",
+    "secrets",
+    # Only --workers --metrics makes a temporary folder.
+    "tempfile",
+    # An ASCII host is resolved as bytes, without the IDNA codec and its tables.
+    "encodings.idna",
+    "stringprep",
+    "unicodedata",
 )
 
 
@@ -96,3 +111,19 @@ def test_a_database_brings_sqlite_and_its_hashes_in_but_still_no_toml(tmp_path: 
     modules = _serve_modules(tmp_path, str(root), "--db", str(db), "--no-anonymous")
     assert {"sqlite3", "fileferry.users.sqlite"} <= modules
     assert _present(modules, ("tomllib", "fileferry.server.tls", "fileferry.client")) == []
+
+
+def test_every_command_is_found_by_its_name_alone() -> None:
+    """``fileferry serve`` builds only its module's parser: the name map must be whole."""
+    import argparse
+
+    from fileferry.cli import COMMAND_NAMES, COMMANDS, build_parser
+
+    everything = build_parser()
+    sub = next(a for a in everything._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == set(COMMAND_NAMES)
+    assert set(COMMAND_NAMES.values()) == set(COMMANDS)
+    for name, module in COMMAND_NAMES.items():
+        alone = build_parser(module)
+        own = next(a for a in alone._actions if isinstance(a, argparse._SubParsersAction))
+        assert name in own.choices, (name, module)

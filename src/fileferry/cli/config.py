@@ -49,6 +49,7 @@ write = false                     # let anonymous users upload, rename, delete, 
 # The web admin and REST API (pip install 'fileferry[admin]'; needs db and one
 # worker); administrators come from `fileferry admin add NAME`.
 # admin = "127.0.0.1:8021"
+admin_usage_interval = 300.0     # with an s3:// root: seconds between bucket-usage counts
 lease_time = 15.0                 # with PostgreSQL: seconds a dead node's sessions stay counted
 upload_rate = 0                   # bytes/s for all sessions together (e.g. "100M"); 0 = unlimited
 download_rate = 0

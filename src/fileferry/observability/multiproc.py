@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import sys
-import tempfile
 
 from fileferry.errors import ConfigError
 
@@ -34,6 +32,8 @@ def prepare_multiprocess_dir() -> str:
     if "prometheus_client" in sys.modules and not os.environ.get(MULTIPROC_ENV):
         # Imported in memory mode already: the workers would count apart.
         raise ConfigError("--metrics with --workers: prometheus-client was imported too early")
+    import tempfile  # here: every server imports this module, few use --workers --metrics
+
     path = tempfile.mkdtemp(prefix="fileferry-metrics-")
     os.environ[MULTIPROC_ENV] = path
     return path
@@ -48,6 +48,8 @@ def forget_process(pid: int, path: str) -> None:
 
 def remove_multiprocess_dir(path: str) -> None:
     """At the parent's end: the run's metric files go with it."""
+    import shutil
+
     shutil.rmtree(path, ignore_errors=True)
     if os.environ.get(MULTIPROC_ENV) == path:
         del os.environ[MULTIPROC_ENV]

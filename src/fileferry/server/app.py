@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
 import socket
 import ssl
 from collections.abc import Callable, Coroutine, Iterable
@@ -224,6 +223,8 @@ class App:
         if self._own_pumps:
             self.pumps.close()
         if self._self_signed is not None:
+            import shutil  # here: shutil brings bz2 and lzma, which a server never uses
+
             shutil.rmtree(self._self_signed.directory, ignore_errors=True)
 
 

@@ -38,7 +38,12 @@ def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.soc
     any second server fails with "address already in use". ``reuse_port``
     is for the worker threads of the test harness (``server/thread.py``).
     """
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    # An ASCII name or address goes as bytes, which need no encoding: a str is
+    # encoded with the IDNA codec, whose import (stringprep, unicodedata) stays
+    # in the server's memory for good, and whose error on a malformed name is a
+    # UnicodeError where the resolver's is an OSError that names host and port.
+    name: str | bytes = host.encode("ascii") if host.isascii() else host
+    infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, _, _, _, addr = infos[0]
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:

@@ -4,7 +4,8 @@ The data path is obstore: a streamed GET per download, a streamed multipart
 PUT per upload (``storage/s3io.py``), server-side copies, deletes. What
 obstore cannot express (folder markers, metadata replacement, tags, a page
 size for listings) goes through ``storage/s3request.py``; folder listings
-(paged ``ListObjectsV2``) and folder renames are in ``storage/s3tree.py``.
+(paged ``ListObjectsV2``, read off the event loop) are in
+``storage/s3listing.py``, folder renames in ``storage/s3tree.py``.
 Paths map to keys in ``storage/s3paths.py``.
 
 What an object store is not, and how each command copes (docs/storage.md
@@ -26,12 +27,13 @@ has the table):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import threading
 import time
 import urllib.parse
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fileferry.errors import (
     AlreadyExists,
@@ -44,14 +46,26 @@ from fileferry.errors import (
     PermissionDenied,
 )
 from fileferry.paths import split
-from fileferry.storage.base import Capabilities, FileInfo, FileKind, Reader, Storage, Upload
+from fileferry.storage.base import (
+    Capabilities,
+    FileInfo,
+    FileKind,
+    Reader,
+    Row,
+    RowRenderer,
+    Storage,
+    Upload,
+)
 from fileferry.storage.s3io import META_MTIME, META_SHA256, S3Reader, S3Upload
 from fileferry.storage.s3paths import Location, NoSuchBucket, classify, store_error, unique_of
 from fileferry.storage.s3request import parse_tags, tagging_body
 
 if TYPE_CHECKING:
+    from fileferry.storage.s3listing import FolderRows
     from fileferry.storage.s3request import Answer, SignedClient
     from fileferry.storage.usage import Tally
+
+_T = TypeVar("_T")
 
 __all__ = ["S3Storage"]
 
@@ -204,37 +218,40 @@ class S3Storage(Storage):
             return folder
         raise await self._missing(path)
 
-    async def list(self, path: str, limit: int | None = None) -> list[FileInfo]:
-        from fileferry.storage.s3tree import list_folder
+    async def _rows(
+        self, path: str, limit: int | None, names_only: bool = False, unique: bool = True
+    ) -> FolderRows:
+        """The rows of folder ``path`` (``storage/s3listing.py``); 550s when it is none."""
+        from fileferry.storage import s3tree
+        from fileferry.storage.s3listing import folder_rows
 
-        key = self.location.key(path)
-        prefix = self.location.folder(path)
-        listed = await list_folder(self, prefix)
-        entries: dict[str, FileInfo] = {}
-        marker = False
-        for sub in listed.prefixes:
-            name = sub.rstrip("/").rpartition("/")[2]
-            if name:
-                entries[name] = FileInfo(
-                    name, FileKind.DIR, 0, 0.0, _DIR_MODE, unique_of(sub.rstrip("/") + "/", "d")
-                )
-        for obj in listed.objects:
-            if obj.key == prefix:  # the folder's own marker
-                marker = True
-                continue
-            name = obj.key[len(prefix) :]
-            if not name or name in entries:
-                continue
-            entries[name] = FileInfo(
-                name, FileKind.FILE, obj.size, obj.modified, _FILE_MODE, unique_of(obj.key, "f")
-            )
-        if not entries and not marker and path != "/":
-            if await self.object_exists(key):
+        found = await folder_rows(
+            self,
+            self.location.folder(path),
+            s3tree.LIST_PAGE,
+            names_only=names_only,
+            unique=unique,
+            limit=limit,
+        )
+        if not found.rows and not found.marker and path != "/":
+            if await self.object_exists(self.location.key(path)):
                 raise NotADirectory()
             if await self._folder_info(path) is None:
                 raise await self._missing(path)
-        out = list(entries.values())
-        return out if limit is None else out[: max(limit, 0)]
+        return found
+
+    async def list(self, path: str, limit: int | None = None) -> list[FileInfo]:
+        found = await self._rows(path, limit)
+        return await asyncio.to_thread(_infos, found, limit)
+
+    async def list_rendered(
+        self, path: str, render: RowRenderer[_T], limit: int | None = None
+    ) -> _T:
+        """Pages parsed and the rows rendered in worker threads: the loop joins lists only."""
+        names_only = getattr(render, "names_only", False)
+        unique = getattr(render, "needs_unique", True)
+        found = await self._rows(path, limit, names_only, unique)
+        return await asyncio.to_thread(_render, found, render, limit)
 
     async def open_range(self, key: str, offset: int, end: int | None = None) -> Reader:
         """A reader of object ``key`` from ``offset`` (to ``end``); ``NotFound`` if none."""
@@ -438,6 +455,25 @@ class S3Storage(Storage):
 
     async def close(self) -> None:
         """Nothing to release: the store and client belong to the provider."""
+
+
+def _entries(found: FolderRows, limit: int | None) -> list[Row]:
+    rows = found.entries()
+    if limit is not None and len(rows) > max(limit, 0):
+        del rows[max(limit, 0) :]
+    return rows
+
+
+def _infos(found: FolderRows, limit: int | None) -> list[FileInfo]:
+    file_kind, dir_kind = FileKind.FILE, FileKind.DIR
+    return [
+        FileInfo(name, dir_kind if is_dir else file_kind, size, mtime, mode, unique)
+        for name, is_dir, size, mtime, mode, unique in _entries(found, limit)
+    ]
+
+
+def _render(found: FolderRows, render: RowRenderer[_T], limit: int | None) -> _T:
+    return render(_entries(found, limit))
 
 
 def _parse_http_date(text: str) -> float:

@@ -1,10 +1,12 @@
 """Streamed reads and multipart uploads of the S3 backend.
 
 Reads: one GET per RETR, ranged from the REST offset, consumed as the data
-connection drains it. obstore hands the body over in chunks of at least
-:data:`READ_CHUNK` (the HTTP body is pulled only as we ask), so a transfer
-holds a few MiB whatever the object's size; closing the reader
-drops the response, which closes its connection and stops the GET.
+connection drains it. obstore hands the body over in blocks of at least
+:data:`READ_BLOCK` (the HTTP body is pulled only as we ask), so a transfer
+holds two blocks at most whatever the object's size; closing the reader
+drops the response, which closes its connection and stops the GET. A block
+is sized to fit whole in one ``read`` of the data path, so it goes to the
+socket as obstore made it: no slice, no copy.
 
 Uploads: bytes are buffered up to one part (:data:`PART_SIZE`, S3's
 minimum). An upload that ends within one part is one PUT (with ``If-None-Match: *`` for
@@ -39,8 +41,18 @@ from fileferry.storage.s3paths import store_error, unique_of
 if TYPE_CHECKING:
     from fileferry.storage.s3 import S3Storage
 
-#: Smallest chunk obstore hands over from a GET body (the last one may be shorter).
-READ_CHUNK = 1 << 20
+#: What the data path (and HASH) asks ``read`` for at a time.
+READ_SIZE = 1 << 20
+#: The most hyper, obstore's HTTP client, reads from a connection at once (its
+#: default read-buffer cap: 8 KiB + 400 KiB).
+HTTP_READ_MAX = 8192 + 4096 * 100
+#: Smallest block obstore hands over from a GET body (the last one may be shorter).
+#: obstore joins the HTTP client's reads until it has this much, so a block is
+#: under ``READ_BLOCK + HTTP_READ_MAX`` = :data:`READ_SIZE` and each ``read``
+#: hands one on whole. A block larger than the ``read`` asking for it is cut,
+#: and the cut copied: at a 1 MiB minimum (blocks of 1 to 1.4 MiB) that was
+#: every byte copied once more and sent in two pieces.
+READ_BLOCK = READ_SIZE - HTTP_READ_MAX
 #: Bytes per multipart part (S3's minimum is 5 MiB); also the single-PUT limit.
 PART_SIZE = 5 << 20
 #: Parts uploaded at once per upload.
@@ -53,13 +65,20 @@ ABORT_TIMEOUT = 30.0
 
 
 class S3Reader(Reader):
-    """The body of one (ranged) GET, read on demand."""
+    """The body of one (ranged) GET, read on demand, one block ahead.
+
+    While the data path sends a block, obstore is already gathering the
+    next one on its own threads, instead of the body waiting in the
+    socket until asked for. A single download gains the most (its two
+    halves overlap); a transfer then holds at most two blocks.
+    """
 
     def __init__(self, result: Any, size: int) -> None:
         self.size = size
-        self._stream: Any = result.stream(min_chunk_size=READ_CHUNK) if result else None
+        self._stream: Any = result.stream(min_chunk_size=READ_BLOCK) if result else None
         self._buf = memoryview(b"")
         self._closed = False
+        self._next: Any = None
 
     async def read(self, n: int) -> bytes:
         if self._closed:
@@ -68,21 +87,32 @@ class S3Reader(Reader):
             if self._stream is None:
                 return b""
             try:
-                block = await self._stream.__anext__()
+                pending, self._next = self._next, None
+                block = await (pending if pending is not None else self._stream.__anext__())
+                # Ask for the next block now: obstore gathers it while this one is sent.
+                self._next = self._stream.__anext__()
             except StopAsyncIteration:
                 self._stream = None
                 return b""
             except Exception as exc:
                 raise store_error(exc) from None
             if len(block) <= n:
-                return bytes(block)  # the common case: the whole chunk, one copy at most
+                # The common case: obstore made a ``bytes``, and ``bytes()`` of one is itself.
+                return bytes(block)
             self._buf = memoryview(block)
         chunk, self._buf = self._buf[: max(n, 0)], self._buf[max(n, 0) :]
         return bytes(chunk)
 
     async def close(self) -> None:
-        # Dropping the stream drops the response: its connection closes, the GET stops.
+        # Dropping the stream drops the response: its connection closes, the GET
+        # stops. The block asked for ahead is cancelled first, which drops
+        # obstore's task for it, the stream's last other holder.
         self._closed = True
+        pending, self._next = self._next, None
+        if pending is not None:
+            pending.cancel()
+            if pending.done() and not pending.cancelled():
+                pending.exception()
         self._stream = None
         self._buf = memoryview(b"")
 

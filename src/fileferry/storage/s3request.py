@@ -2,7 +2,7 @@
 
 obstore (object_store underneath) is the data path: streamed GETs,
 multipart PUTs, copies, deletes. Folder listings are ours too
-(``storage/s3tree.py``): obstore neither tells a ``dir/`` marker from a
+(``storage/s3listing.py``): obstore neither tells a ``dir/`` marker from a
 file nor lets the page size be chosen. It has no way to name a key that
 ends in ``/`` (its paths drop the trailing delimiter), so it cannot create
 or delete the ``dir/`` marker of an empty folder; it cannot replace an

@@ -10,17 +10,15 @@ that says why, rather than left half moved after minutes of copying.
 The keys are listed with our own signed ``ListObjectsV2`` requests, not
 obstore's listing, because a folder marker (``name/``) and a file (``name``)
 look the same once obstore has dropped the marker's trailing ``/``. Folder
-listings (LIST, NLST, MLSD) go the same way, page by page of
-:data:`LIST_PAGE` keys, so the page size is ours to choose (and to make
-small in a test that must cross many pages without making many objects).
+listings (LIST, NLST, MLSD) go the same way (``storage/s3listing.py``),
+page by page of :data:`LIST_PAGE` keys, so the page size is ours to choose
+(and to make small in a test that must cross many pages without making
+many objects).
 """
 
 from __future__ import annotations
 
-import datetime
-import urllib.parse
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fileferry.errors import (
@@ -41,6 +39,8 @@ if TYPE_CHECKING:
 RENAME_LIMIT = 1000
 #: Keys asked for per page of a folder listing (S3's own maximum is 1000).
 LIST_PAGE = 1000
+#: Keys asked for per page of the flat listing behind a folder rename.
+KEYS_PAGE = 1000
 
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
@@ -57,80 +57,32 @@ def keys_of(body: bytes) -> list[str]:
 
 
 async def list_keys(storage: S3Storage, prefix: str, limit: int) -> list[str]:
-    """Every key under ``prefix``, at most ``limit + 1`` of them (the caller checks the cap)."""
-    keys: list[str] = []
-    query = {"list-type": "2", "prefix": prefix, "max-keys": "1000"}
-    while True:
-        answer = storage._check(await storage._call("GET", "", query=query), 200)
-        keys += keys_of(answer.body)
-        root = ET.fromstring(answer.body)
-        token = root.findtext(f"{_NS}NextContinuationToken")
-        if len(keys) > limit or root.findtext(f"{_NS}IsTruncated") != "true" or not token:
-            return keys
-        query = {**query, "continuation-token": token}
+    """Every key under ``prefix``, at most ``limit + 1`` of them (the caller checks the cap).
 
-
-@dataclass(frozen=True, slots=True)
-class Listed:
-    """One object of a folder listing."""
-
-    key: str
-    size: int
-    modified: float
-
-
-@dataclass(slots=True)
-class Folder:
-    """A delimiter listing of one folder: its subfolders' prefixes and its objects."""
-
-    prefixes: list[str]
-    objects: list[Listed]
-
-
-def _when(text: str) -> float:
-    try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0
-
-
-async def list_folder(storage: S3Storage, prefix: str) -> Folder:
-    """Everything directly in folder ``prefix`` (``""`` or ending in ``/``), all pages.
-
-    Keys come URL-encoded when the store honours ``encoding-type=url`` (a
-    key may hold characters XML 1.0 cannot carry) and are decoded only then,
-    form-style: S3 and SeaweedFS send a space as ``+`` and a plus as ``%2B``.
+    SeaweedFS answers ``IsTruncated`` false for a full page that ends on a
+    folder marker though keys inside that folder follow; trusting it would
+    let a folder rename move part of a tree and leave the rest behind. So a
+    full page ending on a marker is followed by one more request that starts
+    after the marker (on a store without the quirk, that page is empty).
     """
-    folder = Folder([], [])
-    query = {
-        "list-type": "2",
-        "prefix": prefix,
-        "delimiter": "/",
-        "max-keys": str(LIST_PAGE),
-        "encoding-type": "url",
-    }
+    keys: list[str] = []
+    page = KEYS_PAGE
+    query = {"list-type": "2", "prefix": prefix, "max-keys": str(page)}
     while True:
         answer = storage._check(await storage._call("GET", "", query=query), 200)
+        found = keys_of(answer.body)
+        keys += found
         root = ET.fromstring(answer.body)
-        encoded = root.findtext(f"{_NS}EncodingType") == "url"
-
-        def name(text: str | None, encoded: bool = encoded) -> str:
-            return urllib.parse.unquote_plus(text or "") if encoded else text or ""
-
-        for p in root.iter(f"{_NS}CommonPrefixes"):
-            folder.prefixes.append(name(p.findtext(f"{_NS}Prefix")))
-        for c in root.iter(f"{_NS}Contents"):
-            folder.objects.append(
-                Listed(
-                    name(c.findtext(f"{_NS}Key")),
-                    int(c.findtext(f"{_NS}Size") or 0),
-                    _when(c.findtext(f"{_NS}LastModified") or ""),
-                )
-            )
         token = root.findtext(f"{_NS}NextContinuationToken")
-        if root.findtext(f"{_NS}IsTruncated") != "true" or not token:
-            return folder
-        query = {**query, "continuation-token": token}
+        truncated = root.findtext(f"{_NS}IsTruncated") == "true" and bool(token)
+        after_marker = not truncated and len(found) >= page and found[-1].endswith("/")
+        if len(keys) > limit or not (truncated or after_marker):
+            return keys
+        query = {k: v for k, v in query.items() if k not in ("continuation-token", "start-after")}
+        if truncated:
+            query["continuation-token"] = token or ""
+        else:
+            query["start-after"] = found[-1]
 
 
 async def rename(storage: S3Storage, src: str, dst: str) -> None:

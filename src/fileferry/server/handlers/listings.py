@@ -5,8 +5,10 @@ permission is answered 550 without opening the data connection. It is built
 by the storage's ``list_rendered``: the local backend scans, sorts, formats
 and encodes in one worker-thread hop (``protocol.listing.ListingRenderer`` is
 pure computation), so a folder of 10,000 entries costs the event loop one
-``await`` and one ``sendall`` instead of 10,000 objects and lines. Other
-backends get the same bytes through the generic fallback built on ``list``.
+``await`` and one ``sendall`` instead of 10,000 objects and lines. The S3
+backend parses its listing pages and renders in worker threads the same
+way (``storage/s3listing.py``). Other backends get the same bytes through
+the generic fallback built on ``list``.
 """
 
 from __future__ import annotations
