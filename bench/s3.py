@@ -12,6 +12,7 @@ local-disk server.
     .venv/bin/python bench/s3.py --quick         # 64 MiB, 50 clients, 1,000 keys
     .venv/bin/python bench/s3.py --only list     # one part: big, many, list, relay
     .venv/bin/python bench/s3.py --only list --keys 10000,100000 --rounds 5
+    .venv/bin/python bench/s3.py --only stor     # the uploads only (big and many)
 
 The ``relay`` part adds a second ceiling for downloads: ``bench/s3relay.py``,
 a trivial FTP responder whose RETR streams obstore's GET into the data
@@ -21,6 +22,17 @@ FTP client on the same cores must read them (see ``docs/storage.md``). The
 part runs fileferry, the relay and obstore alone in turn, round after round,
 and reports each one's CPU seconds per GB beside its throughput.
 
+For uploads both sides are the same kind of client: obstore alone uploads
+with fileferry's part size and parts in flight per upload
+(``s3io.PART_SIZE``, ``s3io.PART_CONCURRENCY``), all 300 uploads begun at
+once and as many sending parts at a time as the server admits
+(``s3io.UPLOADS_IN_FLIGHT``), through the same client settings
+(``S3Settings``: timeouts, retries). After every upload run each side's
+objects are read back and checked (count, size, SHA-256) and the store's
+pending multipart uploads under the prefix are listed, so a figure that
+hides a failure is reported as one. The store is made ready for 300
+writers first (:func:`grow_volumes`): see docs/storage.md, "Benchmark".
+
 Not part of CI; nothing is asserted.
 """
 
@@ -28,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -37,6 +50,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +63,10 @@ from memory import PeakSampler  # noqa: E402
 from seaweed import Seaweed  # noqa: E402
 
 MIB = 1 << 20
+#: A soft memory limit for weed's Go runtime (see :func:`main`).
+WEED_MEMORY_LIMIT = "3GiB"
+#: Volumes grown before the runs: enough that no write waits for a new one.
+VOLUMES = 24
 
 
 def loadgen(port: int, scenario: str, path: str, *extra: str) -> dict[str, Any]:
@@ -107,10 +126,41 @@ async def obstore_get(store: Any, key: str) -> int:
     return n
 
 
+def pattern(size: int) -> bytes:
+    """What both sides upload: the bytes 0..255 repeated (loadgen's payload)."""
+    return (bytes(range(256)) * (size // 256 + 1))[:size]
+
+
+def grow_volumes(seaweed: Seaweed, count: int = VOLUMES) -> None:
+    """Have the master make ``count`` writable volumes for the bucket now, not mid-run.
+
+    A burst of writes into a fresh bucket otherwise makes the master grow
+    volumes while hundreds of chunk assignments wait on it; on a busy 2-core
+    machine those waits outlast weed's own internal deadline ("assign
+    volume: context deadline exceeded") and the part PUT fails with a 500.
+    A store in service has its volumes long before a burst.
+    """
+    url = f"http://127.0.0.1:{seaweed.ports['master']}/vol/grow"
+    url += f"?collection={seaweed.bucket}&count={count}"
+    deadline = time.monotonic() + 120
+    while True:  # 406 until the volume server has reported to the master
+        try:
+            with urllib.request.urlopen(url, timeout=300) as answer:
+                answer.read()
+                return
+        except urllib.error.HTTPError as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cannot grow volumes: {exc} {exc.read()[:300]!r}") from None
+        time.sleep(0.5)
+
+
 async def obstore_put(store: Any, key: str, size: int) -> int:
+    """One upload shaped like fileferry's: its part size and its parts in flight."""
     import obstore
 
-    block = (bytes(range(256)) * (MIB // 256))[:MIB]
+    from fileferry.storage.s3io import PART_CONCURRENCY, PART_SIZE
+
+    block = pattern(MIB)
 
     async def chunks() -> Any:
         left = size
@@ -118,8 +168,70 @@ async def obstore_put(store: Any, key: str, size: int) -> int:
             yield block[: min(left, MIB)]
             left -= MIB
 
-    await obstore.put_async(store, key, chunks())
+    await obstore.put_async(
+        store, key, chunks(), chunk_size=PART_SIZE, max_concurrency=PART_CONCURRENCY
+    )
     return size
+
+
+async def check_objects(seaweed: Seaweed, store: Any, keys: list[str], size: int) -> str:
+    """What is wrong with the objects ``keys`` after an upload run ("" when nothing).
+
+    Every object is read back and its SHA-256 compared; multipart uploads
+    still pending under the keys' folder are listed from the store.
+    """
+    import obstore
+
+    want = hashlib.sha256(pattern(size)).hexdigest()
+    sem = asyncio.Semaphore(16)
+
+    async def one(key: str) -> str:
+        async with sem:
+            try:
+                result = await obstore.get_async(store, key)
+            except FileNotFoundError:
+                return "missing"
+            digest = hashlib.sha256()
+            async for chunk in result.stream(min_chunk_size=MIB):
+                digest.update(chunk)
+            return "" if digest.hexdigest() == want else "wrong bytes"
+
+    found = await asyncio.gather(*(one(k) for k in keys))
+    folder = keys[0].rsplit("/", 1)[0] + "/"
+    pending = await asyncio.to_thread(seaweed.pending_uploads, folder)
+    problems = [f"{found.count(p)} {p}" for p in ("missing", "wrong bytes") if p in found]
+    if pending:
+        problems.append(f"{len(pending)} pending uploads")
+    return ", ".join(problems)
+
+
+class CpuMeter:
+    """CPU seconds each of some processes spends in a block (children: loadgen runs)."""
+
+    def __init__(self, **pids: int) -> None:
+        self.pids = pids
+        self.used: dict[str, float] = {}
+
+    def __enter__(self) -> CpuMeter:
+        self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self._children = _children_cpu()
+        self._self = sum(os.times()[:2])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.used = {name: cpu_seconds(pid) - self._start[name] for name, pid in self.pids.items()}
+        self.used["loadgen"] = _children_cpu() - self._children
+        self.used["bench"] = sum(os.times()[:2]) - self._self
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name} {secs:.1f}" for name, secs in self.used.items() if secs >= 0.05)
+
+
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def timed(coro_fn: Any) -> float:
@@ -139,13 +251,18 @@ def main() -> None:
     p.add_argument(
         "--only",
         default="big,many,list,relay",
-        help="comma-separated parts: big, many, list, relay",
+        help="comma-separated parts: big, many, list, relay; stor = the uploads of big and many",
     )
     p.add_argument(
         "--keys", default="", help="keys of the LIST part, comma-separated folders (10000)"
     )
     args = p.parse_args()
     parts = set(args.only.split(","))
+    if "stor" in parts:
+        parts |= {"big-stor", "many-stor"}
+    for part in ("big", "many"):
+        if part in parts:
+            parts |= {f"{part}-stor", f"{part}-retr"}
     big = 64 * MIB if args.quick else 512 * MIB
     clients = 50 if args.quick else 300
     each = 10 * MIB
@@ -155,12 +272,17 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="fileferry-s3-bench-"))
     # Room for every object the runs write (overwritten ones are not reclaimed meanwhile).
     seaweed = Seaweed(work / "seaweed", volume_mb=1024, volumes=40)
+    # Under 300 concurrent uploads weed's heap grew past 13 GB on a 24 GB
+    # machine (Go collects only when the heap doubles); a soft limit makes
+    # it collect sooner instead of taking the machine's memory.
+    os.environ.setdefault("GOMEMLIMIT", WEED_MEMORY_LIMIT)
     seaweed.start()
     rows: list[tuple[str, float, float, str]] = []
     relayed: list[Any] = []
     memory: list[tuple[str, float, float]] = []
     servers: list[Served | Relayed] = []
     try:
+        grow_volumes(seaweed)
         store = store_for(seaweed)
         s3 = Served(f"s3://{seaweed.bucket}/bench", seaweed.env(), work / "s3.log")
         local_root = work / "local"
@@ -171,10 +293,12 @@ def main() -> None:
             f"SeaweedFS at {seaweed.endpoint}; fileferry on :{s3.port} (S3), :{local.port} (disk)"
         )
 
-        if "big" in parts:
-            run_big(s3.port, store, big, rounds, rows)
-        if "many" in parts:
-            run_many(s3, local, local_root, store, clients, each, rows, memory)
+        if parts & {"big-stor", "big-retr"}:
+            run_big(seaweed, s3.port, store, big, rounds, rows, parts)
+        if parts & {"many-stor", "many-retr"}:
+            run_many(
+                seaweed, s3, local, local_root, store, clients, each, rows, memory, parts, rounds
+            )
         if "list" in parts:
             for n in keys:
                 run_list(s3.port, store, n, rounds, rows)
@@ -191,12 +315,37 @@ def main() -> None:
     report_relay(relayed)
 
 
-def run_big(port: int, store: Any, big: int, rounds: int, rows: list[Any]) -> None:
-    """One 512 MiB object each way: fileferry (loadgen) and obstore on the same store."""
+def run_big(
+    seaweed: Seaweed, port: int, store: Any, big: int, rounds: int, rows: list[Any], parts: set[str]
+) -> None:
+    """One 512 MiB object each way: fileferry (loadgen) and obstore on the same store.
+
+    The rounds of the two sides alternate, so a change in the machine's
+    load (it is shared) falls on both rather than on one.
+    """
     size = str(big)
-    ff = median_of(rounds, lambda: loadgen(port, "stor", "/big.bin", "--size", size)["secs"])
-    ob = median_of(rounds, lambda: timed(lambda: obstore_put(store, "bench/raw.bin", big)))
-    rows.append((f"STOR {big // MIB} MiB", big / ff / 1e6, big / ob / 1e6, "MB/s"))
+    if "big-stor" in parts or "big-retr" in parts:
+        ff_times: list[float] = []
+        ob_times: list[float] = []
+        for _ in range(rounds):
+            ff_times.append(loadgen(port, "stor", "/big.bin", "--size", size)["secs"])
+            ob_times.append(timed(lambda: obstore_put(store, "bench/raw.bin", big)))
+        ff, ob = statistics.median(ff_times), statistics.median(ob_times)
+        each = ", ".join(
+            f"{big / f / 1e6:.0f}/{big / o / 1e6:.0f}"
+            for f, o in zip(ff_times, ob_times, strict=True)
+        )
+        print(f"  STOR rounds (fileferry/obstore MB/s): {each}", flush=True)
+        wrong = [
+            asyncio.run(check_objects(seaweed, store, [key], big))
+            for key in ("bench/big.bin", "bench/raw.bin")
+        ]
+        what = f"STOR {big // MIB} MiB"
+        if any(wrong):
+            what += f" ({wrong[0] or 'right'}/{wrong[1] or 'right'})"
+        rows.append((what, big / ff / 1e6, big / ob / 1e6, "MB/s"))
+    if "big-retr" not in parts:
+        return
     ff = median_of(rounds, lambda: loadgen(port, "retr", "/big.bin")["secs"])
     ob = median_of(rounds, lambda: timed(lambda: obstore_get(store, "bench/big.bin")))
     rows.append((f"RETR {big // MIB} MiB", big / ff / 1e6, big / ob / 1e6, "MB/s"))
@@ -204,6 +353,7 @@ def run_big(port: int, store: Any, big: int, rounds: int, rows: list[Any]) -> No
 
 
 def run_many(
+    seaweed: Seaweed,
     s3: Served,
     local: Served,
     local_root: Path,
@@ -212,6 +362,8 @@ def run_many(
     each: int,
     rows: list[Any],
     memory: list[Any],
+    parts: set[str],
+    rounds: int = 1,
 ) -> None:
     """``clients`` transfers of 10 MiB at once, with the server's PSS beside local disk's."""
     import obstore
@@ -224,35 +376,82 @@ def run_many(
     (local_root / "ten.bin").write_bytes(bytes(each))
     (local_root / "many").mkdir()
 
-    def ff_many(server: Served, scenario: str, path: str, *extra: str) -> tuple[float, Any]:
-        with PeakSampler(server.proc.pid) as sampler:
+    def ff_many(server: Served, scenario: str, path: str, *extra: str) -> tuple[float, Any, int]:
+        assert seaweed.process is not None
+        meter = CpuMeter(fileferry=server.proc.pid, weed=seaweed.process.pid)
+        with PeakSampler(server.proc.pid) as sampler, meter:
             out = loadgen(server.port, scenario, path, "--clients", str(clients), *extra)
+        print(f"  {scenario}: {out['secs']:.1f} s; CPU s: {meter}", flush=True)
         if out.get("failed"):
             print(f"  {scenario}: {out['failed']} failed ({out.get('error')})", flush=True)
-        return out["secs"], sampler.peak
+        return out["secs"], sampler.peak, int(out.get("failed", 0))
 
     async def ob_many_get() -> None:
         await asyncio.gather(*(obstore_get(store, "bench/ten.bin") for _ in range(clients)))
 
+    ob_failed = 0
+
     async def ob_many_put() -> None:
-        results = await asyncio.gather(
-            *(obstore_put(store, f"bench/raw-many/{i}", each) for i in range(clients)),
-            return_exceptions=True,
-        )
+        """All uploads at once, as many sending parts as the server lets (``UPLOADS_IN_FLIGHT``)."""
+        from fileferry.storage.s3io import UPLOADS_IN_FLIGHT
+
+        nonlocal ob_failed
+        places = asyncio.Semaphore(UPLOADS_IN_FLIGHT)
+
+        async def one(i: int) -> int:
+            async with places:
+                return await obstore_put(store, f"bench/raw-many/{i:04d}", each)
+
+        results = await asyncio.gather(*(one(i) for i in range(clients)), return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
+        ob_failed = len(failed)
         if failed:
             print(f"  obstore puts: {len(failed)} failed ({str(failed[0])[:200]})", flush=True)
 
     total = clients * each
-    secs, peak = ff_many(s3, "retr-many", "/ten.bin")
-    ob = timed(ob_many_get)
-    rows.append((f"{clients} x RETR 10 MiB", total / secs / 1e6, total / ob / 1e6, "MB/s"))
-    _, local_peak = ff_many(local, "retr-many", "/ten.bin")
-    memory.append((f"{clients} downloads", peak.pss / MIB, local_peak.pss / MIB))
-    secs, peak = ff_many(s3, "stor-many", "/many", "--size", str(each))
-    ob = timed(ob_many_put)
-    rows.append((f"{clients} x STOR 10 MiB", total / secs / 1e6, total / ob / 1e6, "MB/s"))
-    _, local_peak = ff_many(local, "stor-many", "/many", "--size", str(each))
+    if "many-retr" in parts:
+        secs, peak, _ = ff_many(s3, "retr-many", "/ten.bin")
+        ob = timed(ob_many_get)
+        rows.append((f"{clients} x RETR 10 MiB", total / secs / 1e6, total / ob / 1e6, "MB/s"))
+        _, local_peak, _ = ff_many(local, "retr-many", "/ten.bin")
+        memory.append((f"{clients} downloads", peak.pss / MIB, local_peak.pss / MIB))
+    if "many-stor" not in parts:
+        return
+    ff_times: list[float] = []
+    ob_times: list[float] = []
+    peak = None
+    notes: list[str] = []
+    for _ in range(rounds):  # alternating, so a change in the machine's load falls on both
+        secs, round_peak, ff_failed = ff_many(s3, "stor-many", "/many", "--size", str(each))
+        peak = round_peak if peak is None else peak.max(round_peak)
+        ff_times.append(secs)
+        ff_wrong = asyncio.run(
+            check_objects(seaweed, store, [f"bench/many/m{i:04d}" for i in range(clients)], each)
+        )
+        assert seaweed.process is not None
+        with CpuMeter(weed=seaweed.process.pid) as meter:
+            ob_times.append(timed(ob_many_put))
+        print(f"  obstore puts: {ob_times[-1]:.1f} s; CPU s: {meter}", flush=True)
+        ob_wrong = asyncio.run(
+            check_objects(seaweed, store, [f"bench/raw-many/{i:04d}" for i in range(clients)], each)
+        )
+        print(
+            f"  after STOR: fileferry {ff_wrong or 'all right'}; obstore {ob_wrong or 'all right'}"
+        )
+        if ff_failed or ob_failed or ff_wrong or ob_wrong:
+            notes.append(f"fileferry {ff_failed} failed {ff_wrong}, obstore {ob_failed} {ob_wrong}")
+    secs, ob = statistics.median(ff_times), statistics.median(ob_times)
+    each_round = ", ".join(
+        f"{total / f / 1e6:.0f}/{total / o / 1e6:.0f}"
+        for f, o in zip(ff_times, ob_times, strict=True)
+    )
+    print(f"  STOR-many rounds (fileferry/obstore MB/s): {each_round}", flush=True)
+    what = f"{clients} x STOR 10 MiB"
+    if notes:
+        what += f" ({'; '.join(notes)})"
+    rows.append((what, total / secs / 1e6, total / ob / 1e6, "MB/s"))
+    assert peak is not None
+    _, local_peak, _ = ff_many(local, "stor-many", "/many", "--size", str(each))
     memory.append((f"{clients} uploads", peak.pss / MIB, local_peak.pss / MIB))
     print(rows[-2:], memory, flush=True)
 

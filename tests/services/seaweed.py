@@ -272,12 +272,16 @@ def wait_released(*ports: int, timeout: float = 15.0) -> None:
     obstore's pool closes its connections on its own runtime thread once the
     store is dropped; a test that counts descriptors must not see that later.
     """
-    gc.collect()
     deadline = time.monotonic() + timeout
-    while any(connections_to(p) for p in ports):
+    while True:
+        # Collected on every pass: a client kept alive only by a reference cycle
+        # (a finished task's frame, say) is freed by a later collection, not the first.
+        gc.collect()
+        if not any(connections_to(p) for p in ports):
+            return
         if time.monotonic() > deadline:
             raise AssertionError(f"connections to {ports} still open after {timeout} s")
-        time.sleep(0.02)
+        time.sleep(0.05)
 
 
 def start(root: Path, attempts: int = 2) -> Seaweed:

@@ -18,11 +18,18 @@ from fileferry.errors import ConfigError
 if TYPE_CHECKING:
     from fileferry.config.model import S3Config, ServerConfig
     from fileferry.storage.base import Storage
+    from fileferry.storage.s3io import UploadGate
     from fileferry.storage.s3request import Credentials, SignedClient
 
 #: obstore's retries: idempotent requests and 5xx/throttling answers are retried
-#: with exponential backoff, within this many seconds in all.
-RETRY_TIMEOUT = "30s"
+#: with exponential backoff (at most ``max_retries`` times, a few seconds of
+#: waiting in all), but none is begun once this long has passed since the
+#: first attempt. A part upload on a busy store can take over 30 s before it
+#: fails (SeaweedFS answers 500 when its own chunk writes time out), and with
+#: a 30 s limit such a part was never retried: the whole upload failed on
+#: one late 500. A store that is down still fails fast: connections are
+#: refused at once and the retry count runs out in seconds.
+RETRY_TIMEOUT = "300s"
 
 
 def _env(name: str, *more: str) -> str | None:
@@ -125,10 +132,12 @@ class S3Locations:
         self.settings = S3Settings(config.s3 if config is not None else None)
         self._client: SignedClient | None = None
         self._stores: dict[str, Any] = {}
+        self._gates: dict[str, UploadGate] = {}  # one per store: its uploads in flight
         self._storages: dict[str, Storage] = {}
 
     def storage(self, location: str) -> Storage:
         from fileferry.storage.s3 import S3Storage
+        from fileferry.storage.s3io import UploadGate
         from fileferry.storage.s3paths import Location
 
         loc = Location.parse(location)
@@ -139,7 +148,10 @@ class S3Locations:
             store = self._stores.get(loc.bucket)
             if store is None:
                 store = self._stores[loc.bucket] = self.settings.store(loc.bucket)
-            found = self._storages[str(loc)] = S3Storage(loc, store, self._client)
+                self._gates[loc.bucket] = UploadGate()
+            found = self._storages[str(loc)] = S3Storage(
+                loc, store, self._client, self._gates[loc.bucket]
+            )
         return found
 
     async def sweep(self, temp_max_age: float, partial_max_age: float) -> list[Any]:
@@ -160,6 +172,7 @@ class S3Locations:
             self._client.close()
         self._storages.clear()
         self._stores.clear()
+        self._gates.clear()
 
 
 def check(location: str) -> str:

@@ -56,7 +56,7 @@ from fileferry.storage.base import (
     Storage,
     Upload,
 )
-from fileferry.storage.s3io import META_MTIME, META_SHA256, S3Reader, S3Upload
+from fileferry.storage.s3io import META_MTIME, META_SHA256, S3Reader, S3Upload, UploadGate
 from fileferry.storage.s3paths import Location, NoSuchBucket, classify, store_error, unique_of
 from fileferry.storage.s3request import parse_tags, tagging_body
 
@@ -100,10 +100,18 @@ class S3Storage(Storage):
         atomic_dir_rename=False,
     )
 
-    def __init__(self, location: Location, store: Any, client: SignedClient) -> None:
+    def __init__(
+        self,
+        location: Location,
+        store: Any,
+        client: SignedClient,
+        upload_gate: UploadGate | None = None,
+    ) -> None:
         self.location = location
         self.store = store
         self.client = client
+        #: Shared by every storage of one store (``S3Locations``): see ``UploadGate``.
+        self.upload_gate = upload_gate or UploadGate()
 
     # -- lookups ---------------------------------------------------------------
 

@@ -14,9 +14,12 @@ STOU/no-clobber, and its SHA-256 in the object's metadata). A longer one
 becomes a multipart upload fed through a bounded queue: at most one part
 waits in the queue and :data:`PART_CONCURRENCY` are in flight, so memory
 stays bounded and a slow store slows the client down instead of filling
-RAM. The object appears only when the multipart upload is completed, by
-``commit``; ``abort`` makes the part generator raise, on which obstore
-aborts the multipart upload, so no pending upload is left behind. (Cancelling
+RAM. At most :data:`UPLOADS_IN_FLIGHT` multipart uploads of one store send
+parts at once (:class:`UploadGate`); the others wait with their first part
+buffered, and TCP slows their clients. The object appears only when the
+multipart upload is completed, by ``commit``; ``abort`` makes the part
+generator raise, on which obstore aborts the multipart upload, so no
+pending upload is left behind. (Cancelling
 obstore's task instead would drop it without the abort: never done here.)
 
 The SHA-256 of every upload is computed as it streams. A single PUT carries
@@ -28,8 +31,10 @@ copy of the data). HASH reads either back instead of the object.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -62,6 +67,69 @@ META_SHA256 = "fileferry-sha256"
 META_MTIME = "fileferry-mtime"
 #: How long an abort waits for the store to drop a multipart upload.
 ABORT_TIMEOUT = 30.0
+#: Multipart uploads of one store sending parts at once (see :class:`UploadGate`).
+UPLOADS_IN_FLIGHT = 32
+#: Threads hashing full parts (CPU work: more than the cores buys nothing).
+HASH_THREADS = 2
+
+_hashers: concurrent.futures.ThreadPoolExecutor | None = None
+_hashers_lock = threading.Lock()
+
+
+def _hash_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The hashing threads, apart from the loop's default pool.
+
+    The default pool also carries the signed metadata requests (HEAD,
+    listings, tagging), each of which waits on the store: when the store is
+    slow they hold every thread, and a part's hash queued behind them stalls
+    its upload (and so the client's data connection) for no CPU reason.
+    Hashing is CPU work and never waits, so a couple of its own threads
+    always have room.
+    """
+    global _hashers
+    with _hashers_lock:
+        if _hashers is None:
+            _hashers = concurrent.futures.ThreadPoolExecutor(
+                HASH_THREADS, thread_name_prefix="fileferry-s3-sha"
+            )
+        return _hashers
+
+
+class UploadGate:
+    """Admits at most :data:`UPLOADS_IN_FLIGHT` multipart uploads to one store at a time.
+
+    Without it 300 clients uploading at once put 600 or more 5 MiB part
+    requests in flight. A store answers each in turn, so every part then
+    takes as long as all of them together; on a small store that outlasts
+    the store's own internal deadlines and the parts fail with 500 (SeaweedFS
+    on 2 cores: docs/storage.md, "Benchmark"), and the store's memory grows
+    with every request it holds. Queueing is the client's job: the store
+    cannot stop reading a body without the sender's connection timing out.
+
+    An upload takes its place when its first part is full (smaller files are
+    one PUT and never wait) and gives it back when its multipart upload ends
+    (completed, failed or aborted), whatever its size: the parts in flight
+    are then at most this many times :data:`PART_CONCURRENCY`. The cost: an
+    upload whose client sends slowly keeps its place meanwhile. One
+    semaphore per event loop, because an asyncio semaphore belongs to one.
+    """
+
+    def __init__(self, size: int = UPLOADS_IN_FLIGHT) -> None:
+        self.size = size
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sem: asyncio.Semaphore | None = None
+
+    def _here(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._sem is None or self._loop is not loop:
+            self._loop, self._sem = loop, asyncio.Semaphore(self.size)
+        return self._sem
+
+    async def enter(self) -> asyncio.Semaphore:
+        """Wait for a place; returns what to ``release()`` it on."""
+        sem = self._here()
+        await sem.acquire()
+        return sem
 
 
 class S3Reader(Reader):
@@ -164,14 +232,15 @@ class S3Upload(Upload):
 
         The part handed on is the buffer itself (cut to size, its tail moved
         to a new buffer), so a byte is copied once on its way to obstore,
-        and hashing a part (milliseconds) runs in a thread, off the loop.
+        and hashing a part (milliseconds) runs in a thread, off the loop
+        (:func:`_hash_pool`).
         """
         self._buf += data
         while len(self._buf) >= PART_SIZE:
             part = self._buf
             self._buf = part[PART_SIZE:]
             del part[PART_SIZE:]
-            await asyncio.to_thread(self._sha.update, part)
+            await asyncio.get_running_loop().run_in_executor(_hash_pool(), self._sha.update, part)
             await self._send(part)
 
     async def _parts(self) -> AsyncIterator[bytes | bytearray]:
@@ -189,6 +258,7 @@ class S3Upload(Upload):
         import obstore
 
         if self._task is None:
+            place = await self._storage.upload_gate.enter()
             self._queue = asyncio.Queue(maxsize=1)
             self._task = asyncio.ensure_future(
                 obstore.put_async(
@@ -199,6 +269,7 @@ class S3Upload(Upload):
                     max_concurrency=PART_CONCURRENCY,
                 )
             )
+            self._task.add_done_callback(lambda _: place.release())
         assert self._queue is not None
         put = asyncio.ensure_future(self._queue.put(part))
         try:

@@ -73,6 +73,9 @@ class SignedClient:
         self._timeout = timeout
         #: Kept-alive connections not in use (list pop/append are atomic across threads).
         self._idle: list[http.client.HTTPConnection] = []
+        #: Bumped by :meth:`close`: a connection made before it, still busy in a
+        #: thread then, is closed when its request ends instead of kept alive.
+        self._generation = 0
 
     def _headers(
         self, method: str, path: str, query: str, body: bytes, extra: dict[str, str]
@@ -132,6 +135,7 @@ class SignedClient:
         signed = self._headers(method, path, canonical_query, body, headers or {})
         target = path + ("?" + canonical_query if canonical_query else "")
         for attempt in (1, 2):
+            generation = self._generation
             conn = self._connection()
             try:
                 conn.request(method, target, body=body or None, headers=signed)
@@ -140,6 +144,8 @@ class SignedClient:
                 answer = Answer(response.status, dict(response.headers), data)
                 if response.will_close or not response.isclosed():
                     conn.close()  # unread rest, or the server will close: not reusable
+                elif generation != self._generation:
+                    conn.close()  # the client was closed meanwhile: keep nothing open
                 else:
                     self._idle.append(conn)
                 return answer
@@ -158,6 +164,7 @@ class SignedClient:
 
     def close(self) -> None:
         """Close the kept-alive connections (the client stays usable: it opens new ones)."""
+        self._generation += 1
         while self._idle:
             with contextlib.suppress(IndexError):
                 self._idle.pop().close()

@@ -1,0 +1,217 @@
+"""An overloaded store fails part uploads: the client gets a 451, the store keeps nothing.
+
+SeaweedFS answers ``500 InternalError`` to a part upload when its own chunk
+writes time out (hundreds of concurrent multipart uploads on a small
+machine; docs/storage.md, "Benchmark"). That overload cannot be produced on
+demand within a test's budget, so an HTTP relay sits between the server and
+the real SeaweedFS: it passes every request through and, while told to,
+answers part uploads after the first with the 500 SeaweedFS gives. Part 1
+really lands in the store, so the multipart upload really exists there and
+only a real abort removes it; what is left is read from the store itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ftplib
+import hashlib
+import http.client
+import http.server
+import io
+import os
+import random
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from s3kit import ServeS3, wait_until
+
+from fileferry.errors import NotFound
+
+#: What SeaweedFS's gateway answers when a part's chunk write fails inside it.
+INTERNAL_ERROR = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
+    b"<Message>We encountered an internal error, please try again.</Message></Error>"
+)
+#: Three parts of 5 MiB, the last short: part 1 lands, parts 2 and 3 fail.
+SIZE = 12 << 20
+
+
+class FaultRelay(http.server.ThreadingHTTPServer):
+    """Forwards requests to the store; fails part uploads numbered 2 and up while ``failing``."""
+
+    daemon_threads = True
+
+    def __init__(self, target: int) -> None:
+        super().__init__(("127.0.0.1", 0), _Forward)
+        self.target = target
+        self.failing = True
+        self.failed_parts = 0
+        self.lock = threading.Lock()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Forward(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # kept alive, as a store's connections are
+    server: FaultRelay
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length) if length else b""
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        part = int(query.get("partNumber", ["0"])[0])
+        if self.command == "PUT" and "uploadId" in query and part >= 2 and self.server.failing:
+            with self.server.lock:
+                self.server.failed_parts += 1
+            self._answer(500, {"Content-Type": "application/xml"}, INTERNAL_ERROR)
+            return
+        far = http.client.HTTPConnection("127.0.0.1", self.server.target, timeout=60)
+        try:
+            # The Host header is passed on as signed: the store checks the signature with it.
+            far.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+            for name, value in self.headers.items():
+                far.putheader(name, value)
+            far.endheaders(body or None)
+            answer = far.getresponse()
+            data = answer.read()
+            headers = {k: v for k, v in answer.getheaders() if k.lower() != "transfer-encoding"}
+            self._answer(answer.status, headers, data)
+        finally:
+            far.close()
+
+    def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            if name.lower() not in ("content-length", "connection", "date", "server"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _handle
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def fault_relay(seaweed: Any) -> Iterator[FaultRelay]:
+    relay = FaultRelay(seaweed.ports["s3"])
+    thread = threading.Thread(target=relay.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield relay
+    finally:
+        relay.shutdown()
+        relay.server_close()
+
+
+@contextlib.contextmanager
+def _aws_env(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_part_uploads_failing_with_500_give_451_and_leave_nothing(
+    serve_s3: ServeS3, fault_relay: FaultRelay
+) -> None:
+    s = serve_s3("--write", env={"AWS_ENDPOINT_URL": fault_relay.endpoint})
+    data = random.Random(14).randbytes(SIZE)
+    with s.ftp() as f:
+        with pytest.raises(ftplib.error_temp) as info:
+            f.storbinary("STOR /overload.bin", io.BytesIO(data))
+        assert str(info.value).startswith("451 "), info.value
+        assert fault_relay.failed_parts > 1  # retried before giving up, then given up
+        wait_until(lambda: s.pending() == [], what="no pending multipart upload")
+        assert s.object_keys() == []
+        assert f.nlst("/") == []
+
+        # The store recovers: the same session uploads the same bytes whole.
+        fault_relay.failing = False
+        f.storbinary("STOR /overload.bin", io.BytesIO(data))
+        out = io.BytesIO()
+        f.retrbinary("RETR /overload.bin", out.write)
+        assert sha(out.getvalue()) == sha(data)
+    assert s.object_keys() == ["overload.bin"]
+    assert s.pending() == []
+
+
+def test_upload_gate_admits_multipart_uploads_in_turn(seaweed: Any) -> None:
+    """A gate of one place: the second multipart upload waits for the first, none is lost."""
+    import asyncio
+    import uuid
+
+    from seaweed import wait_released
+
+    from fileferry.backends.s3 import S3Locations
+    from fileferry.storage.s3io import PART_SIZE, UploadGate
+
+    prefix = f"gate-{uuid.uuid4().hex[:8]}"
+    data = {name: random.Random(name).randbytes(PART_SIZE + 1000) for name in "abcde"}
+
+    async def read(storage: Any, name: str) -> bytes:
+        reader = await storage.open_read(f"/{name}")
+        out = bytearray()
+        while block := await reader.read(1 << 20):
+            out += block
+        await reader.close()
+        return bytes(out)
+
+    async def body(storage: Any) -> None:
+        storage.upload_gate = UploadGate(1)
+        up = {name: await storage.open_write(f"/{name}") for name in "abcd"}
+        await up["a"].write(data["a"])  # a full part: a's multipart upload holds the place
+        waiting = asyncio.ensure_future(up["b"].write(data["b"]))
+        done, _ = await asyncio.wait({waiting}, timeout=1.0)
+        assert not done, "b sent a part while a held the only place"
+        await up["a"].commit()
+        await asyncio.wait_for(waiting, 30)  # a's end gave b the place
+        await up["b"].commit()
+
+        # An upload cancelled while it waits (ABOR) takes no place with it.
+        await up["c"].write(data["c"])
+        waiting = asyncio.ensure_future(up["d"].write(data["d"]))
+        done, _ = await asyncio.wait({waiting}, timeout=1.0)
+        assert not done
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        await up["d"].abort()
+        await up["c"].commit()
+        e = await storage.open_write("/e")
+        await asyncio.wait_for(e.write(data["e"]), 30)
+        await e.commit()
+
+        for name in "abce":
+            assert sha(await read(storage, name)) == sha(data[name])
+        with pytest.raises(NotFound):
+            await storage.open_read("/d")
+
+    with _aws_env(seaweed.env()):
+        locations = S3Locations(None)
+    storage = locations.storage(f"s3://{seaweed.bucket}/{prefix}")
+    try:
+        asyncio.run(body(storage))
+    finally:
+        asyncio.run(locations.close())
+        storage.store = None  # the last reference: obstore closes its pool's connections
+        wait_released(seaweed.ports["s3"])
+    assert seaweed.pending_uploads(prefix + "/") == []
