@@ -107,3 +107,26 @@ def test_cancelling_a_wait_leaves_nothing_taken() -> None:
         await gate.acquire("a", "y")  # and the slot is free again
 
     asyncio.run(run())
+
+
+def test_try_acquire_takes_a_free_turn_and_never_one_past_a_cap() -> None:
+    # The login path's fast path: the same first test as ``acquire``, no wait.
+    async def run() -> None:
+        gate = LoginGate(per_client=2, per_user=3)
+        assert gate.try_acquire("a", "alice")
+        assert gate.try_acquire("a", "bob")
+        assert not gate.try_acquire("a", "carol")  # the address is at its cap
+        assert gate.in_flight("a") == 2
+        assert gate.try_acquire("b", "alice")
+        assert gate.try_acquire("c", "alice")
+        assert not gate.try_acquire("d", "alice")  # alice is at her cap of 3
+        assert gate.in_flight("d") == 0  # a refused try takes nothing
+        # A waiter queued behind the cap is woken by a release, as before.
+        waiting = await _started(gate, "a", "dave")
+        assert not waiting.done()
+        gate.release("a", "bob")
+        await asyncio.sleep(0)
+        assert waiting.done()
+        assert gate.in_flight("a") == 2
+
+    asyncio.run(run())

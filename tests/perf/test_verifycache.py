@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
+import hmac
 
 import pytest
 
@@ -173,3 +175,17 @@ def test_stores_use_it_and_still_refuse_wrong_and_unknown() -> None:
         assert await store.authenticate("mallory", "s3cret") is None
 
     asyncio.run(main())
+
+
+def test_the_key_is_the_hmac_of_the_length_prefixed_parts() -> None:
+    # The keyed HMAC is copied per login; the key must stay what the standard
+    # one-shot HMAC of the same message gives (and differ when a part moves).
+    cache = VerifyCache()
+    parts = ("alice", "$scrypt$stored", "pässword")
+    message = b"".join(
+        len(raw).to_bytes(8, "big") + raw for raw in (p.encode("utf-8") for p in parts)
+    )
+    expected = hmac.new(cache._secret, message, hashlib.sha256).digest()
+    assert cache._key(*parts) == expected
+    assert cache._key(*parts) == expected  # the keyed original is not consumed
+    assert cache._key("alic", "e$scrypt$stored", "pässword") != expected

@@ -209,6 +209,7 @@ def _setup_logging(cfg: ServerConfig) -> None:
     # That format shows no caller, thread or process, so do not compute them for
     # every record (the logging HOWTO's "Optimization"): a sixth of a login's CPU.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging.logAsyncioTasks = False  # Python 3.12+: the current task's name
     logging._srcfile = None
 
 

@@ -161,6 +161,10 @@ class LoginChecks(Protocol):
     the wait by cancelling it. Per worker (see :mod:`fileferry.limits.logins`).
     """
 
+    def try_acquire(self, key: str, user: str) -> bool:
+        """Take a turn for a check of ``user`` from ``key`` if one is free now."""
+        ...
+
     async def acquire(self, key: str, user: str) -> None:
         """Return when a check of ``user`` from ``key`` may run; cancel to give up."""
         ...

@@ -12,8 +12,8 @@ import contextlib
 import logging
 import socket
 import ssl
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any
 
 from fileferry.backends import open_storage, open_users, scheme_of
 from fileferry.config import ServerConfig
@@ -364,26 +364,53 @@ class FTPServer:
         """Where ``/metrics`` is served, if it is."""
         return self._metrics_http.address if self._metrics_http is not None else None
 
-    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _on_connect(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> Coroutine[Any, Any, None] | None:
+        """A new control connection: the coroutine its task runs, or None if refused.
+
+        A plain function rather than a coroutine: admission needs no wait
+        (unless a PROXY header must be read first), and the session's
+        coroutine then runs as the task itself, one frame less to resume
+        each time the client's next command wakes it.
+        """
         sock: socket.socket | None = writer.get_extra_info("socket")
         if sock is not None:
-            _tune(sock)
+            _tune(sock, nodelay=False)  # the loop's transport set TCP_NODELAY
         peer: str = writer.get_extra_info("peername")[0]
-        client: str | None = None
         if self.app.proxies is not None:
-            client = await self.app.proxies.control_client(reader, peer)
-            if client is None:  # refused (and logged): not a word to a stranger
-                writer.close()
-                return
-        key = client_key(client or peer)
-        refusal = self._admission(key)
-        if refusal is not None:
-            log.info("refused %s: %s", key, refusal)
-            with contextlib.suppress(Exception):
-                writer.write(f"421 {refusal}\r\n".encode())
-                writer.close()
+            return self._on_proxied(reader, writer, peer)
+        key = client_key(peer)
+        if not self._admitted(key, writer):
+            return None
+        return self._session(reader, writer, None, key, None, peer)
+
+    async def _on_proxied(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        peer: str,
+    ) -> None:
+        """Behind a balancer: the client is the one its PROXY header names."""
+        assert self.app.proxies is not None
+        client = await self.app.proxies.control_client(reader, peer)
+        if client is None:  # refused (and logged): not a word to a stranger
+            writer.close()
             return
-        await self._session(reader, writer, None, key, client)
+        key = client_key(client)
+        if self._admitted(key, writer):
+            await self._session(reader, writer, None, key, client, peer)
+
+    def _admitted(self, key: str, writer: asyncio.StreamWriter) -> bool:
+        """Admit ``key``'s new connection, or refuse it with a 421 and close it."""
+        refusal = self._admission(key)
+        if refusal is None:
+            return True
+        log.info("refused %s: %s", key, refusal)
+        with contextlib.suppress(Exception):
+            writer.write(f"421 {refusal}\r\n".encode())
+            writer.close()
+        return False
 
     def _admit_implicit(self, sock: socket.socket, client: str | None) -> str | None:
         """Admission for implicit FTPS, before any handshake: the key, or None.
@@ -412,10 +439,12 @@ class FTPServer:
         tls_context: ssl.SSLContext | None,
         key: str,
         client: str | None = None,
+        peer: str | None = None,
     ) -> None:
         """Run one admitted session to its end; its admission slot is released after.
 
-        ``client``: the address a trusted balancer's PROXY header named.
+        ``client``: the address a trusted balancer's PROXY header named;
+        ``peer``: the socket's, if the caller looked it up already.
         """
         task = asyncio.current_task()
         assert task is not None
@@ -429,7 +458,7 @@ class FTPServer:
                 core=app.core_config,
                 dispatcher=app.dispatcher,
                 tls_context=tls_context,
-                peer_host=client,
+                peer_host=client or peer,
             )
             self._connections[task] = conn
             if self._draining:  # admitted just before the listener closed

@@ -93,7 +93,6 @@ class SessionContext(Protocol):
     #: The session's number in the log (``session=N``).
     id: int
     peer_host: str
-    local_host: str
     #: The client's address as limits and bans count it (an IPv6 /64...).
     client_key: str
     services: Services
@@ -103,7 +102,6 @@ class SessionContext(Protocol):
     account: Account | None
     storage: Storage | None
     lease: Lease | None
-    data: DataChannel
     #: The control connection's TLS context, once it is protected.
     tls_context: ssl.SSLContext | None
     #: When a client that has not logged in is cut off (``time.monotonic``).
@@ -112,6 +110,16 @@ class SessionContext(Protocol):
     closing: bool
     #: Set while ABOR stops a transfer, so the transfer answers 426.
     aborting: bool
+
+    @property
+    def local_host(self) -> str:
+        """The server's address on the control connection (looked up on first use)."""
+        ...
+
+    @property
+    def data(self) -> DataChannel:
+        """The session's data channel (PASV/PORT state), built on first use."""
+        ...
 
     @property
     def state(self) -> SessionState:

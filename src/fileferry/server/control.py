@@ -34,7 +34,7 @@ from fileferry.observability.events import Origin
 from fileferry.protocol import events
 from fileferry.protocol.replies import Reply
 from fileferry.protocol.session import Session
-from fileferry.server.datachannel import DataChannel
+from fileferry.server.datachannel import DataChannel, DataConnection
 from fileferry.server.handlers import HANDLERS, transfers
 from fileferry.server.login import ban_refusal
 
@@ -65,26 +65,28 @@ class ControlConnection:
         "__dict__",
         "__weakref__",
         "_count_commands",
+        "_data",
         "_dispatcher",
         "_expired",
+        "_local_host",
+        "_loop",
         "_origin",
         "_parked",
         "_read_due",
         "_read_span",
         "_task",
+        "_transport",
         "_watchdog",
         "aborting",
         "account",
         "client_key",
         "closing",
         "config",
-        "data",
         "draining",
         "farewell",
         "id",
         "idle_since",
         "lease",
-        "local_host",
         "login_deadline",
         "peer_host",
         "rate",
@@ -110,8 +112,8 @@ class ControlConnection:
         tls_context: ssl.SSLContext | None = None,
         peer_host: str | None = None,
     ) -> None:
-        """``peer_host``: the client's address when it is not the socket's peer
-        (the one a trusted balancer's PROXY header named)."""
+        """``peer_host``: the client's address (the socket's peer, or the one a
+        trusted balancer's PROXY header named) if the caller has it already."""
         self.services = services
         self.config = config = services.config
         self._dispatcher = dispatcher
@@ -122,35 +124,29 @@ class ControlConnection:
         self.id = next(_ids)
         self.reader = reader
         self.writer = writer
+        #: The writer's transport, written to directly: ``StreamWriter.write``
+        #: and ``is_closing`` only forward to it, a Python call each per reply.
+        #: Replaced when TLS starts (:meth:`start_tls`).
+        self._transport: asyncio.WriteTransport = writer.transport
+        #: The running loop, taken once in :meth:`run` rather than asked per read.
+        self._loop: asyncio.AbstractEventLoop | None = None
         #: The TLS context of this session's control connection; its data
         #: connections use the same one so that they can resume its session.
         self.tls_context = tls_context
         self.session = Session(core, implicit_tls=tls_context is not None)
         self.rate = CommandRate(config.limits.sessions.commands_per_second)
         self.login_deadline = time.monotonic() + config.limits.sessions.login_timeout
-        sock: socket.socket = writer.get_extra_info("socket")
-        local = writer.get_extra_info("sockname")
         self.peer_host: str = peer_host or writer.get_extra_info("peername")[0]
         self.client_key = client_key(self.peer_host)
-        self.local_host: str = local[0]
+        #: Looked up on first use (PASV, EPSV, PORT): see :attr:`local_host`.
+        self._local_host: str | None = None
         self._origin = Origin(self.id, self.peer_host)
         self.account: Account | None = None
         self.storage: Storage | None = None
         #: The logged-in account's share of limits (throttles, quota, session slot).
         self.lease: Lease | None = None
-        self.data = DataChannel(
-            peer_host=self.peer_host,
-            local_host=self.local_host,
-            family=sock.family,
-            passive_ports=config.data.passive_ports,
-            accept_timeout=config.data.accept_timeout,
-            data_timeout=config.data.timeout,
-            client_key=self.client_key,
-            share=services.passive_share,
-            on_expired=self._passive_expired,
-            proxies=services.proxies,
-            on_handshake=services.count_tls,
-        )
+        #: Built on first use: see :attr:`data`.
+        self._data: DataChannel | None = None
         self.transfer_task: asyncio.Task[None] | None = None
         self.transfer_job: transfers.Job | None = None
         #: Set by ABOR so the transfer task answers 426 instead of re-raising.
@@ -185,6 +181,44 @@ class ControlConnection:
         return self.session.state
 
     @property
+    def local_host(self) -> str:
+        """The server's address on this connection: only PASV/EPSV/PORT need it,
+        so a session that never sets up a transfer never asks the socket."""
+        host = self._local_host
+        if host is None:
+            host = self._local_host = self.writer.get_extra_info("sockname")[0]
+        return host
+
+    @property
+    def data(self) -> DataChannel:
+        """This session's data channel, built at its first use: sessions that
+        never transfer (a login and a few commands) do not pay for it."""
+        data = self._data
+        if data is None:
+            services, config = self.services, self.config
+            local = self.local_host
+            data = self._data = DataChannel(
+                peer_host=self.peer_host,
+                local_host=local,
+                family=socket.AF_INET6 if ":" in local else socket.AF_INET,
+                passive_ports=config.data.passive_ports,
+                accept_timeout=config.data.accept_timeout,
+                data_timeout=config.data.timeout,
+                client_key=self.client_key,
+                share=services.passive_share,
+                on_expired=self._passive_expired,
+                proxies=services.proxies,
+                on_handshake=services.count_tls,
+            )
+        return data
+
+    @property
+    def data_connection(self) -> DataConnection | None:
+        """The open data connection, if any, without building a channel to ask."""
+        data = self._data
+        return data.connection if data is not None else None
+
+    @property
     def origin(self) -> Origin:
         origin = self._origin
         user = self.account.name if self.account is not None else None
@@ -214,9 +248,10 @@ class ControlConnection:
 
     def reply(self, reply: Reply, event: events.Event | None = None) -> None:
         """Send ``reply`` (answering ``event``, if given) on the control connection."""
-        if self.writer.is_closing():
+        transport = self._transport
+        if transport.is_closing():
             return
-        self.writer.write(self.session.send(reply, event))
+        transport.write(self.session.send(reply, event))
 
     def emit(self, event: seen.SessionEvent) -> None:
         """Hand ``event`` to the observers, after this turn of the event loop."""
@@ -248,6 +283,7 @@ class ControlConnection:
             self.emit(seen.TLSFailed(self.origin, type(exc).__name__))
             return False
         self.tls_context = context
+        self._transport = self.writer.transport
         version = self.writer.get_extra_info("ssl_object").version()
         self.emit(seen.TLSEstablished(self.origin, version))
         return True
@@ -264,6 +300,7 @@ class ControlConnection:
         read: asyncio.Task[bytes] | None = None
         self.login_deadline = time.monotonic() + cfg.limits.sessions.login_timeout
         self._task = asyncio.current_task()
+        self._loop = asyncio.get_running_loop()
         try:
             while not self.closing:
                 if self.draining and not self.transfer_running:
@@ -286,7 +323,7 @@ class ControlConnection:
                         code = await self.dispatch(event)
                     if code is not None and self._count_commands:
                         self._command_done(code)
-                    transport = self.writer.transport
+                    transport = self._transport
                     if transport.is_closing() or transport.get_write_buffer_size():
                         await self._drain()
                     continue
@@ -365,7 +402,8 @@ class ControlConnection:
                 return data
             self._timed_out()
             return None
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        assert loop is not None  # set by ``run``, the only caller
         due = self._read_due = loop.time() + timeout
         self._read_span = timeout
         watchdog = self._watchdog
@@ -397,7 +435,8 @@ class ControlConnection:
         due = self._read_due
         if due is None or self._task is None or self.closing:
             return  # not reading: the next read arms it again
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        assert loop is not None  # armed by ``_read_idle``, from ``run``
         # The loop may run a timer up to its clock resolution early.
         if due - loop.time() > 0.01:
             self._watchdog = loop.call_at(due, self._watch)
@@ -414,7 +453,7 @@ class ControlConnection:
             self.emit(seen.LoginTimeout(self.origin))
 
     async def _drain(self) -> None:
-        transport = self.writer.transport
+        transport = self._transport
         if not transport.is_closing() and transport.get_write_buffer_size() == 0:
             return  # the reply is already in the kernel: nothing to wait for
         try:
@@ -524,7 +563,8 @@ class ControlConnection:
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        self.data.close()
+        if self._data is not None:
+            self._data.close()
         if self.lease is not None:
             self.lease.release()
         with contextlib.suppress(Exception):

@@ -69,9 +69,15 @@ def bind_or_explain(host: str, port: int, *, reuse_port: bool = False) -> socket
         raise ListenError(exc.errno, exc.strerror, port, host) from exc
 
 
-def tune_control(sock: socket.socket) -> None:
-    """Options every control connection gets."""
+def tune_control(sock: socket.socket, *, nodelay: bool = True) -> None:
+    """Options every control connection gets.
+
+    ``nodelay=False`` for a socket the event loop already made a transport
+    of: asyncio's and uvloop's TCP transports both set ``TCP_NODELAY``
+    themselves, and a system call per connection is worth not repeating.
+    """
     with contextlib.suppress(OSError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if nodelay:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # Telnet "urgent" bytes (sent with ABOR) stay in the stream to be parsed.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)

@@ -89,7 +89,7 @@ class LiveSessions:
         samples: dict[int, tuple[object, int, float, float]] = {}
         for conn in sorted(self._connections.values(), key=lambda c: c.id):
             job = conn.transfer_job
-            dc = conn.data.connection
+            dc = conn.data_connection
             if job is None or not conn.transfer_running or dc is None:
                 continue
             moved = dc.bytes

@@ -50,11 +50,16 @@ async def check_turn(ctx: SessionContext, username: str) -> Reply | None:
     The wait ends with the session's login deadline (a client that cannot
     log in in time would be cut off anyway). Once it returns None, the
     caller owns one slot of ``services.login_checks`` and must release it.
+    A free turn is taken without a wait: no timeout armed and cancelled
+    around a wait that does not happen.
     """
+    checks = ctx.services.login_checks
+    if checks.try_acquire(ctx.client_key, username):
+        return None
     left = ctx.login_deadline - time.monotonic()
     try:
         async with asyncio.timeout(max(0.0, left)):
-            await ctx.services.login_checks.acquire(ctx.client_key, username)
+            await checks.acquire(ctx.client_key, username)
     except TimeoutError:
         log.info("session=%d no turn to check a password for %s", ctx.id, ctx.client_key)
         ctx.closing = True
