@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from waiting import until
+
 ACCESS_KEY = "fileferry-test-access"
 SECRET_KEY = "fileferry-test-secret-key-0123456789"
 REGION = "us-east-1"
@@ -272,16 +274,14 @@ def wait_released(*ports: int, timeout: float = 15.0) -> None:
     obstore's pool closes its connections on its own runtime thread once the
     store is dropped; a test that counts descriptors must not see that later.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        # Collected on every pass: a client kept alive only by a reference cycle
+
+    def released() -> bool:
+        # Collected on every look: a client kept alive only by a reference cycle
         # (a finished task's frame, say) is freed by a later collection, not the first.
         gc.collect()
-        if not any(connections_to(p) for p in ports):
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"connections to {ports} still open after {timeout} s")
-        time.sleep(0.05)
+        return not any(connections_to(p) for p in ports)
+
+    until(released, f"connections to {ports} closed", timeout)
 
 
 def start(root: Path, attempts: int = 2) -> Seaweed:
