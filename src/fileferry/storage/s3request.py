@@ -18,11 +18,13 @@ and never appear in an error text.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import datetime
 import hashlib
 import hmac
 import http.client
+import threading
 import urllib.parse
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -187,9 +189,35 @@ class SignedClient:
         body: bytes = b"",
         headers: dict[str, str] | None = None,
     ) -> Answer:
-        return await asyncio.to_thread(
-            self.request_blocking, method, bucket, key, query, body, headers
+        return await asyncio.get_running_loop().run_in_executor(
+            _request_pool(), self.request_blocking, method, bucket, key, query, body, headers
         )
+
+
+#: Threads waiting on signed requests at once, for every client of the process.
+REQUEST_THREADS = 32
+
+_requesters: concurrent.futures.ThreadPoolExecutor | None = None
+_requesters_lock = threading.Lock()
+
+
+def _request_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The threads that wait on the store for signed requests, apart from the loop's pool.
+
+    A signed request is waiting, not work: HEAD before a transfer, folder
+    checks, tagging after an upload. The loop's default pool has ``cores + 4``
+    threads (6 here), so 300 uploads queued their metadata requests behind six
+    slow answers from a busy store and the data connections stalled for no
+    CPU reason. A pool of their own, sized for waiting, keeps them moving and
+    leaves the default pool to local-disk calls.
+    """
+    global _requesters
+    with _requesters_lock:
+        if _requesters is None:
+            _requesters = concurrent.futures.ThreadPoolExecutor(
+                REQUEST_THREADS, thread_name_prefix="fileferry-s3-request"
+            )
+        return _requesters
 
 
 def tagging_body(tags: dict[str, str]) -> bytes:
