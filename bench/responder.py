@@ -99,8 +99,7 @@ class Responder:
                         elif verb == "LIST":
                             await loop.sock_sendall(data, self.listing(arg or "/"))
                         else:
-                            while await loop.sock_recv_into(data, self.buf):
-                                pass
+                            await self.stor(data, arg)
                     finally:
                         data.close()
                     writer.write(b"226 ok\r\n")
@@ -121,6 +120,12 @@ class Responder:
     async def retr(self, data: socket.socket, path: str) -> None:
         """Send as many bytes as the file ``path`` under the root has."""
         await self.send(data, os.stat(os.path.join(self.root, path.lstrip("/"))).st_size)
+
+    async def stor(self, data: socket.socket, path: str) -> None:
+        """Drop whatever arrives into one reused buffer."""
+        loop = asyncio.get_running_loop()
+        while await loop.sock_recv_into(data, self.buf):
+            pass
 
     async def send(self, data: socket.socket, size: int) -> None:
         """``size`` bytes from the memfd with sendfile, waiting when the socket is full."""

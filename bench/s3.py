@@ -13,6 +13,7 @@ local-disk server.
     .venv/bin/python bench/s3.py --only list     # one part: big, many, list, relay
     .venv/bin/python bench/s3.py --only list --keys 10000,100000 --rounds 5
     .venv/bin/python bench/s3.py --only stor     # the uploads only (big and many)
+    .venv/bin/python bench/s3.py --only relay-stor --rounds 2   # the upload ceilings
 
 The ``relay`` part adds a second ceiling for downloads: ``bench/s3relay.py``,
 a trivial FTP responder whose RETR streams obstore's GET into the data
@@ -20,7 +21,15 @@ socket, driven by the same load generator. obstore alone only counts the
 bytes it is handed; a server must also write them to a socket, and here an
 FTP client on the same cores must read them (see ``docs/storage.md``). The
 part runs fileferry, the relay and obstore alone in turn, round after round,
-and reports each one's CPU seconds per GB beside its throughput.
+and reports each one's CPU seconds per GB beside its throughput. Its
+uploads (``relay-stor``; ``relay-retr`` is the downloads) are the same for
+STOR: the relay receives the data connection straight into part buffers
+handed to obstore's multipart writer with fileferry's part size, parts in
+flight and gate, once without hashing and once (a second relay,
+``--sha256``) with the SHA-256 fileferry computes, so the hash's share
+shows. Every upload run's objects are read back and checked, as below.
+``--perf FILE`` records one more 300-upload run of fileferry and of the
+relay each with ``perf record -g`` (FILE.fileferry, FILE.relay).
 
 For uploads both sides are the same kind of client: obstore alone uploads
 with fileferry's part size and parts in flight per upload
@@ -45,6 +54,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -174,6 +184,20 @@ async def obstore_put(store: Any, key: str, size: int) -> int:
     return size
 
 
+async def obstore_put_many(store: Any, folder: str, clients: int, size: int) -> list[str]:
+    """``clients`` uploads at once, as many sending parts as a server admits; the errors."""
+    from fileferry.storage.s3io import UPLOADS_IN_FLIGHT
+
+    places = asyncio.Semaphore(UPLOADS_IN_FLIGHT)
+
+    async def one(i: int) -> int:
+        async with places:
+            return await obstore_put(store, f"{folder}/m{i:04d}", size)
+
+    results = await asyncio.gather(*(one(i) for i in range(clients)), return_exceptions=True)
+    return [str(r)[:200] for r in results if isinstance(r, BaseException)]
+
+
 async def check_objects(seaweed: Seaweed, store: Any, keys: list[str], size: int) -> str:
     """What is wrong with the objects ``keys`` after an upload run ("" when nothing).
 
@@ -251,8 +275,10 @@ def main() -> None:
     p.add_argument(
         "--only",
         default="big,many,list,relay",
-        help="comma-separated parts: big, many, list, relay; stor = the uploads of big and many",
+        help="comma-separated parts: big, many, list, relay; stor = the uploads of big and many;"
+        " relay-retr, relay-stor = the downloads or uploads of relay",
     )
+    p.add_argument("--perf", default="", help="relay-stor: perf record one more run into FILE.*")
     p.add_argument(
         "--keys", default="", help="keys of the LIST part, comma-separated folders (10000)"
     )
@@ -260,7 +286,7 @@ def main() -> None:
     parts = set(args.only.split(","))
     if "stor" in parts:
         parts |= {"big-stor", "many-stor"}
-    for part in ("big", "many"):
+    for part in ("big", "many", "relay"):
         if part in parts:
             parts |= {f"{part}-stor", f"{part}-retr"}
     big = 64 * MIB if args.quick else 512 * MIB
@@ -279,6 +305,7 @@ def main() -> None:
     seaweed.start()
     rows: list[tuple[str, float, float, str]] = []
     relayed: list[Any] = []
+    uploads: list[Any] = []
     memory: list[tuple[str, float, float]] = []
     servers: list[Served | Relayed] = []
     try:
@@ -302,10 +329,19 @@ def main() -> None:
         if "list" in parts:
             for n in keys:
                 run_list(s3.port, store, n, rounds, rows)
-        if "relay" in parts:
+        if parts & {"relay-retr", "relay-stor"}:
             relay = Relayed(f"{seaweed.bucket}/bench", seaweed.env(), work / "relay.log")
             servers.append(relay)
+        if "relay-retr" in parts:
             relayed = run_relay(s3, relay, seaweed, store, big, clients, each, rounds)
+        if "relay-stor" in parts:
+            hashing = Relayed(
+                f"{seaweed.bucket}/relaysha", seaweed.env(), work / "relay.log", "--sha256"
+            )
+            servers.append(hashing)
+            uploads = run_relay_stor(
+                s3, relay, hashing, seaweed, store, big, clients, each, rounds, args.perf
+            )
     finally:
         for server in servers:
             server.stop()
@@ -313,6 +349,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     report(rows, memory)
     report_relay(relayed)
+    report_relay_stor(uploads)
 
 
 def run_big(
@@ -393,20 +430,11 @@ def run_many(
 
     async def ob_many_put() -> None:
         """All uploads at once, as many sending parts as the server lets (``UPLOADS_IN_FLIGHT``)."""
-        from fileferry.storage.s3io import UPLOADS_IN_FLIGHT
-
         nonlocal ob_failed
-        places = asyncio.Semaphore(UPLOADS_IN_FLIGHT)
-
-        async def one(i: int) -> int:
-            async with places:
-                return await obstore_put(store, f"bench/raw-many/{i:04d}", each)
-
-        results = await asyncio.gather(*(one(i) for i in range(clients)), return_exceptions=True)
-        failed = [r for r in results if isinstance(r, BaseException)]
+        failed = await obstore_put_many(store, "bench/raw-many", clients, each)
         ob_failed = len(failed)
         if failed:
-            print(f"  obstore puts: {len(failed)} failed ({str(failed[0])[:200]})", flush=True)
+            print(f"  obstore puts: {len(failed)} failed ({failed[0]})", flush=True)
 
     total = clients * each
     if "many-retr" in parts:
@@ -433,7 +461,9 @@ def run_many(
             ob_times.append(timed(ob_many_put))
         print(f"  obstore puts: {ob_times[-1]:.1f} s; CPU s: {meter}", flush=True)
         ob_wrong = asyncio.run(
-            check_objects(seaweed, store, [f"bench/raw-many/{i:04d}" for i in range(clients)], each)
+            check_objects(
+                seaweed, store, [f"bench/raw-many/m{i:04d}" for i in range(clients)], each
+            )
         )
         print(
             f"  after STOR: fileferry {ff_wrong or 'all right'}; obstore {ob_wrong or 'all right'}"
@@ -510,8 +540,8 @@ def run_list(port: int, store: Any, keys: int, rounds: int, rows: list[Any]) -> 
 class Relayed:
     """``bench/s3relay.py`` on the bucket, with the same store settings as fileferry."""
 
-    def __init__(self, location: str, env: dict[str, str], log: Path) -> None:
-        argv = [sys.executable, str(HERE / "s3relay.py"), location]
+    def __init__(self, location: str, env: dict[str, str], log: Path, *extra: str) -> None:
+        argv = [sys.executable, str(HERE / "s3relay.py"), location, *extra]
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
                 argv, stdout=subprocess.PIPE, stderr=out, text=True, env={**os.environ, **env}
@@ -622,6 +652,172 @@ def run_relay(
     return out
 
 
+def ftp_run(
+    port: int, pid: int, weed: int, scenario: str, path: str, *extra: str
+) -> tuple[float, ...]:
+    """One loadgen run: seconds, CPU s of ``pid``, of loadgen, of weed, and peak PSS (MiB)."""
+    before, client, w = cpu_seconds(pid), os.times(), cpu_seconds(weed)
+    with PeakSampler(pid) as sampler:
+        out = loadgen(port, scenario, path, *extra)
+    after = os.times()
+    if out.get("failed"):
+        print(f"  {scenario} on :{port}: {out['failed']} failed ({out.get('error')})")
+    spent = after.children_user + after.children_system
+    spent -= client.children_user + client.children_system
+    own = cpu_seconds(pid) - before
+    return out["secs"], own, spent, cpu_seconds(weed) - w, sampler.peak.pss / MIB
+
+
+#: The sides of the upload ceilings, in report order.
+UPLOADERS = {
+    "ff": "fileferry",
+    "relay": "relay",
+    "relaysha": "relay + SHA-256",
+    "ob": "obstore alone",
+}
+
+
+def run_relay_stor(
+    s3: Served,
+    relay: Relayed,
+    hashing: Relayed,
+    seaweed: Seaweed,
+    store: Any,
+    big: int,
+    clients: int,
+    each: int,
+    rounds: int,
+    perf: str = "",
+) -> list[Any]:
+    """STOR by fileferry, the relay, the hashing relay and obstore alone, in turn each round.
+
+    The FTP sides upload the same paths under their own prefixes (fileferry
+    ``bench/``, the relays ``bench/`` and ``relaysha/``: the plain relay
+    shares fileferry's prefix, so it writes to ``bench/up-relay...``), and
+    after every run the objects are read back and checked (count, size,
+    SHA-256, pending multipart uploads). CPU is summed as in :func:`run_relay`.
+    """
+    assert seaweed.process is not None
+    weed = seaweed.process.pid
+    targets = {
+        "ff": (s3.port, s3.proc.pid, "bench/up"),
+        "relay": (relay.port, relay.proc.pid, "bench/up-relay"),
+        "relaysha": (hashing.port, hashing.proc.pid, "relaysha/up"),
+    }
+
+    def ftp_path(side: str, many: bool) -> str:
+        # Relative to the side's root: fileferry's and the plain relay's is bench/.
+        folder = targets[side][2].split("/", 1)[1]
+        return f"/{folder}-many" if many else f"/{folder}-big.bin"
+
+    def keys(side: str, many: bool) -> list[str]:
+        base = targets[side][2] if side != "ob" else "bench/up-raw"
+        if many:
+            return [f"{base}-many/m{i:04d}" for i in range(clients)]
+        return [f"{base}-big.bin"]
+
+    async def mkdirs() -> None:
+        import obstore
+
+        # fileferry's STOR wants the folder to exist (a marker, as the stor part makes).
+        await obstore.put_async(store, "bench/up-many/.keep", b"")
+
+    asyncio.run(mkdirs())
+    out: list[Any] = []
+    for many, size in ((False, big), (True, clients * each)):
+        what = f"{clients} x STOR {each // MIB} MiB" if many else f"STOR {big // MIB} MiB"
+        runs: dict[str, list[tuple[float, ...]]] = {side: [] for side in UPLOADERS}
+        problems: list[str] = []
+        for _ in range(rounds):
+            for side in ("ff", "relay", "relaysha"):
+                port, pid, _ = targets[side]
+                if many:
+                    scenario = ("stor-many", ftp_path(side, True), "--clients", str(clients))
+                    scenario += ("--size", str(each))
+                else:
+                    scenario = ("stor", ftp_path(side, False), "--size", str(big))
+                runs[side].append(ftp_run(port, pid, weed, *scenario))
+            w, own = cpu_seconds(weed), time.process_time()
+            if many:
+                started = time.perf_counter()
+                failed = asyncio.run(obstore_put_many(store, "bench/up-raw-many", clients, each))
+                secs = time.perf_counter() - started
+                if failed:
+                    problems.append(f"obstore {len(failed)} failed ({failed[0]})")
+            else:
+                secs = timed(lambda: obstore_put(store, "bench/up-raw-big.bin", big))
+            runs["ob"].append((secs, time.process_time() - own, 0.0, cpu_seconds(weed) - w, 0.0))
+            for side in UPLOADERS:
+                wrong = asyncio.run(
+                    check_objects(seaweed, store, keys(side, many), each if many else big)
+                )
+                if wrong:
+                    problems.append(f"{UPLOADERS[side]}: {wrong}")
+            rates = ", ".join(
+                f"{UPLOADERS[side]} {size / got[-1][0] / 1e6:.0f}" for side, got in runs.items()
+            )
+            print(f"  {what} (MB/s): {rates}; {'; '.join(problems) or 'all read back right'}")
+        gb = size * rounds / 1e9
+        summary = {
+            side: (
+                size / statistics.median(r[0] for r in got) / 1e6,
+                *(sum(r[i] for r in got) / gb for i in (1, 2, 3)),
+                max(r[4] for r in got),
+            )
+            for side, got in runs.items()
+        }
+        out.append((what + (f" ({'; '.join(problems)})" if problems else ""), summary))
+        print(what, summary, flush=True)
+    if perf:
+        for side, name in (("ff", "fileferry"), ("relay", "relay")):
+            port, pid, _ = targets[side]
+            record = subprocess.Popen(
+                ["perf", "record", "-g", "-F", "499", "-o", f"{perf}.{name}", "-p", str(pid)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(1)  # perf attaches before the run starts
+            got = ftp_run(
+                port,
+                pid,
+                weed,
+                "stor-many",
+                ftp_path(side, True),
+                "--clients",
+                str(clients),
+                "--size",
+                str(each),
+            )
+            record.send_signal(signal.SIGINT)
+            record.wait(120)
+            print(f"  perf {name}: {clients * each / got[0] / 1e6:.0f} MB/s, CPU s {got[1]:.1f}")
+    return out
+
+
+def report_relay_stor(uploads: list[Any]) -> None:
+    if not uploads:
+        return
+    print()
+    print("| what | " + " | ".join(UPLOADERS.values()) + " |")
+    print("| --- |" + " ---: |" * len(UPLOADERS))
+    for what, s in uploads:
+        ff = s["ff"][0]
+        cells = [f"{ff:,.0f} MB/s"]
+        cells += [f"{s[k][0]:,.0f} MB/s ({ff / s[k][0]:.2f}x)" for k in UPLOADERS if k != "ff"]
+        print(f"| {what} | " + " | ".join(cells) + " |")
+    print()
+    print("| CPU s per GB | uploading to the store | FTP client | SeaweedFS | total | peak PSS |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for what, s in uploads:
+        for key, name in UPLOADERS.items():
+            _, own, client, weed, pss = s[key]
+            memory = f"{pss:,.0f} MiB" if pss else "-"
+            print(
+                f"| {what.split(' (')[0]}: {name} | {own:.2f} | {client:.2f} | {weed:.2f} "
+                f"| {own + client + weed:.2f} | {memory} |"
+            )
+
+
 def report_relay(relayed: list[Any]) -> None:
     if not relayed:
         return
@@ -650,9 +846,10 @@ def report_relay(relayed: list[Any]) -> None:
 
 
 def report(rows: list[Any], memory: list[Any]) -> None:
-    print()
-    print("| what | fileferry over S3 | obstore alone | ratio |")
-    print("| --- | ---: | ---: | ---: |")
+    if rows:
+        print()
+        print("| what | fileferry over S3 | obstore alone | ratio |")
+        print("| --- | ---: | ---: | ---: |")
     for what, ff, ob, unit in rows:
         ratio = ob / ff if unit == "s" else ff / ob
         print(f"| {what} | {ff:,.2f} {unit} | {ob:,.2f} {unit} | {ratio:.2f}x |")
