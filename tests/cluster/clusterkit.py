@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from waiting import until
+
 #: Where clients connect from (a loopback address of its own).
 CLIENT = "127.0.0.5"
 #: Where HAProxy listens, and the only address the nodes trust.
@@ -327,8 +329,8 @@ class Cluster:
 
     def _wait_ready(self) -> None:
         """Until a connection through HAProxy gets a node's 220."""
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
+
+        def greeted() -> bool:
             assert self.haproxy is not None
             if self.haproxy.poll() is not None:
                 raise RuntimeError(f"haproxy exited: {self.haproxy_log.read_text()[-2000:]}")
@@ -337,10 +339,10 @@ class Cluster:
                 socket.create_connection(self.address, timeout=5) as sock,
             ):
                 sock.settimeout(5)
-                if sock.recv(512).startswith(b"220"):
-                    return
-            time.sleep(0.05)  # HAProxy not listening yet; bounded by the deadline
-        raise RuntimeError("haproxy did not come up")
+                return sock.recv(512).startswith(b"220")
+            return False  # HAProxy not listening yet
+
+        until(greeted, "a 220 through haproxy", START_TIMEOUT)
 
     def node_of(self, welcome: str) -> Node:
         """The node a session landed on, from its 220."""

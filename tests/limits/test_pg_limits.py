@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
-from waiting import until
+from waiting import until, until_async
 
 from fileferry.config.model import BanLimits, LimitsConfig, ServerConfig, SessionLimits
 from fileferry.errors import QuotaExceeded
@@ -89,21 +89,20 @@ def test_reservations_on_two_nodes_never_pass_the_quota(nodes: tuple[Limits, Lim
         up2.release()
         up2.release()  # idempotent
         # The released room comes back (deleted behind, soon).
-        deadline = time.monotonic() + 10
-        while True:
+
+        async def room() -> Reservation | None:
             try:
-                up3 = await b.begin(new=True, append=False)  # its file and its bytes
+                up = await b.begin(new=True, append=False)  # its file and its bytes
             except QuotaExceeded:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.02)
-                continue
+                return None
             try:
-                await _reserve(up3, 320)
-                break
+                await _reserve(up, 320)
             except QuotaExceeded:
-                up3.release()
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.02)
+                up.release()
+                return None
+            return up
+
+        up3 = await until_async(room, "the released room", 10)
         assert b.usage == (680, 2)
         await up3.settle(320, 1)
         assert b.usage == (1000, 3)
@@ -183,10 +182,10 @@ def test_the_section_is_exclusive_across_nodes(nodes: tuple[Limits, Limits]) -> 
             stats = pool.get_stats()
             return stats.get("pool_available", 0) == stats.get("pool_size", -1)
 
-        deadline = time.monotonic() + 10
-        while not all_back():
-            assert time.monotonic() < deadline, pool.get_stats()
-            await asyncio.sleep(0.02)
+        async def back() -> bool:
+            return all_back()
+
+        await until_async(back, "every connection back in the pool", 10)
 
     asyncio.run(body())
 

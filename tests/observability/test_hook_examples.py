@@ -13,10 +13,10 @@ import io
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from waiting import until
 
 from fileferry.config import build, parse_user_spec
 from fileferry.server.thread import ServerThread
@@ -43,11 +43,7 @@ def _server(root: Path, hook: dict[str, object]) -> ServerThread:
 
 
 def _wait_for(path: Path, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{path} did not appear")
-        time.sleep(0.02)
+    until(path.exists, f"{path} to appear", timeout)
 
 
 def test_the_scan_example_refuses_a_virus_before_the_226(tmp_path, monkeypatch):

@@ -21,12 +21,12 @@ import socket
 import ssl
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from waiting import until
 
 from fileferry.config import build, parse_user_spec
 from fileferry.config.tables import users_from_toml
@@ -34,23 +34,10 @@ from fileferry.server.testcerts import make_test_certificates
 from fileferry.server.thread import ServerThread
 
 SCRIPT = Path(__file__).with_name("hook_script.py")
-T = TypeVar("T")
 
 
 def _hook(records: Path, mode: str, on: list[str], **extra: Any) -> dict[str, Any]:
     return {"on": on, "command": [sys.executable, str(SCRIPT), str(records), mode], **extra}
-
-
-def _wait(probe: Callable[[], T], what: str, timeout: float = 20.0) -> T:
-    """``probe()`` once it is truthy; fails after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def _records(directory: Path, kind: str | None = None) -> list[dict[str, Any]]:
@@ -129,7 +116,7 @@ def test_a_command_hook_gets_every_event_as_json_and_environment(
         ftp = _login(server)
         assert ftp.storbinary("STOR data.bin", io.BytesIO(blob)).startswith("226")
         # Hooks run after the reply, on their own time: let it see the file before it moves.
-        _wait(lambda: _records(records, "upload"), "the upload hook")
+        until(lambda: _records(records, "upload"), "the upload hook")
         got = bytearray()
         assert ftp.retrbinary("RETR data.bin", got.extend).startswith("226")
         assert ftp.mkd("sub") == "/sub"
@@ -142,7 +129,7 @@ def test_a_command_hook_gets_every_event_as_json_and_environment(
         with pytest.raises(ftplib.Error, match=r"^(530|421)"):  # 421: banned at once
             bad.login("alice", "wrong")
         bad.close()
-        _wait(lambda: len(_records(records)) >= 9, "nine hook runs")
+        until(lambda: len(_records(records)) >= 9, "nine hook runs")
     by_kind = {r["event"]["event"]: r for r in _records(records)}
     assert sorted(by_kind) == sorted(every)
 
@@ -219,9 +206,9 @@ def test_a_before_reply_hook_that_hangs_is_a_550_and_its_process_group_is_killed
         assert str(refused.value) == "550 the upload check did not finish in time"
         assert ftp.nlst() == []
         ftp.quit()
-    child = _wait(lambda: list(records.glob("child-*")), "the hook's child pid")
+    child = until(lambda: list(records.glob("child-*")), "the hook's child pid")
     pid = int(child[0].read_text())
-    _wait(lambda: not _alive(pid), "the hook's child to be killed", timeout=10)
+    until(lambda: not _alive(pid), "the hook's child to be killed", timeout=10)
     assert os.listdir(root) == []
 
 
@@ -297,8 +284,8 @@ def test_failing_hooks_change_no_reply_and_are_logged_once_per_event(root, recor
                 lines = _hook_lines(caplog)
                 return lines if len(lines) >= 8 else []
 
-            lines = _wait(failures, "eight failure lines")
-            _wait(lambda: len(_hook_lines(caplog, logging.INFO)) >= 2, "the spew's output")
+            lines = until(failures, "eight failure lines")
+            until(lambda: len(_hook_lines(caplog, logging.INFO)) >= 2, "the spew's output")
             assert ftp.voidcmd("NOOP").startswith("200")
             ftp.quit()
     finally:
@@ -320,7 +307,7 @@ def test_failing_hooks_change_no_reply_and_are_logged_once_per_event(root, recor
     assert all(f"(+{dropped} bytes dropped)" in x and len(x) < 2000 for x in spewed)
     for child in records.glob("child-*"):
         pid = int(child.read_text())
-        _wait(lambda pid=pid: not _alive(pid), "the hanging hook's child to be killed", 10)
+        until(lambda pid=pid: not _alive(pid), "the hanging hook's child to be killed", 10)
 
 
 def test_a_url_hook_posts_json_over_verified_https_with_retries(root, tmp_path, web, caplog):
@@ -340,8 +327,8 @@ def test_a_url_hook_posts_json_over_verified_https_with_retries(root, tmp_path, 
         ftp = _login(server)
         assert ftp.mkd("reports") == "/reports"
         ftp.quit()
-        _wait(lambda: len(site.seen) >= 2, "the retried POST")
-        _wait(lambda: _hook_lines(caplog), "the untrusted hook's failure")
+        until(lambda: len(site.seen) >= 2, "the retried POST")
+        until(lambda: _hook_lines(caplog), "the untrusted hook's failure")
     assert len(site.seen) == 2  # a 503, then a 200; the untrusted hook never got through
     for path, headers, body in site.seen:
         assert path == "/events?token=query-secret"
@@ -363,7 +350,7 @@ def test_a_full_queue_drops_events_with_one_log_line(root, records, caplog):
         for i in range(6):
             ftp.mkd(f"d{i}")  # every reply comes at once, whatever the hooks do
         assert len(ftp.nlst()) == 6
-        _wait(lambda: any("room again" in x for x in _hook_lines(caplog)), "the queue to drain")
+        until(lambda: any("room again" in x for x in _hook_lines(caplog)), "the queue to drain")
         ftp.quit()
     full = [x for x in _hook_lines(caplog) if "hook queue full" in x]
     assert len(full) == 1
@@ -378,14 +365,14 @@ def test_abor_during_a_before_reply_check_removes_the_upload(root, records):
         conn = ftp.transfercmd("STOR pending.bin")
         conn.sendall(b"p" * 10_000)
         conn.close()
-        child = _wait(lambda: list(records.glob("child-*")), "the check to start")
+        child = until(lambda: list(records.glob("child-*")), "the check to start")
         # The check is cut short: the STOR is answered 426, never 226; then ABOR's 226.
         assert ftp.abort().startswith("426")
         assert ftp.getresp().startswith("226")
         assert ftp.nlst() == []
         ftp.quit()
     pid = int(child[0].read_text())
-    _wait(lambda: not _alive(pid), "the check's process group to be killed", timeout=10)
+    until(lambda: not _alive(pid), "the check's process group to be killed", timeout=10)
     assert os.listdir(root) == []
 
 

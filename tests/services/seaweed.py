@@ -24,7 +24,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,9 +187,10 @@ class Seaweed:
 
     def _wait_ready(self) -> None:
         """Until the S3 gateway answers a signed request (its first answers are 503s)."""
-        deadline = time.monotonic() + START_DEADLINE
         last = "no answer"
-        while time.monotonic() < deadline:
+
+        def answering() -> bool:
+            nonlocal last
             assert self.process is not None
             if self.process.poll() is not None:
                 raise RuntimeError(
@@ -198,15 +198,18 @@ class Seaweed:
                 )
             try:
                 status, _ = self.request("GET", "/")
-                if status == 200:
-                    return
-                last = f"HTTP {status}"
             except OSError as exc:
                 last = str(exc)
-            time.sleep(0.2)
-        raise RuntimeError(
-            f"SeaweedFS S3 not ready after {START_DEADLINE}s ({last}):\n{self._log_tail()}"
-        )
+                return False
+            last = f"HTTP {status}"
+            return status == 200
+
+        try:
+            until(answering, "the S3 gateway", START_DEADLINE)
+        except AssertionError:
+            raise RuntimeError(
+                f"SeaweedFS S3 not ready after {START_DEADLINE}s ({last}):\n{self._log_tail()}"
+            ) from None
 
     def request(
         self, method: str, path: str, query: dict[str, str] | None = None, body: bytes = b""
@@ -219,14 +222,20 @@ class Seaweed:
         )
 
     def create_bucket(self, name: str) -> None:
-        deadline = time.monotonic() + START_DEADLINE
-        while True:
-            status, body = self.request("PUT", f"/{name}")
-            if status in (200, 409):
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"cannot create bucket {name}: HTTP {status} {body[:300]!r}")
-            time.sleep(0.2)
+        answer = (0, b"")
+
+        def created() -> bool:
+            nonlocal answer
+            answer = self.request("PUT", f"/{name}")
+            return answer[0] in (200, 409)
+
+        try:
+            until(created, f"bucket {name}", START_DEADLINE)
+        except AssertionError:
+            status, body = answer
+            raise RuntimeError(
+                f"cannot create bucket {name}: HTTP {status} {body[:300]!r}"
+            ) from None
 
     def pending_uploads(self, prefix: str = "", bucket: str | None = None) -> list[str]:
         """Keys of multipart uploads begun and neither completed nor aborted (the S3 list)."""

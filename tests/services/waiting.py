@@ -9,8 +9,9 @@ failure that names what was awaited.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -29,3 +30,17 @@ def until(probe: Callable[[], T], what: str = "a condition", timeout: float = 20
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not seen within {timeout} s")
         time.sleep(POLL)
+
+
+async def until_async(
+    probe: Callable[[], Awaitable[T]], what: str = "a condition", timeout: float = 20.0
+) -> T:
+    """:func:`until` for a probe that must run on the event loop (a store's own calls)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await probe()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not seen within {timeout} s")
+        await asyncio.sleep(POLL)
