@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from s3kit import S3Served, ServeS3
+from s3kit import S3Served, ServeS3, in_process_storage
 
 
 @pytest.fixture
@@ -28,3 +28,13 @@ def serve_s3(seaweed: Any) -> Iterator[ServeS3]:
         for served in started:
             with contextlib.suppress(Exception):
                 served.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def s3(seaweed: Any) -> Iterator[Any]:
+    """An ``S3Storage`` on a fresh prefix (``prefix_for_test``), in this process."""
+    prefix = f"inproc-{uuid.uuid4().hex[:10]}"
+    url = f"s3://{seaweed.bucket}/{prefix}"
+    with in_process_storage(seaweed.env(), url, seaweed.ports["s3"]) as storage:
+        storage.prefix_for_test = prefix
+        yield storage

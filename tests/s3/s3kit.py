@@ -9,17 +9,21 @@ folder's conftest.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ftplib
 import os
 import re
 import selectors
 import signal
+import socketserver
 import subprocess
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from waiting import until
 
@@ -101,6 +105,55 @@ class S3Served:
         from s3sign import list_keys
 
         return [k[len(self.prefix) + 1 :] for k in list_keys(self.store, self.prefix + "/")]
+
+
+_Server = TypeVar("_Server", bound=socketserver.BaseServer)
+
+
+@contextlib.contextmanager
+def aws_env(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in ``os.environ`` for the block: S3Locations reads the AWS variables once."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
+def in_process_storage(env: dict[str, str], url: str, port: int) -> Iterator[Any]:
+    """An ``S3Storage`` made in this process; at exit its client is closed and its
+    sockets to ``port`` are gone, so the next test's descriptor counts start clean."""
+    from seaweed import wait_released
+
+    from fileferry.backends.s3 import S3Locations
+
+    with aws_env(env):
+        locations = S3Locations(None)
+    storage = locations.storage(url)
+    try:
+        yield storage
+    finally:
+        asyncio.run(locations.close())
+        storage.store = None  # the last reference: obstore closes its pool's connections
+        wait_released(port)
+
+
+@contextlib.contextmanager
+def serving(server: _Server) -> Iterator[_Server]:
+    """``server`` answering on a thread of its own for the block, then shut and closed."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def wait_until(check: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> None:

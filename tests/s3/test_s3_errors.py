@@ -8,7 +8,6 @@ be made to throttle on demand.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ftplib
 import http.server
 import io
@@ -21,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from s3kit import aws_env, serving
 
 from fileferry import config
 from fileferry.errors import StorageError
@@ -57,28 +57,8 @@ class _Throttling(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def throttling_endpoint() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Throttling)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Throttling)) as server:
         yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@contextlib.contextmanager
-def aws_env(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 _made: list[tuple[Any, Any, int]] = []

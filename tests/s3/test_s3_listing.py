@@ -10,9 +10,6 @@ budget; ``bench/s3.py --only list --keys 100000`` measures the big case.)
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,34 +18,6 @@ from fileferry.storage import s3tree
 
 #: Names that need care on the way through a listing: encoded, or plus/space confusable.
 ODD = ["a b.txt", "a+b.txt", "100%.txt", "é ü.txt", "semi;colon", "x&y<z>.txt"]
-
-
-@pytest.fixture
-def s3(seaweed: Any) -> Iterator[Any]:
-    """An ``S3Storage`` on a fresh prefix; its client's sockets are gone at teardown."""
-    from seaweed import wait_released
-
-    from fileferry.backends.s3 import S3Locations
-
-    saved = {k: os.environ.get(k) for k in seaweed.env()}
-    os.environ.update(seaweed.env())
-    try:
-        locations = S3Locations(None)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    prefix = f"list-{uuid.uuid4().hex[:10]}"
-    storage = locations.storage(f"s3://{seaweed.bucket}/{prefix}")
-    storage.prefix_for_test = prefix
-    try:
-        yield storage
-    finally:
-        asyncio.run(locations.close())
-        storage.store = None
-        wait_released(seaweed.ports["s3"])
 
 
 async def _put_all(storage: Any, keys: list[str], parallel: int = 64) -> None:

@@ -16,14 +16,12 @@ import asyncio
 import datetime
 import ftplib
 import http.server
-import os
-import threading
 import urllib.parse
-import uuid
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pytest
+from s3kit import in_process_storage, serving
 
 from fileferry import config
 from fileferry.errors import NotFound
@@ -38,38 +36,6 @@ NOW = 1_800_000_000.0
 #: Names that need care: XML-escaped, URL-encoded, plus/space confusable, not ASCII,
 #: and ones that sort between a folder ``a`` and its key ``a/`` (``.`` and `` `` < ``/``).
 ODD = ["a b.txt", "a+b.txt", "100%.txt", "é ü.txt", "semi;colon", "x&y<z>.txt", "a.txt", "a-"]
-
-
-def _env_storage(env: dict[str, str], url: str) -> tuple[Any, Any]:
-    from fileferry.backends.s3 import S3Locations
-
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        locations = S3Locations(None)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    return locations, locations.storage(url)
-
-
-@pytest.fixture
-def s3(seaweed: Any) -> Iterator[Any]:
-    """An ``S3Storage`` on a fresh prefix; its client's sockets are gone at teardown."""
-    from seaweed import wait_released
-
-    prefix = f"pages-{uuid.uuid4().hex[:10]}"
-    locations, storage = _env_storage(seaweed.env(), f"s3://{seaweed.bucket}/{prefix}")
-    storage.prefix_for_test = prefix
-    try:
-        yield storage
-    finally:
-        asyncio.run(locations.close())
-        storage.store = None
-        wait_released(seaweed.ports["s3"])
 
 
 async def _put_all(storage: Any, keys: list[str]) -> None:
@@ -337,62 +303,54 @@ class _Garbling(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def garbling() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Garbling)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Garbling)) as server:
         yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_garbled_page_is_451_and_the_server_keeps_serving(seaweed: Any, garbling: str) -> None:
     env = {**seaweed.env(), "AWS_ENDPOINT_URL": garbling}
-    locations, storage = _env_storage(env, "s3://bucket/p")
+    port = urllib.parse.urlsplit(garbling).port or 0
     cfg = config.build({"root": str(seaweed.root), "port": 0, "login_failure_delay": 0})
-    try:
-        with ServerThread(cfg, storage_for=lambda _account: storage) as server:
-            ftp = ftplib.FTP(timeout=30)
-            ftp.connect(*server.address)
-            ftp.login()
-            for mode in ("cut", "first"):  # the read-ahead page, then the first page
-                _Garbling.mode = mode
-                for cmd in ("LIST /", "NLST /", "MLSD /"):
-                    with pytest.raises(ftplib.error_temp) as info:
-                        ftp.retrlines(cmd, lambda _line: None)
-                    assert str(info.value) == f"451 {BadListing.reply_text}", cmd
-                    assert ftp.sendcmd("NOOP").startswith("200")
-            _Garbling.mode = "fine"
-            names: list[str] = []
-            ftp.retrlines("NLST /", names.append)
-            assert names == ["k0", "k1", "k2", "k9", "sub"]
-            ftp.quit()
-    finally:
-        asyncio.run(locations.close())
+    with (
+        in_process_storage(env, "s3://bucket/p", port) as storage,
+        ServerThread(cfg, storage_for=lambda _account: storage) as server,
+    ):
+        ftp = ftplib.FTP(timeout=30)
+        ftp.connect(*server.address)
+        ftp.login()
+        for mode in ("cut", "first"):  # the read-ahead page, then the first page
+            _Garbling.mode = mode
+            for cmd in ("LIST /", "NLST /", "MLSD /"):
+                with pytest.raises(ftplib.error_temp) as info:
+                    ftp.retrlines(cmd, lambda _line: None)
+                assert str(info.value) == f"451 {BadListing.reply_text}", cmd
+                assert ftp.sendcmd("NOOP").startswith("200")
+        _Garbling.mode = "fine"
+        names: list[str] = []
+        ftp.retrlines("NLST /", names.append)
+        assert names == ["k0", "k1", "k2", "k9", "sub"]
+        ftp.quit()
 
 
 def test_no_page_is_asked_for_past_the_cap(seaweed: Any, garbling: str) -> None:
     """A capped listing stops paging once it has enough rows, read-ahead included."""
     env = {**seaweed.env(), "AWS_ENDPOINT_URL": garbling}
-    locations, storage = _env_storage(env, "s3://bucket/p")
+    port = urllib.parse.urlsplit(garbling).port or 0
     _Garbling.mode = "fine"
 
-    async def listing(cap: int | None) -> Any:
+    async def listing(storage: Any, cap: int | None) -> Any:
         _Garbling.asked.clear()
         return await storage.list_rendered(
             "/", _render("NLST", cap), None if cap is None else cap + 1
         )
 
-    try:
-        capped = asyncio.run(listing(2))
+    with in_process_storage(env, "s3://bucket/p", port) as storage:
+        capped = asyncio.run(listing(storage, 2))
         assert (capped.payload, capped.count, capped.truncated) == (b"k0\r\nk1\r\n", 2, True)
         assert _Garbling.asked == [None, "two"]  # page "3" never asked for
-        whole = asyncio.run(listing(None))
+        whole = asyncio.run(listing(storage, None))
         assert whole.payload == b"k0\r\nk1\r\nk2\r\nk9\r\nsub\r\n"
         assert _Garbling.asked == [None, "two", "3"]
-    finally:
-        asyncio.run(locations.close())
 
 
 @pytest.mark.parametrize("page", [2, 3])

@@ -18,7 +18,6 @@ import hashlib
 import http.client
 import http.server
 import io
-import os
 import random
 import threading
 import urllib.parse
@@ -26,7 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from s3kit import ServeS3, wait_until
+from s3kit import ServeS3, in_process_storage, serving, wait_until
 
 from fileferry.errors import NotFound
 
@@ -102,28 +101,8 @@ class _Forward(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def fault_relay(seaweed: Any) -> Iterator[FaultRelay]:
-    relay = FaultRelay(seaweed.ports["s3"])
-    thread = threading.Thread(target=relay.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(FaultRelay(seaweed.ports["s3"])) as relay:
         yield relay
-    finally:
-        relay.shutdown()
-        relay.server_close()
-
-
-@contextlib.contextmanager
-def _aws_env(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def sha(data: bytes) -> str:
@@ -159,9 +138,6 @@ def test_upload_gate_admits_multipart_uploads_in_turn(seaweed: Any) -> None:
     import asyncio
     import uuid
 
-    from seaweed import wait_released
-
-    from fileferry.backends.s3 import S3Locations
     from fileferry.storage.s3io import PART_SIZE, UploadGate
 
     prefix = f"gate-{uuid.uuid4().hex[:8]}"
@@ -205,13 +181,7 @@ def test_upload_gate_admits_multipart_uploads_in_turn(seaweed: Any) -> None:
         with pytest.raises(NotFound):
             await storage.open_read("/d")
 
-    with _aws_env(seaweed.env()):
-        locations = S3Locations(None)
-    storage = locations.storage(f"s3://{seaweed.bucket}/{prefix}")
-    try:
+    url = f"s3://{seaweed.bucket}/{prefix}"
+    with in_process_storage(seaweed.env(), url, seaweed.ports["s3"]) as storage:
         asyncio.run(body(storage))
-    finally:
-        asyncio.run(locations.close())
-        storage.store = None  # the last reference: obstore closes its pool's connections
-        wait_released(seaweed.ports["s3"])
     assert seaweed.pending_uploads(prefix + "/") == []

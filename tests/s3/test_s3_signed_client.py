@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import ClassVar
 
 import pytest
+from s3kit import serving
 from seaweed import connections_to, wait_released
 
 from fileferry.storage.s3request import SignedClient
@@ -44,15 +45,11 @@ def held() -> Iterator[tuple[int, type[_Held]]]:
     handler = type(
         "Handler", (_Held,), {"arrived": threading.Event(), "release": threading.Event()}
     )
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1], handler
-    finally:
-        handler.release.set()
-        server.shutdown()
-        server.server_close()
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)) as server:
+        try:
+            yield server.server_address[1], handler
+        finally:
+            handler.release.set()  # no handler thread left waiting when the server shuts
 
 
 def test_a_request_in_flight_at_close_does_not_keep_its_connection(
