@@ -597,18 +597,6 @@ def run_relay(
 
     asyncio.run(seed())
 
-    def ftp(port: int, pid: int, scenario: str, path: str, *extra: str) -> tuple[float, ...]:
-        before, client, w = cpu_seconds(pid), os.times(), cpu_seconds(weed)
-        with PeakSampler(pid) as sampler:
-            out = loadgen(port, scenario, path, *extra)
-        after = os.times()
-        if out.get("failed"):
-            print(f"  {scenario} on :{port}: {out['failed']} failed ({out.get('error')})")
-        spent = after.children_user + after.children_system
-        spent -= client.children_user + client.children_system
-        own = cpu_seconds(pid) - before
-        return out["secs"], own, spent, cpu_seconds(weed) - w, sampler.peak.pss / MIB
-
     def alone(fn: Any) -> tuple[float, ...]:
         w, own = cpu_seconds(weed), time.process_time()
         secs = timed(fn)
@@ -635,8 +623,8 @@ def run_relay(
     for what, size, scenario, ob_fn in cases:
         runs: dict[str, list[tuple[float, ...]]] = {"ff": [], "relay": [], "ob": []}
         for _ in range(rounds):
-            runs["ff"].append(ftp(s3.port, s3.proc.pid, *scenario))
-            runs["relay"].append(ftp(relay.port, relay.proc.pid, *scenario))
+            runs["ff"].append(ftp_run(s3.port, s3.proc.pid, weed, *scenario))
+            runs["relay"].append(ftp_run(relay.port, relay.proc.pid, weed, *scenario))
             runs["ob"].append(alone(ob_fn))
         gb = size * rounds / 1e9
         summary = {
