@@ -33,9 +33,9 @@ relay each with ``perf record -g`` (FILE.fileferry, FILE.relay).
 
 For uploads both sides are the same kind of client: obstore alone uploads
 with fileferry's part size and parts in flight per upload
-(``s3io.PART_SIZE``, ``s3io.PART_CONCURRENCY``), all 300 uploads begun at
-once and as many sending parts at a time as the server admits
-(``s3io.UPLOADS_IN_FLIGHT``), through the same client settings
+(``s3parts.PART_SIZE``, ``s3io.PART_CONCURRENCY``), all 300 uploads begun at
+once, each part admitted by the same gate as the server's parts
+(``s3parts.UploadGate``, ``PARTS_IN_FLIGHT``), through the same client settings
 (``S3Settings``: timeouts, retries). After every upload run each side's
 objects are read back and checked (count, size, SHA-256) and the store's
 pending multipart uploads under the prefix are listed, so a figure that
@@ -164,35 +164,43 @@ def grow_volumes(seaweed: Seaweed, count: int = VOLUMES) -> None:
         time.sleep(0.5)
 
 
-async def obstore_put(store: Any, key: str, size: int) -> int:
-    """One upload shaped like fileferry's: its part size and its parts in flight."""
+async def obstore_put(store: Any, key: str, size: int, gate: Any = None) -> int:
+    """One upload shaped like fileferry's: its part size and its parts in flight.
+
+    Each part is lent to obstore as a view of one pattern buffer (no copy on
+    this side at all); with ``gate`` (an ``s3parts.UploadGate``) each part
+    takes a place there first and gives it back when obstore is done with
+    it, exactly as fileferry's parts do.
+    """
     import obstore
 
-    from fileferry.storage.s3io import PART_CONCURRENCY, PART_SIZE
+    from fileferry.storage.s3io import PART_CONCURRENCY
+    from fileferry.storage.s3parts import PART_SIZE, lend
 
-    block = pattern(MIB)
+    block = bytearray(pattern(PART_SIZE))
 
-    async def chunks() -> Any:
+    async def parts() -> Any:
         left = size
         while left > 0:
-            yield block[: min(left, MIB)]
-            left -= MIB
+            n = min(left, PART_SIZE)
+            release = await gate.enter() if gate is not None else None
+            yield lend(block, n, reuse=False, release=release)
+            left -= n
 
     await obstore.put_async(
-        store, key, chunks(), chunk_size=PART_SIZE, max_concurrency=PART_CONCURRENCY
+        store, key, parts(), chunk_size=PART_SIZE, max_concurrency=PART_CONCURRENCY
     )
     return size
 
 
 async def obstore_put_many(store: Any, folder: str, clients: int, size: int) -> list[str]:
-    """``clients`` uploads at once, as many sending parts as a server admits; the errors."""
-    from fileferry.storage.s3io import UPLOADS_IN_FLIGHT
+    """``clients`` uploads at once, their parts admitted by a gate like the server's; the errors."""
+    from fileferry.storage.s3parts import UploadGate
 
-    places = asyncio.Semaphore(UPLOADS_IN_FLIGHT)
+    gate = UploadGate()
 
     async def one(i: int) -> int:
-        async with places:
-            return await obstore_put(store, f"{folder}/m{i:04d}", size)
+        return await obstore_put(store, f"{folder}/m{i:04d}", size, gate)
 
     results = await asyncio.gather(*(one(i) for i in range(clients)), return_exceptions=True)
     return [str(r)[:200] for r in results if isinstance(r, BaseException)]
@@ -429,7 +437,7 @@ def run_many(
     ob_failed = 0
 
     async def ob_many_put() -> None:
-        """All uploads at once, as many sending parts as the server lets (``UPLOADS_IN_FLIGHT``)."""
+        """All uploads at once, their parts admitted as the server admits its own."""
         nonlocal ob_failed
         failed = await obstore_put_many(store, "bench/raw-many", clients, each)
         ob_failed = len(failed)

@@ -14,9 +14,10 @@ by the same load generator as fileferry. What fileferry spends beyond it is
 what fileferry itself costs. LIST is the responder's own (it invents a listing).
 
 STOR PATH is the upload ceiling: the data connection is received straight
-into part-sized buffers (no intermediate buffer, no copy in Python) and the
-parts are handed to obstore's multipart writer with fileferry's part size,
-parts in flight and per-store gate (``fileferry.storage.s3io``); a file of
+into part-sized buffers (no intermediate buffer, no copy in Python; reused
+as fileferry's are) and the parts are handed to obstore's multipart writer
+with fileferry's part size, parts in flight and per-store gate
+(``fileferry.storage.s3parts``); a file of
 one part or less is one PUT. Nothing else: no SHA-256, no metadata, no tag,
 no accounting. ``--sha256`` adds the SHA-256 of every part, in a thread pool
 as fileferry does, so the hash's share of fileferry's cost shows apart.
@@ -49,7 +50,8 @@ class S3Relay(Responder):
     def __init__(
         self, store: Any, prefix: str, block: int = BLOCK, *, sha256: bool = False
     ) -> None:
-        from fileferry.storage.s3io import HASH_THREADS, UploadGate
+        from fileferry.storage.s3io import HASH_THREADS
+        from fileferry.storage.s3parts import UploadGate
 
         super().__init__("/nonexistent", memfd=False)
         self.store = store
@@ -81,52 +83,49 @@ class S3Relay(Responder):
     async def stor(self, data: socket.socket, path: str) -> None:
         import obstore
 
-        from fileferry.storage.s3io import PART_CONCURRENCY, PART_SIZE
+        from fileferry.storage.s3io import PART_CONCURRENCY
+        from fileferry.storage.s3parts import PART_SIZE, give_back, lend, take_buffer
 
         key = self.key(path)
         loop = asyncio.get_running_loop()
         data.setblocking(False)
         sha = hashlib.sha256() if self.hashers is not None else None
 
-        async def part() -> bytearray:
+        async def part() -> tuple[bytearray, int]:
             """The next part, received in place: full, or shorter at the end of the upload."""
-            buf = bytearray(PART_SIZE)
+            buf = take_buffer()
             view = memoryview(buf)
             got = 0
             while got < PART_SIZE and (n := await loop.sock_recv_into(data, view[got:])):
                 got += n
-            view.release()
-            if got < PART_SIZE:
-                del buf[got:]
-            if sha is not None and buf:
-                await loop.run_in_executor(self.hashers, sha.update, buf)
-            return buf
+            if sha is not None and got:
+                await loop.run_in_executor(self.hashers, sha.update, view[:got])
+            return buf, got
 
-        first = await part()
+        first, size = await part()
         try:
-            if len(first) < PART_SIZE:  # one part or less: one PUT, as fileferry does
-                await obstore.put_async(self.store, key, bytes(first), use_multipart=False)
+            if size < PART_SIZE:  # one part or less: one PUT, as fileferry does
+                body = lend(first, size, reuse=True)
+                await obstore.put_async(self.store, key, body, use_multipart=False)
                 return
-            place = await self.gate.enter()
-            try:
 
-                async def parts() -> Any:
-                    buf = first
-                    while buf:
-                        yield buf
-                        if len(buf) < PART_SIZE:
-                            return
-                        buf = await part()
+            async def parts() -> Any:
+                buf, got = first, size
+                while got:
+                    release = await self.gate.enter()  # a place per part, as fileferry's
+                    yield lend(buf, got, reuse=True, release=release)
+                    if got < PART_SIZE:
+                        return
+                    buf, got = await part()
+                give_back(buf)
 
-                await obstore.put_async(
-                    self.store,
-                    key,
-                    parts(),
-                    chunk_size=PART_SIZE,
-                    max_concurrency=PART_CONCURRENCY,
-                )
-            finally:
-                place.release()
+            await obstore.put_async(
+                self.store,
+                key,
+                parts(),
+                chunk_size=PART_SIZE,
+                max_concurrency=PART_CONCURRENCY,
+            )
         except Exception as exc:  # the store failed: end the session, the client counts it
             raise ConnectionError(f"PUT {key}: {exc}") from None
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 from s3kit import ServeS3, in_process_storage, serving, wait_until
+from waiting import until_async
 
 from fileferry.errors import NotFound
 
@@ -49,6 +50,9 @@ class FaultRelay(http.server.ThreadingHTTPServer):
         self.failing = True
         self.failed_parts = 0
         self.lock = threading.Lock()
+        #: Part uploads being forwarded now, and the most at once (the store's view of a gate).
+        self.parts_in_flight = 0
+        self.most_parts_in_flight = 0
 
     @property
     def endpoint(self) -> str:
@@ -69,6 +73,12 @@ class _Forward(http.server.BaseHTTPRequestHandler):
                 self.server.failed_parts += 1
             self._answer(500, {"Content-Type": "application/xml"}, INTERNAL_ERROR)
             return
+        is_part = self.command == "PUT" and "uploadId" in query
+        if is_part:
+            with self.server.lock:
+                self.server.parts_in_flight += 1
+                most = max(self.server.most_parts_in_flight, self.server.parts_in_flight)
+                self.server.most_parts_in_flight = most
         far = http.client.HTTPConnection("127.0.0.1", self.server.target, timeout=60)
         try:
             # The Host header is passed on as signed: the store checks the signature with it.
@@ -78,10 +88,13 @@ class _Forward(http.server.BaseHTTPRequestHandler):
             far.endheaders(body or None)
             answer = far.getresponse()
             data = answer.read()
-            headers = {k: v for k, v in answer.getheaders() if k.lower() != "transfer-encoding"}
-            self._answer(answer.status, headers, data)
         finally:
             far.close()
+            if is_part:  # the store has answered: counted out before the sender can know it
+                with self.server.lock:
+                    self.server.parts_in_flight -= 1
+        headers = {k: v for k, v in answer.getheaders() if k.lower() != "transfer-encoding"}
+        self._answer(answer.status, headers, data)
 
     def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
         self.send_response(status)
@@ -133,55 +146,109 @@ def test_part_uploads_failing_with_500_give_451_and_leave_nothing(
     assert s.pending() == []
 
 
-def test_upload_gate_admits_multipart_uploads_in_turn(seaweed: Any) -> None:
-    """A gate of one place: the second multipart upload waits for the first, none is lost."""
+async def _all_given_back(gate: Any) -> bool:
+    return bool(gate.in_flight == 0)
+
+
+async def _read(storage: Any, name: str) -> bytes:
+    reader = await storage.open_read(f"/{name}")
+    out = bytearray()
+    while block := await reader.read(1 << 20):
+        out += block
+    await reader.close()
+    return bytes(out)
+
+
+def test_a_trickling_upload_holds_no_place_at_the_gate(seaweed: Any) -> None:
+    """The gate admits parts: an upload that sent a part and then stalls blocks nobody.
+
+    The gate used to admit whole multipart uploads: a client that sent one
+    part and then a byte a minute kept its place until it finished, and
+    ``UPLOADS_IN_FLIGHT`` such clients stopped every other upload to the store.
+    """
     import asyncio
     import uuid
 
-    from fileferry.storage.s3io import PART_SIZE, UploadGate
+    from fileferry.storage.s3parts import PART_SIZE, UploadGate
 
     prefix = f"gate-{uuid.uuid4().hex[:8]}"
     data = {name: random.Random(name).randbytes(PART_SIZE + 1000) for name in "abcde"}
 
-    async def read(storage: Any, name: str) -> bytes:
-        reader = await storage.open_read(f"/{name}")
-        out = bytearray()
-        while block := await reader.read(1 << 20):
-            out += block
-        await reader.close()
-        return bytes(out)
-
     async def body(storage: Any) -> None:
-        storage.upload_gate = UploadGate(1)
+        gate = storage.upload_gate = UploadGate(1)
         up = {name: await storage.open_write(f"/{name}") for name in "abcd"}
-        await up["a"].write(data["a"])  # a full part: a's multipart upload holds the place
-        waiting = asyncio.ensure_future(up["b"].write(data["b"]))
-        done, _ = await asyncio.wait({waiting}, timeout=1.0)
-        assert not done, "b sent a part while a held the only place"
+        # a sends a full part, then nothing more for now: a slow client, mid-upload.
+        await up["a"].write(data["a"][: PART_SIZE + 10])
+        # b's parts get the only place as soon as the store has answered a's part.
+        await asyncio.wait_for(up["b"].write(data["b"]), 30)
+        await asyncio.wait_for(up["b"].commit(), 30)
+        await up["a"].write(data["a"][PART_SIZE + 10 :])  # a goes on and finishes
         await up["a"].commit()
-        await asyncio.wait_for(waiting, 30)  # a's end gave b the place
-        await up["b"].commit()
 
-        # An upload cancelled while it waits (ABOR) takes no place with it.
-        await up["c"].write(data["c"])
+        # A part that waits for a place (ABOR meanwhile) takes no place with it.
+        held = await gate.enter()  # the only place, taken from outside
         waiting = asyncio.ensure_future(up["d"].write(data["d"]))
         done, _ = await asyncio.wait({waiting}, timeout=1.0)
-        assert not done
+        assert not done, "d sent a part with no place free"
         waiting.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await waiting
         await up["d"].abort()
-        await up["c"].commit()
+        held()
+        await up["c"].write(data["c"])
+        await asyncio.wait_for(up["c"].commit(), 30)
         e = await storage.open_write("/e")
         await asyncio.wait_for(e.write(data["e"]), 30)
         await e.commit()
 
         for name in "abce":
-            assert sha(await read(storage, name)) == sha(data[name])
+            assert sha(await _read(storage, name)) == sha(data[name])
         with pytest.raises(NotFound):
             await storage.open_read("/d")
+        await until_async(lambda: _all_given_back(gate), "every place given back")
 
     url = f"s3://{seaweed.bucket}/{prefix}"
     with in_process_storage(seaweed.env(), url, seaweed.ports["s3"]) as storage:
         asyncio.run(body(storage))
+    assert seaweed.pending_uploads(prefix + "/") == []
+
+
+def test_parts_in_flight_never_exceed_the_gate_and_reused_buffers_keep_every_byte(
+    seaweed: Any, fault_relay: FaultRelay
+) -> None:
+    """The store sees at most the gate's size of part uploads at once, whoever sends them.
+
+    Part buffers are reused once obstore lets go of them; six uploads of
+    different bytes, each three parts, all read back whole, show that none
+    was refilled while the store was still being sent it.
+    """
+    import asyncio
+    import uuid
+
+    from fileferry.storage.s3parts import PART_SIZE, UploadGate
+
+    fault_relay.failing = False
+    prefix = f"flight-{uuid.uuid4().hex[:8]}"
+    data = {f"u{i}": random.Random(i).randbytes(2 * PART_SIZE + 1000 * i + 1) for i in range(6)}
+
+    async def body(storage: Any) -> None:
+        gate = storage.upload_gate = UploadGate(2)
+
+        async def one(name: str) -> None:
+            upload = await storage.open_write(f"/{name}")
+            view = memoryview(data[name])
+            for at in range(0, len(view), 256 * 1024):  # as a data connection delivers it
+                await upload.write(view[at : at + 256 * 1024])
+            await upload.commit()
+
+        await asyncio.wait_for(asyncio.gather(*(one(name) for name in data)), 120)
+        await until_async(lambda: _all_given_back(gate), "every place given back")
+        for name in data:
+            assert sha(await _read(storage, name)) == sha(data[name]), name
+
+    env = {**seaweed.env(), "AWS_ENDPOINT_URL": fault_relay.endpoint}
+    url = f"s3://{seaweed.bucket}/{prefix}"
+    with in_process_storage(env, url, fault_relay.server_address[1]) as storage:
+        asyncio.run(body(storage))
+    assert 1 <= fault_relay.most_parts_in_flight <= 2
     assert seaweed.pending_uploads(prefix + "/") == []

@@ -37,7 +37,7 @@ from fileferry.errors import (
     StorageError,
 )
 from fileferry.storage.base import FileKind, Storage
-from fileferry.storage.fastpaths import BlockingWriter, FileBacked, SpliceTarget
+from fileferry.storage.fastpaths import BlockingWriter, FileBacked, ReceivesInto, SpliceTarget
 
 
 @pytest.fixture
@@ -411,6 +411,8 @@ def test_capabilities_are_honest(env: Env) -> None:
         blocking = isinstance(upload, BlockingWriter)
         assert spliced <= caps.splice and spliced >= (caps.splice and every)
         assert blocking <= caps.blocking_writes and blocking >= (caps.blocking_writes and every)
+        into = isinstance(upload, ReceivesInto)
+        assert into <= caps.receive_into and into >= (caps.receive_into and every)
         want = b""
         if spliced and hasattr(os, "splice"):
             read, write = os.pipe()
@@ -426,6 +428,15 @@ def test_capabilities_are_honest(env: Env) -> None:
         if blocking:
             await asyncio.to_thread(upload.write_blocking, b"blocking")
             want += b"blocking"
+        if into:
+            for piece in (b"received", b" into"):
+                room = upload.receive_buffer()
+                assert len(room) >= len(piece)
+                room[: len(piece)] = piece
+                junk = room[len(piece) : len(piece) + 4]
+                junk[:] = b"junk"[: len(junk)]  # beyond what is said to have landed
+                await upload.received(len(piece))
+                want += piece
         await upload.commit()
         assert await get(s, "/g") == want
         if caps.set_mode and every:

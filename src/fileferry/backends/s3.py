@@ -18,7 +18,7 @@ from fileferry.errors import ConfigError
 if TYPE_CHECKING:
     from fileferry.config.model import S3Config, ServerConfig
     from fileferry.storage.base import Storage
-    from fileferry.storage.s3io import UploadGate
+    from fileferry.storage.s3parts import UploadGate
     from fileferry.storage.s3request import Credentials, SignedClient
 
 #: obstore's retries: idempotent requests and 5xx/throttling answers are retried
@@ -132,12 +132,12 @@ class S3Locations:
         self.settings = S3Settings(config.s3 if config is not None else None)
         self._client: SignedClient | None = None
         self._stores: dict[str, Any] = {}
-        self._gates: dict[str, UploadGate] = {}  # one per store: its uploads in flight
+        self._gates: dict[str, UploadGate] = {}  # one per store: its parts in flight
         self._storages: dict[str, Storage] = {}
 
     def storage(self, location: str) -> Storage:
         from fileferry.storage.s3 import S3Storage
-        from fileferry.storage.s3io import UploadGate
+        from fileferry.storage.s3parts import UploadGate
         from fileferry.storage.s3paths import Location
 
         loc = Location.parse(location)

@@ -110,6 +110,8 @@ class Capabilities:
     splice: bool = False
     #: Uploads may be ``BlockingWriter``: a TLS pump's writer thread writes them directly.
     blocking_writes: bool = False
+    #: Uploads may be ``ReceivesInto``: cleartext uploads are received straight into their buffer.
+    receive_into: bool = False
     #: ``set_mtime`` is supported (MFMT).
     set_mtime: bool = True
     #: ``set_mode`` is supported (SITE CHMOD). A backend that keeps the base
@@ -127,6 +129,7 @@ class Capabilities:
             sendfile=self.sendfile or other.sendfile,
             splice=self.splice or other.splice,
             blocking_writes=self.blocking_writes or other.blocking_writes,
+            receive_into=self.receive_into or other.receive_into,
             set_mtime=self.set_mtime or other.set_mtime,
             set_mode=self.set_mode or other.set_mode,
             atomic_dir_rename=self.atomic_dir_rename and other.atomic_dir_rename,

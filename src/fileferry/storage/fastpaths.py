@@ -6,8 +6,10 @@ file can do better: hand a descriptor to ``sendfile``, let the kernel
 ``splice`` an upload into its file, or take writes straight from the thread
 that decrypted them. Those abilities are the interfaces below, which a
 reader or upload class *inherits* to say it has them; a backend without
-them (memory, S3) simply does not, and the server moves the bytes through
-``read``/``write`` instead.
+them (memory) simply does not, and the server moves the bytes through
+``read``/``write`` instead. An object store's upload cannot take a
+descriptor, but it can lend the buffer its next part is gathered in, so a
+cleartext upload is received straight into it (:class:`ReceivesInto`).
 
 Why nominal ABCs and not ``typing.Protocol`` with ``runtime_checkable``:
 the server asks "is this reader file-backed?" on every transfer, and a
@@ -66,3 +68,31 @@ class BlockingWriter(abc.ABC):
     @abc.abstractmethod
     def write_blocking(self, data: bytes | bytearray | memoryview) -> None:
         """Append ``data`` from the calling (non-loop) thread; raises ``StorageError``."""
+
+
+class ReceivesInto(abc.ABC):
+    """An upload that lends the data path its own buffer to receive into.
+
+    An object store's upload gathers each part in memory before sending it.
+    Through ``write``, every byte is received into the data path's buffer and
+    then copied into the part; received straight into the part, it is copied
+    once, by the kernel, and a whole part takes a few large ``recv_into``
+    calls instead of one ``write`` per socket read. The caller alternates
+    the two calls: ``receive_buffer``, then ``received`` with what landed.
+    """
+
+    @abc.abstractmethod
+    def receive_buffer(self) -> memoryview:
+        """Where the next bytes go: writable, never empty.
+
+        Valid until the next ``received``, ``write``, ``commit`` or
+        ``abort``; the caller writes into no other part of it.
+        """
+
+    @abc.abstractmethod
+    async def received(self, n: int) -> None:
+        """Accept the ``n`` bytes now at the start of the last ``receive_buffer``.
+
+        Like ``write``: raises ``StorageError`` (a quota refusal, a failed
+        store), after which the upload must be aborted, not committed.
+        """

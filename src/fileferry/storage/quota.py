@@ -21,8 +21,10 @@ for DELE, RNTO and STOR stay unaware of quotas:
   (``Upload.abort_change``): that stays counted, and the upload that later
   continues it (``Upload.charged_before``) adds only the rest.
 * the data fast paths stay open: a spliced upload reserves the ``n`` bytes
-  before the kernel moves them, and the TLS pump threads reserve in their
-  own thread before each blocking write (the ledger's check is thread-safe).
+  before the kernel moves them, the TLS pump threads reserve in their own
+  thread before each blocking write (the ledger's check is thread-safe),
+  and bytes received straight into an upload's buffer are reserved before
+  the upload accepts them (until then they are in memory, not stored).
 
 What is counted: regular files and their bytes, as the account's storage
 shows them (read-only virtual folders are left out by whoever measures).
@@ -33,12 +35,13 @@ Directories are free. The figures themselves are kept by a ledger
 
 from __future__ import annotations
 
+import functools
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol, TypeVar, cast
 
 from fileferry.errors import StorageError
 from fileferry.storage.base import FileInfo, Reader, RowRenderer, Storage, Upload
-from fileferry.storage.fastpaths import BlockingWriter, SpliceTarget
+from fileferry.storage.fastpaths import BlockingWriter, ReceivesInto, SpliceTarget
 
 _T = TypeVar("_T")
 
@@ -176,19 +179,44 @@ class _QuotaBlocking(_QuotaUpload, BlockingWriter):
         cast(BlockingWriter, self.inner).write_blocking(data)
 
 
-class _QuotaSpliceBlocking(_QuotaSplice, _QuotaBlocking):
-    """Both fast paths of a local-disk upload, each with its reservation."""
+class _QuotaInto(_QuotaUpload, ReceivesInto):
+    """Over an upload that lends its buffer: what landed there is reserved before it counts."""
+
+    def receive_buffer(self) -> memoryview:
+        return cast(ReceivesInto, self.inner).receive_buffer()
+
+    async def received(self, n: int) -> None:
+        await self._reserve(self._growth(n))
+        await cast(ReceivesInto, self.inner).received(n)
+
+
+#: Each fast path an inner upload may offer, and the wrapper part that keeps it.
+_FAST_PATHS: tuple[tuple[type, type[_QuotaUpload]], ...] = (
+    (SpliceTarget, _QuotaSplice),
+    (BlockingWriter, _QuotaBlocking),
+    (ReceivesInto, _QuotaInto),
+)
+
+
+@functools.cache
+def _combined(parts: tuple[type[_QuotaUpload], ...]) -> type[_QuotaUpload]:
+    """One wrapper class with all of ``parts`` (made once per combination)."""
+    if not parts:
+        return _QuotaUpload
+    if len(parts) == 1:
+        return parts[0]
+    name = "_Quota" + "".join(p.__name__.removeprefix("_Quota") for p in parts)
+    return cast(type[_QuotaUpload], type(name, parts, {"__doc__": "Several fast paths at once."}))
 
 
 def _wrapper_class(inner: Upload, hold: Reservation) -> type[_QuotaUpload]:
     """The wrapper that keeps exactly the fast paths ``inner`` offers."""
-    splice = isinstance(inner, SpliceTarget)
-    blocking = isinstance(inner, BlockingWriter) and hold.decides_now
-    if splice and blocking:
-        return _QuotaSpliceBlocking
-    if splice:
-        return _QuotaSplice
-    return _QuotaBlocking if blocking else _QuotaUpload
+    parts = tuple(
+        part
+        for path, part in _FAST_PATHS
+        if isinstance(inner, path) and (path is not BlockingWriter or hold.decides_now)
+    )
+    return _combined(parts)
 
 
 class QuotaStorage(Storage):

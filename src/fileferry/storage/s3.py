@@ -56,7 +56,8 @@ from fileferry.storage.base import (
     Storage,
     Upload,
 )
-from fileferry.storage.s3io import META_MTIME, META_SHA256, S3Reader, S3Upload, UploadGate
+from fileferry.storage.s3io import META_MTIME, META_SHA256, S3Reader, S3Upload
+from fileferry.storage.s3parts import UploadGate
 from fileferry.storage.s3paths import Location, NoSuchBucket, classify, store_error, unique_of
 from fileferry.storage.s3request import parse_tags, tagging_body
 
@@ -95,6 +96,7 @@ class S3Storage(Storage):
         sendfile=False,
         splice=False,
         blocking_writes=False,
+        receive_into=True,
         set_mtime=True,
         set_mode=False,
         atomic_dir_rename=False,

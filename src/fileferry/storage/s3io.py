@@ -8,15 +8,17 @@ drops the response, which closes its connection and stops the GET. A block
 is sized to fit whole in one ``read`` of the data path, so it goes to the
 socket as obstore made it: no slice, no copy.
 
-Uploads: bytes are buffered up to one part (:data:`PART_SIZE`, S3's
-minimum). An upload that ends within one part is one PUT (with ``If-None-Match: *`` for
+Uploads: bytes are buffered up to one part (``s3parts.PART_SIZE``, S3's
+minimum), received straight into the part's buffer on the cleartext data
+path. An upload that ends within one part is one PUT (with ``If-None-Match: *`` for
 STOU/no-clobber, and its SHA-256 in the object's metadata). A longer one
 becomes a multipart upload fed through a bounded queue: at most one part
 waits in the queue and :data:`PART_CONCURRENCY` are in flight, so memory
 stays bounded and a slow store slows the client down instead of filling
-RAM. At most :data:`UPLOADS_IN_FLIGHT` multipart uploads of one store send
-parts at once (:class:`UploadGate`); the others wait with their first part
-buffered, and TCP slows their clients. The object appears only when the
+RAM. Each part takes a place at its store's gate (``s3parts.UploadGate``)
+until the store has answered it, and its buffer is reused after that
+(``s3parts`` says how that moment is known); a part waiting for a place
+stops the reading of its data connection, and TCP slows its client. The object appears only when the
 multipart upload is completed, by ``commit``; ``abort`` makes the part
 generator raise, on which obstore aborts the multipart upload, so no
 pending upload is left behind. (Cancelling
@@ -41,6 +43,8 @@ from typing import TYPE_CHECKING, Any
 
 from fileferry.errors import AlreadyExists, StorageError
 from fileferry.storage.base import FileInfo, FileKind, Reader, Upload
+from fileferry.storage.fastpaths import ReceivesInto
+from fileferry.storage.s3parts import PART_SIZE, give_back, lend, take_buffer
 from fileferry.storage.s3paths import store_error, unique_of
 
 if TYPE_CHECKING:
@@ -58,8 +62,9 @@ HTTP_READ_MAX = 8192 + 4096 * 100
 #: and the cut copied: at a 1 MiB minimum (blocks of 1 to 1.4 MiB) that was
 #: every byte copied once more and sent in two pieces.
 READ_BLOCK = READ_SIZE - HTTP_READ_MAX
-#: Bytes per multipart part (S3's minimum is 5 MiB); also the single-PUT limit.
-PART_SIZE = 5 << 20
+#: The first bytes of an upload gather in a buffer this big; only a file that
+#: outgrows it takes a part buffer (:data:`PART_SIZE`), so small files stay small.
+HEAD_SIZE = 256 * 1024
 #: Parts uploaded at once per upload.
 PART_CONCURRENCY = 8
 #: Metadata (``x-amz-meta-...``) and tag names fileferry keeps on objects.
@@ -67,8 +72,6 @@ META_SHA256 = "fileferry-sha256"
 META_MTIME = "fileferry-mtime"
 #: How long an abort waits for the store to drop a multipart upload.
 ABORT_TIMEOUT = 30.0
-#: Multipart uploads of one store sending parts at once (see :class:`UploadGate`).
-UPLOADS_IN_FLIGHT = 32
 #: Threads hashing full parts (CPU work: more than the cores buys nothing).
 HASH_THREADS = 2
 
@@ -93,43 +96,6 @@ def _hash_pool() -> concurrent.futures.ThreadPoolExecutor:
                 HASH_THREADS, thread_name_prefix="fileferry-s3-sha"
             )
         return _hashers
-
-
-class UploadGate:
-    """Admits at most :data:`UPLOADS_IN_FLIGHT` multipart uploads to one store at a time.
-
-    Without it 300 clients uploading at once put 600 or more 5 MiB part
-    requests in flight. A store answers each in turn, so every part then
-    takes as long as all of them together; on a small store that outlasts
-    the store's own internal deadlines and the parts fail with 500 (SeaweedFS
-    on 2 cores: docs/storage.md, "Benchmark"), and the store's memory grows
-    with every request it holds. Queueing is the client's job: the store
-    cannot stop reading a body without the sender's connection timing out.
-
-    An upload takes its place when its first part is full (smaller files are
-    one PUT and never wait) and gives it back when its multipart upload ends
-    (completed, failed or aborted), whatever its size: the parts in flight
-    are then at most this many times :data:`PART_CONCURRENCY`. The cost: an
-    upload whose client sends slowly keeps its place meanwhile. One
-    semaphore per event loop, because an asyncio semaphore belongs to one.
-    """
-
-    def __init__(self, size: int = UPLOADS_IN_FLIGHT) -> None:
-        self.size = size
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._sem: asyncio.Semaphore | None = None
-
-    def _here(self) -> asyncio.Semaphore:
-        loop = asyncio.get_running_loop()
-        if self._sem is None or self._loop is not loop:
-            self._loop, self._sem = loop, asyncio.Semaphore(self.size)
-        return self._sem
-
-    async def enter(self) -> asyncio.Semaphore:
-        """Wait for a place; returns what to ``release()`` it on."""
-        sem = self._here()
-        await sem.acquire()
-        return sem
 
 
 class S3Reader(Reader):
@@ -189,8 +155,16 @@ class _Failed(Exception):
     """Put into the part queue by ``abort``: the generator raises it, obstore aborts."""
 
 
-class S3Upload(Upload):
-    """One upload; see the module docstring for how it becomes an object."""
+class S3Upload(Upload, ReceivesInto):
+    """One upload; see the module docstring for how it becomes an object.
+
+    The bytes gather in one buffer at a time: first a small one
+    (:data:`HEAD_SIZE`), so a small file never touches a part-sized
+    buffer; once that is full, a part buffer (``s3parts.take_buffer``) that
+    starts with a copy of it. Each full part is hashed, lent to obstore
+    and replaced by a fresh one. The data path receives into the buffer
+    itself (``ReceivesInto``); ``write`` copies into it.
+    """
 
     def __init__(
         self,
@@ -208,8 +182,12 @@ class S3Upload(Upload):
         self._base = base  # bytes of the existing object to copy in first (APPE, REST+STOR)
         self._copied = base == 0
         self._sha = hashlib.sha256()
-        self._buf = bytearray()
-        self._queue: asyncio.Queue[bytes | bytearray | _Failed | None] | None = None
+        self._buf = bytearray(HEAD_SIZE)
+        self._view = memoryview(self._buf)
+        self._fill = 0
+        self._part = False  # ``_buf`` is a part buffer (PART_SIZE, reusable), not the head
+        self._scratch: memoryview | None = None  # received into before the base is copied
+        self._queue: asyncio.Queue[memoryview | _Failed | None] | None = None
         self._task: asyncio.Task[Any] | None = None
         self._done = False
         self.size = base
@@ -228,50 +206,84 @@ class S3Upload(Upload):
             await reader.close()
 
     async def _take(self, data: bytes | bytearray | memoryview) -> None:
-        """Buffer ``data``; each full part is hashed beside the loop and queued.
+        """Copy ``data`` into the buffer, handing on each part it fills."""
+        src = memoryview(data)
+        pos, total = 0, len(src)
+        while pos < total:
+            k = min(len(self._buf) - self._fill, total - pos)
+            self._view[self._fill : self._fill + k] = src[pos : pos + k]
+            self._fill += k
+            pos += k
+            if self._fill == len(self._buf):
+                await self._full()
 
-        The part handed on is the buffer itself (cut to size, its tail moved
-        to a new buffer), so a byte is copied once on its way to obstore,
-        and hashing a part (milliseconds) runs in a thread, off the loop
-        (:func:`_hash_pool`).
+    async def _full(self) -> None:
+        """The buffer is full: the head moves into a part buffer, a part is handed on."""
+        if self._part:
+            await self._hand_on(self._fill)
+            self._fill = 0
+        part = take_buffer()
+        if not self._part:
+            part[:HEAD_SIZE] = self._buf  # the file outgrew the head: a part starts with it
+            self._part = True
+        self._buf, self._view = part, memoryview(part)
+
+    async def _hand_on(self, length: int) -> None:
+        """Hash the buffer's first ``length`` bytes beside the loop, then lend them to obstore.
+
+        Hashing a part (milliseconds) runs in a thread, off the loop
+        (:func:`_hash_pool`), and is done before the part is lent, so the
+        buffer's reuse after obstore lets go of it cannot race the hash.
         """
-        self._buf += data
-        while len(self._buf) >= PART_SIZE:
-            part = self._buf
-            self._buf = part[PART_SIZE:]
-            del part[PART_SIZE:]
-            await asyncio.get_running_loop().run_in_executor(_hash_pool(), self._sha.update, part)
-            await self._send(part)
+        await asyncio.get_running_loop().run_in_executor(
+            _hash_pool(), self._sha.update, self._view[:length]
+        )
+        await self._send(self._buf, length)
 
-    async def _parts(self) -> AsyncIterator[bytes | bytearray]:
+    async def _parts(self) -> AsyncIterator[memoryview]:
         assert self._queue is not None
+        queue = self._queue
         while True:
-            item = await self._queue.get()
+            item = await queue.get()
             if item is None:
                 return
             if isinstance(item, _Failed):
                 raise item
             yield item
+            # Dropped before the next part arrives: obstore's view is then the last
+            # reference, and its end gives the part's place and buffer back.
+            del item
 
-    async def _send(self, part: bytes | bytearray | None) -> None:
-        """Queue a part for the multipart upload (starting it), waiting while the queue is full."""
+    def _start(self) -> None:
+        """Begin the multipart upload: obstore's task, fed from the part queue."""
         import obstore
 
-        if self._task is None:
-            place = await self._storage.upload_gate.enter()
-            self._queue = asyncio.Queue(maxsize=1)
-            self._task = asyncio.ensure_future(
-                obstore.put_async(
-                    self._storage.store,
-                    self._key,
-                    self._parts(),
-                    chunk_size=PART_SIZE,
-                    max_concurrency=PART_CONCURRENCY,
-                )
+        self._queue = asyncio.Queue(maxsize=1)
+        self._task = asyncio.ensure_future(
+            obstore.put_async(
+                self._storage.store,
+                self._key,
+                self._parts(),
+                chunk_size=PART_SIZE,
+                max_concurrency=PART_CONCURRENCY,
             )
-            self._task.add_done_callback(lambda _: place.release())
-        assert self._queue is not None
-        put = asyncio.ensure_future(self._queue.put(part))
+        )
+
+    async def _send(self, buf: bytearray | None, length: int = 0) -> None:
+        """Queue a part (``None``: the end) for the multipart upload, waiting while it is full.
+
+        A part first takes a place at the store's gate, given back when
+        obstore is done with it (``s3parts.lend``).
+        """
+        if self._task is None:
+            self._start()
+        assert self._queue is not None and self._task is not None
+        item: memoryview | None = None
+        if buf is not None:
+            release = await self._storage.upload_gate.enter()
+            item = lend(buf, length, reuse=True, release=release)
+        put = asyncio.ensure_future(self._queue.put(item))
+        del item
         try:
             done, _ = await asyncio.wait({put, self._task}, return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
@@ -291,6 +303,38 @@ class S3Upload(Upload):
             raise store_error(exc) from None
         raise StorageError("Upload ended early")
 
+    def _drop_buffer(self) -> None:
+        """Let go of the buffer being filled (never reused: a receive may have been cut short)."""
+        self._buf = bytearray()
+        self._view = memoryview(self._buf)
+        self._fill = 0
+        self._part = False
+        self._scratch = None
+
+    # -- Upload and ReceivesInto -------------------------------------------
+
+    def receive_buffer(self) -> memoryview:
+        if self._done:
+            raise StorageError("Upload is finished")
+        if not self._copied:
+            # The old object's bytes come first: receive aside, copy them in on ``received``.
+            if self._scratch is None:
+                self._scratch = memoryview(bytearray(HEAD_SIZE))
+            return self._scratch
+        return self._view[self._fill :]
+
+    async def received(self, n: int) -> None:
+        if self._done:
+            raise StorageError("Upload is finished")
+        if not self._copied:
+            assert self._scratch is not None
+            await self.write(self._scratch[:n])
+            return
+        self._fill += n
+        self.size += n
+        if self._fill == len(self._buf):
+            await self._full()
+
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._done:
             raise StorageError("Upload is finished")
@@ -306,45 +350,55 @@ class S3Upload(Upload):
             await self._copy_base()
         import obstore
 
-        self._sha.update(self._buf)
-        digest = self._sha.hexdigest()
         store = self._storage.store
         try:
             if self._task is None:
                 self._done = True
+                body = lend(self._buf, self._fill, reuse=self._part)
+                self._drop_buffer()
+                if len(body) > HEAD_SIZE:
+                    await asyncio.get_running_loop().run_in_executor(
+                        _hash_pool(), self._sha.update, body
+                    )
+                else:
+                    self._sha.update(body)
                 await obstore.put_async(
                     store,
                     self._key,
-                    bytes(self._buf),
-                    attributes={META_SHA256: digest},
+                    body,
+                    attributes={META_SHA256: self._sha.hexdigest()},
                     mode="create" if self._exclusive else "overwrite",
                     use_multipart=False,
                 )
+                del body
             else:
                 if self._exclusive and await self._storage.object_exists(self._key):
                     # A multipart completion cannot be made conditional through
                     # obstore; this check leaves a window of one request.
                     await self.abort()
                     raise AlreadyExists()
-                if self._buf:
-                    await self._send(self._buf)
+                if self._fill:
+                    await self._hand_on(self._fill)
+                elif self._part:
+                    give_back(self._buf)  # taken for a part that never came: never lent
+                self._drop_buffer()
                 await self._send(None)
                 self._done = True
                 await self._task
-                await self._storage.set_tags(self._key, {META_SHA256: digest})
+                await self._storage.set_tags(self._key, {META_SHA256: self._sha.hexdigest()})
         except StorageError:
             raise
         except Exception as exc:
             raise store_error(exc) from None
         finally:
-            self._buf = bytearray()
+            self._drop_buffer()
         return FileInfo(
             self._name, FileKind.FILE, self.size, time.time(), 0o644, unique_of(self._key, "f")
         )
 
     async def abort(self) -> None:
         self._done = True
-        self._buf = bytearray()
+        self._drop_buffer()
         task, self._task = self._task, None
         if task is None or task.done():
             if task is not None and not task.cancelled():

@@ -17,7 +17,9 @@ The rules, fastest first:
   the runner falls back to the loop. Everything else is read and sent by
   the loop (ASCII conversion and pacing happen there).
 * **Uploads.** ``splice`` needs cleartext, binary, unthrottled, a splicing
-  upload and ``os.splice``. Under TLS a binary, unthrottled upload is
+  upload and ``os.splice``. Failing that, a cleartext, binary, unthrottled
+  upload that lends its buffer (an object store's part) is received
+  straight into it. Under TLS a binary, unthrottled upload is
   decrypted by a pump, written from a writer thread when the upload is a
   ``BlockingWriter``, else through the loop's ``write``. Everything else
   is received by the loop.
@@ -29,7 +31,7 @@ import enum
 import os
 
 from fileferry.storage.base import Capabilities, Reader, Upload
-from fileferry.storage.fastpaths import BlockingWriter, FileBacked, SpliceTarget
+from fileferry.storage.fastpaths import BlockingWriter, FileBacked, ReceivesInto, SpliceTarget
 
 #: ``splice(2)`` exists here (Linux); without it no upload is spliced.
 CAN_SPLICE = hasattr(os, "splice")
@@ -46,6 +48,8 @@ class Download(enum.Enum):
 
 class Receive(enum.Enum):
     SPLICE = "splice"
+    #: Received by the loop straight into the upload's own buffer (``ReceivesInto``).
+    INTO = "into"
     #: Decrypted by a pump thread, written by a writer thread (``BlockingWriter``).
     TLS_PUMP_DIRECT = "tls-pump-direct"
     #: Decrypted by a pump thread, written through the loop's ``Upload.write``.
@@ -73,6 +77,8 @@ def receive(
     if plain:
         if CAN_SPLICE and caps.splice and isinstance(upload, SpliceTarget):
             return Receive.SPLICE
+        if caps.receive_into and isinstance(upload, ReceivesInto):
+            return Receive.INTO
         return Receive.LOOP
     if caps.blocking_writes and isinstance(upload, BlockingWriter):
         return Receive.TLS_PUMP_DIRECT

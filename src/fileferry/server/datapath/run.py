@@ -19,7 +19,7 @@ from fileferry.server.dataconn import DataConnection, DataConnectionError
 from fileferry.server.datapath import choose
 from fileferry.server.tlspump import PumpPool
 from fileferry.storage.base import Capabilities, Reader, Upload
-from fileferry.storage.fastpaths import BlockingWriter, FileBacked, SpliceTarget
+from fileferry.storage.fastpaths import BlockingWriter, FileBacked, ReceivesInto, SpliceTarget
 
 if TYPE_CHECKING:
     from fileferry.limits.throttle import Throttle
@@ -113,6 +113,10 @@ class DataPaths:
             received[route] += 1
             await zerocopy.receive(dc, cast(SpliceTarget, upload))
             return route
+        if route is choose.Receive.INTO:
+            received[route] += 1
+            await _receive_into(dc, cast(ReceivesInto, upload))
+            return route
         if route is not choose.Receive.LOOP:
             writer = route is choose.Receive.TLS_PUMP_DIRECT
             direct = cast(BlockingWriter, upload) if writer else None
@@ -170,6 +174,12 @@ async def _receive_loop(
             await throttle.pace(n)
     if codec is not None:
         await upload.write(codec.flush())
+
+
+async def _receive_into(dc: DataConnection, upload: ReceivesInto) -> None:
+    """Receive into the buffer the upload lends: its part, filled by the kernel."""
+    while n := await dc.recv_into(upload.receive_buffer()):
+        await upload.received(n)
 
 
 async def drain_after_refusal(dc: DataConnection) -> None:

@@ -1,0 +1,142 @@
+"""The part buffers of S3 uploads and the gate that admits parts to a store.
+
+A multipart upload gathers each part (:data:`PART_SIZE`) in memory and hands
+it to obstore, which sends it and keeps it until the store has answered
+(retries included). Two things follow from *when* obstore lets go of a part,
+and both are learnt the same way: the part is lent as a ``memoryview``,
+obstore holds that view through the buffer protocol while it needs the
+bytes, and a ``weakref.finalize`` on the view runs when the last holder
+drops it.
+
+* **Buffers are reused.** A new 5 MiB ``bytearray`` costs a zeroing pass and
+  a page fault per 4 KiB on first touch, as much CPU as receiving the bytes
+  (``docs/storage.md``, "Where fileferry's upload CPU goes"). A part whose
+  view is gone goes back to a small free list and the next part is
+  received into it. Nothing can still read it: obstore's view was the last
+  reference, and the hash thread is done before the part is lent.
+* **The gate counts parts, not uploads** (:class:`UploadGate`). Unbounded,
+  300 clients uploading at once put 600 or more part requests on a store;
+  it answers each in turn, so every part takes as long as all together, and
+  a small store's own deadlines expire (SeaweedFS on 2 cores answered 500).
+  An upload therefore takes a place for each part it sends and gives it
+  back when the store has answered that part. A place held per *upload*
+  (as before) could be kept by a client that sends a part and then trickles
+  a byte a minute; :data:`PARTS_IN_FLIGHT` such clients stopped every other
+  upload to the store. Counted per part, a slow client holds no place
+  while its next part fills.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from collections.abc import Callable
+
+from fileferry.storage.s3paths import StoreBusy
+
+#: Bytes per multipart part (S3's minimum is 5 MiB); also the single-PUT limit.
+PART_SIZE = 5 << 20
+#: Parts of one store in flight at once, over all its uploads (see :class:`UploadGate`).
+PARTS_IN_FLIGHT = 64
+#: Free part buffers kept for the next parts: at most this many times
+#: :data:`PART_SIZE` stays allocated between uploads.
+SPARE_PARTS = 8
+#: Seconds a part may wait for a place before the upload fails (450, "busy"):
+#: longer than obstore retries one part (``RETRY_TIMEOUT``), so only a store
+#: that has stopped answering altogether gets here.
+PART_WAIT = 600.0
+
+_spare: list[bytearray] = []
+
+
+def take_buffer() -> bytearray:
+    """A :data:`PART_SIZE` buffer to fill: a spare one if there is, else a new one.
+
+    Its content is whatever the last part left: the caller hands on only
+    the bytes it filled.
+    """
+    try:
+        return _spare.pop()  # atomic under the GIL; finalizers push from obstore's threads
+    except IndexError:
+        return bytearray(PART_SIZE)
+
+
+def give_back(buf: bytearray) -> None:
+    """Return a part buffer nobody else holds (never lent, or its view is gone)."""
+    if len(_spare) < SPARE_PARTS:
+        _spare.append(buf)
+
+
+def _returned(buf: bytearray | None, release: Callable[[], None] | None) -> None:
+    if buf is not None:
+        give_back(buf)
+    if release is not None:
+        release()
+
+
+def lend(
+    buf: bytearray, length: int, *, reuse: bool, release: Callable[[], None] | None = None
+) -> memoryview:
+    """The first ``length`` bytes of ``buf`` as a view for obstore.
+
+    When the view is gone (obstore is done with it, or it was never taken),
+    ``release`` is called and, with ``reuse``, ``buf`` goes back to the free
+    list. That may happen on one of obstore's threads, so ``release`` must
+    be thread-safe (:meth:`UploadGate.enter` gives one that is).
+    """
+    view = memoryview(buf)[:length]
+    done = weakref.finalize(view, _returned, buf if reuse else None, release)
+    done.atexit = False
+    return view
+
+
+class UploadGate:
+    """Admits at most ``size`` parts of one store's uploads in flight at a time.
+
+    See the module docstring for why parts, not uploads. Files of one part
+    or less are one PUT and never wait. A part waits before it is queued
+    for obstore, so a waiting upload stops reading its data connection and
+    TCP slows its client; it waits at most :data:`PART_WAIT` seconds. One
+    semaphore per event loop, because an asyncio semaphore belongs to one.
+    """
+
+    def __init__(self, size: int = PARTS_IN_FLIGHT) -> None:
+        self.size = size
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sem: asyncio.Semaphore | None = None
+        #: Places taken now (what a test or a status page reads).
+        self.in_flight = 0
+
+    def _here(self) -> tuple[asyncio.AbstractEventLoop, asyncio.Semaphore]:
+        loop = asyncio.get_running_loop()
+        if self._sem is None or self._loop is not loop:
+            self._loop, self._sem = loop, asyncio.Semaphore(self.size)
+            self.in_flight = 0
+        return loop, self._sem
+
+    async def enter(self, wait: float = PART_WAIT) -> Callable[[], None]:
+        """Wait for a place; returns what gives it back (once, from any thread)."""
+        loop, sem = self._here()
+        try:
+            async with asyncio.timeout(wait):
+                await sem.acquire()
+        except TimeoutError:
+            raise StoreBusy() from None
+        self.in_flight += 1
+        given = False
+
+        def free() -> None:  # on the loop
+            if self._sem is sem:
+                self.in_flight -= 1
+            sem.release()
+
+        def release() -> None:
+            nonlocal given
+            if given:
+                return
+            given = True
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(free)
+
+        return release
