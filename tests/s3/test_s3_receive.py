@@ -32,7 +32,7 @@ from fileferry.server.thread import ServerThread
 from fileferry.storage.fastpaths import ReceivesInto
 from fileferry.storage.quota import QuotaStorage
 from fileferry.storage.s3io import HEAD_SIZE
-from fileferry.storage.s3parts import PART_SIZE
+from fileferry.storage.s3parts import PART_SIZE, give_back, spare_buffer
 
 
 def sha(data: bytes | bytearray) -> str:
@@ -99,15 +99,24 @@ def test_cleartext_s3_uploads_take_the_receive_into_route(storage: Any) -> None:
     asyncio.run(body())
 
 
+@pytest.mark.parametrize("spare", [False, True], ids=["head-first", "spare-part-first"])
 @pytest.mark.parametrize(
     "size",
     [0, 1, HEAD_SIZE - 1, HEAD_SIZE, HEAD_SIZE + 1, PART_SIZE, PART_SIZE + 1, 2 * PART_SIZE + 7],
 )
-def test_bytes_received_in_odd_pieces_land_whole(storage: Any, size: int) -> None:
-    """Across the head, the move into a part buffer and each part's end, in any piece size."""
+def test_bytes_received_in_odd_pieces_land_whole(storage: Any, size: int, spare: bool) -> None:
+    """Across the head, the move into a part buffer and each part's end, in any piece size.
+
+    An upload starts in a small head, or in a free part buffer when one is
+    spare (whose old bytes must never show).
+    """
     data = random.Random(size).randbytes(size)
 
     async def body() -> None:
+        while spare_buffer() is not None:
+            pass
+        if spare:
+            give_back(bytearray(b"\xee" * PART_SIZE))  # a used buffer: stale bytes in it
         upload = await storage.open_write("/f")
         half = size // 2
         await _receive(upload, data[:half], [1, 4093, 65536, 300_000])

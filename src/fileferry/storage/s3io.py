@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 from fileferry.errors import AlreadyExists, StorageError
 from fileferry.storage.base import FileInfo, FileKind, Reader, Upload
 from fileferry.storage.fastpaths import ReceivesInto
-from fileferry.storage.s3parts import PART_SIZE, give_back, lend, take_buffer
+from fileferry.storage.s3parts import PART_SIZE, give_back, lend, spare_buffer, take_buffer
 from fileferry.storage.s3paths import store_error, unique_of
 
 if TYPE_CHECKING:
@@ -158,12 +158,13 @@ class _Failed(Exception):
 class S3Upload(Upload, ReceivesInto):
     """One upload; see the module docstring for how it becomes an object.
 
-    The bytes gather in one buffer at a time: first a small one
-    (:data:`HEAD_SIZE`), so a small file never touches a part-sized
-    buffer; once that is full, a part buffer (``s3parts.take_buffer``) that
-    starts with a copy of it. Each full part is hashed, lent to obstore
-    and replaced by a fresh one. The data path receives into the buffer
-    itself (``ReceivesInto``); ``write`` copies into it.
+    The bytes gather in one buffer at a time: a free part buffer if one is
+    spare, else first a small one (:data:`HEAD_SIZE`), so a small file
+    never costs a part-sized allocation; once that is full, a part buffer
+    (``s3parts.take_buffer``) that starts with a copy of it. Each full
+    part is hashed, lent to obstore and replaced by a fresh one. The data
+    path receives into the buffer itself (``ReceivesInto``); ``write``
+    copies into it.
     """
 
     def __init__(
@@ -182,10 +183,12 @@ class S3Upload(Upload, ReceivesInto):
         self._base = base  # bytes of the existing object to copy in first (APPE, REST+STOR)
         self._copied = base == 0
         self._sha = hashlib.sha256()
-        self._buf = bytearray(HEAD_SIZE)
+        # A free part buffer costs nothing to take; only without one is a head made.
+        spare = spare_buffer()
+        self._buf = spare if spare is not None else bytearray(HEAD_SIZE)
         self._view = memoryview(self._buf)
         self._fill = 0
-        self._part = False  # ``_buf`` is a part buffer (PART_SIZE, reusable), not the head
+        self._part = spare is not None  # ``_buf`` is a part buffer (PART_SIZE, reusable)
         self._scratch: memoryview | None = None  # received into before the base is copied
         self._queue: asyncio.Queue[memoryview | _Failed | None] | None = None
         self._task: asyncio.Task[Any] | None = None

@@ -62,6 +62,14 @@ def take_buffer() -> bytearray:
         return bytearray(PART_SIZE)
 
 
+def spare_buffer() -> bytearray | None:
+    """A free part buffer if there is one (no allocation, no zeroing), else ``None``."""
+    try:
+        return _spare.pop()
+    except IndexError:
+        return None
+
+
 def give_back(buf: bytearray) -> None:
     """Return a part buffer nobody else holds (never lent, or its view is gone)."""
     if len(_spare) < SPARE_PARTS:
