@@ -213,6 +213,45 @@ def test_a_trickling_upload_holds_no_place_at_the_gate(seaweed: Any) -> None:
     assert seaweed.pending_uploads(prefix + "/") == []
 
 
+def test_a_part_that_finds_no_place_in_time_fails_busy_and_leaves_nothing(
+    seaweed: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Waiting for a place is bounded: a store that answers nothing is not waited on forever."""
+    import asyncio
+    import uuid
+
+    from fileferry.storage import s3parts
+    from fileferry.storage.s3parts import PART_SIZE, UploadGate
+    from fileferry.storage.s3paths import StoreBusy
+
+    monkeypatch.setattr(s3parts, "PART_WAIT", 0.5)
+    prefix = f"busy-{uuid.uuid4().hex[:8]}"
+    data = random.Random(7).randbytes(PART_SIZE + 1000)
+
+    async def body(storage: Any) -> None:
+        gate = storage.upload_gate = UploadGate(1)
+        held = await gate.enter()  # every place taken: the store is answering nothing
+        upload = await storage.open_write("/slow")
+        with pytest.raises(StoreBusy) as info:
+            await asyncio.wait_for(upload.write(data), 30)
+        assert info.value.reply_code == 450
+        await upload.abort()
+        held()
+        await until_async(lambda: _all_given_back(gate), "every place given back")
+        with pytest.raises(NotFound):
+            await storage.open_read("/slow")
+        # The place is free again: the same bytes upload whole.
+        upload = await storage.open_write("/slow")
+        await upload.write(data)
+        await upload.commit()
+        assert sha(await _read(storage, "slow")) == sha(data)
+
+    url = f"s3://{seaweed.bucket}/{prefix}"
+    with in_process_storage(seaweed.env(), url, seaweed.ports["s3"]) as storage:
+        asyncio.run(body(storage))
+    assert seaweed.pending_uploads(prefix + "/") == []
+
+
 def test_parts_in_flight_never_exceed_the_gate_and_reused_buffers_keep_every_byte(
     seaweed: Any, fault_relay: FaultRelay
 ) -> None:

@@ -123,11 +123,14 @@ class UploadGate:
             self.in_flight = 0
         return loop, self._sem
 
-    async def enter(self, wait: float = PART_WAIT) -> Callable[[], None]:
-        """Wait for a place; returns what gives it back (once, from any thread)."""
+    async def enter(self, wait: float | None = None) -> Callable[[], None]:
+        """Wait for a place (:data:`PART_WAIT` at most); returns what gives it back.
+
+        What it returns may be called from any thread, and more than once.
+        """
         loop, sem = self._here()
         try:
-            async with asyncio.timeout(wait):
+            async with asyncio.timeout(PART_WAIT if wait is None else wait):
                 await sem.acquire()
         except TimeoutError:
             raise StoreBusy() from None
