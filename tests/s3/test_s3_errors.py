@@ -185,3 +185,23 @@ def test_other_users_keep_being_served(seaweed: Any, throttling_endpoint: str) -
         assert replies and all(r.startswith("450 Object store busy") for r in replies), replies
         ok.quit()
         busy.quit()
+
+
+def test_a_store_error_not_recognised_is_logged_for_the_operator(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The client hears "temporarily unavailable"; the log keeps the store's own words."""
+    import logging
+
+    from fileferry.errors import StorageUnavailable
+    from fileferry.storage.s3paths import classify
+
+    with caplog.at_level(logging.WARNING, logger="fileferry.storage"):
+        odd = classify("the store said something nobody expected")
+        dropped = classify("Connection closed by the object store")
+    assert type(odd) is StorageUnavailable and odd.reply_code == 451
+    assert isinstance(dropped, StoreUnreachable)  # a dropped connection, said as such
+    logged = [r.getMessage() for r in caplog.records]
+    assert logged == [
+        "object store error not recognised (answered 451): the store said something nobody expected"
+    ]

@@ -17,6 +17,7 @@ stack of Rust error sources.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from dataclasses import dataclass
 
@@ -29,6 +30,8 @@ from fileferry.errors import (
     StorageUnavailable,
 )
 from fileferry.paths import components
+
+log = logging.getLogger("fileferry.storage")
 
 #: Longest key S3 accepts, in UTF-8 bytes.
 MAX_KEY = 1024
@@ -154,4 +157,6 @@ def classify(text: str, status: int | None = None) -> StorageError:
         return StoreUnreachable()
     if (isinstance(status, int) and status >= 500) or re.search(r"status code: 5\d\d", text):
         return StoreFailed()
+    # The client hears only "temporarily unavailable": the operator needs the store's words.
+    log.warning("object store error not recognised (answered 451): %.300s", text)
     return StorageUnavailable()

@@ -138,7 +138,9 @@ class SignedClient:
         target = path + ("?" + canonical_query if canonical_query else "")
         for attempt in (1, 2):
             generation = self._generation
-            conn = self._connection()
+            # The second try never takes another idle connection: when the store
+            # dropped one kept-alive connection it has usually dropped them all.
+            conn = self._connection(fresh=attempt == 2)
             try:
                 conn.request(method, target, body=body or None, headers=signed)
                 response = conn.getresponse()
@@ -154,7 +156,7 @@ class SignedClient:
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 conn.close()
                 if attempt == 2:
-                    raise
+                    raise ConnectionError("Connection closed by the object store") from None
                 # A kept-alive connection the server had closed: once more on a new one.
             except http.client.HTTPException as exc:
                 conn.close()
@@ -171,10 +173,11 @@ class SignedClient:
             with contextlib.suppress(IndexError):
                 self._idle.pop().close()
 
-    def _connection(self) -> http.client.HTTPConnection:
-        """An idle kept-alive connection, or a new one: no TLS handshake per request."""
-        with contextlib.suppress(IndexError):
-            return self._idle.pop()
+    def _connection(self, *, fresh: bool = False) -> http.client.HTTPConnection:
+        """An idle kept-alive connection (no TLS handshake per request), or a new one."""
+        if not fresh:
+            with contextlib.suppress(IndexError):
+                return self._idle.pop()
         host, port = self._endpoint.hostname or "", self._endpoint.port
         if self._endpoint.scheme == "https":
             return http.client.HTTPSConnection(host, port, timeout=self._timeout)
