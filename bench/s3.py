@@ -8,7 +8,7 @@ chunk), exactly as in the main benchmark. Memory (PSS of the server process)
 is sampled during the 300-transfer runs, beside the same runs against a
 local-disk server.
 
-    .venv/bin/python bench/s3.py                 # ~10 min on 2 cores
+    .venv/bin/python bench/s3.py                 # ~15 min on 2 cores, ~50 GB of disk
     .venv/bin/python bench/s3.py --quick         # 64 MiB, 50 clients, 1,000 keys
     .venv/bin/python bench/s3.py --only list     # one part: big, many, list, relay
     .venv/bin/python bench/s3.py --only list --keys 10000,100000 --rounds 5
@@ -304,8 +304,10 @@ def main() -> None:
     rounds = args.rounds
 
     work = Path(tempfile.mkdtemp(prefix="fileferry-s3-bench-"))
-    # Room for every object the runs write (overwritten ones are not reclaimed meanwhile).
-    seaweed = Seaweed(work / "seaweed", volume_mb=1024, volumes=40)
+    # Room for every object the runs write: overwritten ones are not reclaimed
+    # meanwhile, and a full run writes about 45 GB (40 volumes ran out in
+    # relay-stor's second round). Needs that much free disk.
+    seaweed = Seaweed(work / "seaweed", volume_mb=1024, volumes=64)
     # Under 300 concurrent uploads weed's heap grew past 13 GB on a 24 GB
     # machine (Go collects only when the heap doubles); a soft limit makes
     # it collect sooner instead of taking the machine's memory.
