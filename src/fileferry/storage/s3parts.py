@@ -10,10 +10,10 @@ drops it.
 
 * **Buffers are reused.** A new 5 MiB ``bytearray`` costs a zeroing pass and
   a page fault per 4 KiB on first touch, as much CPU as receiving the bytes
-  (``docs/storage.md``, "Where fileferry's upload CPU goes"). A part whose
-  view is gone goes back to a small free list and the next part is
-  received into it. Nothing can still read it: obstore's view was the last
-  reference, and the hash thread is done before the part is lent.
+  (``docs/storage.md``, "Benchmark"). A part whose view is gone goes back
+  to a small free list and the next part is received into it. Nothing can
+  still read it: obstore's view was the last reference, and the hash
+  thread is done before the part is lent.
 * **The gate counts parts, not uploads** (:class:`UploadGate`). Unbounded,
   300 clients uploading at once put 600 or more part requests on a store;
   it answers each in turn, so every part takes as long as all together, and
