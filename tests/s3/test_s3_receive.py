@@ -15,6 +15,7 @@ import ftplib
 import hashlib
 import io
 import random
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -193,3 +194,35 @@ def test_ftp_uploads_over_s3_are_received_into_the_part(storage: Any, tmp_path: 
         looped = sum(p.received[Receive.LOOP] for p in paths)
     assert sha(got.getvalue()) == sha(fits)
     assert (into, looped) == (2, 1)
+
+
+def test_free_part_buffers_are_dropped_once_no_upload_takes_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Kept while uploads reuse them; gone after ``SPARE_IDLE`` seconds in which none did."""
+    from waiting import until_async
+
+    from fileferry.storage import s3parts
+
+    monkeypatch.setattr(s3parts, "SPARE_IDLE", 0.3)
+
+    async def body() -> None:
+        while spare_buffer() is not None:
+            pass
+        first = s3parts.take_buffer()  # none free: allocated, and the list is watched
+        for buf in (first, bytearray(PART_SIZE), bytearray(PART_SIZE)):
+            give_back(buf)
+        kept = spare_buffer()  # an upload reuses one...
+        assert kept is not None
+        give_back(kept)  # ...and gives it back
+        assert s3parts.spares() == 3
+
+        async def dropped() -> bool:
+            return s3parts.spares() == 0
+
+        started = time.monotonic()
+        await until_async(dropped, "the idle free list dropped", timeout=10)
+        # Not at the first check (a buffer was taken in that period), only at the second.
+        assert time.monotonic() - started >= 0.3
+
+    asyncio.run(body())

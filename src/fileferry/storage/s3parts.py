@@ -39,35 +39,92 @@ from fileferry.storage.s3paths import StoreBusy
 PART_SIZE = 5 << 20
 #: Parts of one store in flight at once, over all its uploads (see :class:`UploadGate`).
 PARTS_IN_FLIGHT = 64
-#: Free part buffers kept for the next parts: at most this many times
-#: :data:`PART_SIZE` stays allocated between uploads.
-SPARE_PARTS = 8
+#: Free part buffers kept for the next parts (at most this many times
+#: :data:`PART_SIZE`): enough for a burst of uploads to reuse them rather than
+#: allocate, since the free list only ever holds buffers that were in use a
+#: moment before (it never raises the peak), and dropped when idle.
+SPARE_PARTS = 128
+#: Seconds in which no upload took a free buffer, after which they are all dropped.
+SPARE_IDLE = 30.0
 #: Seconds a part may wait for a place before the upload fails (450, "busy"):
 #: longer than obstore retries one part (``RETRY_TIMEOUT``), so only a store
 #: that has stopped answering altogether gets here.
 PART_WAIT = 600.0
 
 _spare: list[bytearray] = []
+_taken = False  # a free buffer was taken since the last idle check
+_idle_check: asyncio.TimerHandle | None = None
+_idle_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _watch_idle() -> None:
+    """Make sure an idle check is scheduled on the running loop (called on the loop).
+
+    A check left on a loop that has since closed (a test's, an embedding
+    application's) never runs: then one is scheduled here anew.
+    """
+    global _idle_check, _idle_loop
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return  # no loop running: nothing to schedule on
+    if _idle_check is not None and _idle_loop is loop:
+        return
+    if _idle_check is not None:
+        _idle_check.cancel()
+    _idle_loop, _idle_check = loop, loop.call_later(SPARE_IDLE, _check_idle)
+
+
+def _check_idle() -> None:
+    """Drop the free buffers if no upload took one since the last check.
+
+    Why not give every freed part back to the allocator at once: with
+    hundreds of uploads, a 5 MiB buffer freed now is needed again a moment
+    later, and a new one costs a fault and a zeroing per page. In a virtual
+    machine that hands freed memory back to its host (this one: virtio
+    balloon page reporting) that is far dearer: in ``bench/s3.py``'s second
+    round of 300 uploads, 40 to 46% of the server's CPU went to the kernel's
+    ``clear_page``. Kept for good, though, a burst's buffers would stay
+    allocated in an idle server; so they go after :data:`SPARE_IDLE`
+    seconds without use.
+    """
+    global _idle_check, _taken
+    _idle_check = None
+    if _taken:
+        _taken = False
+        _watch_idle()
+    else:
+        _spare.clear()
 
 
 def take_buffer() -> bytearray:
     """A :data:`PART_SIZE` buffer to fill: a spare one if there is, else a new one.
 
     Its content is whatever the last part left: the caller hands on only
-    the bytes it filled.
+    the bytes it filled. Called on the event loop.
     """
-    try:
-        return _spare.pop()  # atomic under the GIL; finalizers push from obstore's threads
-    except IndexError:
-        return bytearray(PART_SIZE)
+    buf = spare_buffer()
+    if buf is None:
+        buf = bytearray(PART_SIZE)
+        _watch_idle()  # it comes back to the free list: make sure the list is watched
+    return buf
+
+
+def spares() -> int:
+    """Free part buffers kept now (for tests and status)."""
+    return len(_spare)
 
 
 def spare_buffer() -> bytearray | None:
     """A free part buffer if there is one (no allocation, no zeroing), else ``None``."""
+    global _taken
     try:
-        return _spare.pop()
+        buf = _spare.pop()  # atomic under the GIL; finalizers push from obstore's threads
     except IndexError:
         return None
+    _taken = True
+    _watch_idle()
+    return buf
 
 
 def give_back(buf: bytearray) -> None:
