@@ -60,18 +60,18 @@ _idle_loop: asyncio.AbstractEventLoop | None = None
 def _watch_idle() -> None:
     """Make sure an idle check is scheduled on the running loop (called on the loop).
 
-    A check left on a loop that has since closed (a test's, an embedding
-    application's) never runs: then one is scheduled here anew.
+    One check watches the list for the whole process, on whichever loop
+    scheduled it (several loops in threads share the list). A check left on
+    a loop that has since closed (a test's, an embedding application's)
+    never runs: then one is scheduled here anew.
     """
     global _idle_check, _idle_loop
+    if _idle_check is not None and _idle_loop is not None and not _idle_loop.is_closed():
+        return
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return  # no loop running: nothing to schedule on
-    if _idle_check is not None and _idle_loop is loop:
-        return
-    if _idle_check is not None:
-        _idle_check.cancel()
     _idle_loop, _idle_check = loop, loop.call_later(SPARE_IDLE, _check_idle)
 
 
