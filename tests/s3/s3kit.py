@@ -156,6 +156,16 @@ def serving(server: _Server) -> Iterator[_Server]:
         server.server_close()
 
 
+async def read_object(storage: Any, path: str) -> bytes:
+    """The whole file at ``path`` of ``storage``, read as a RETR reads it."""
+    reader = await storage.open_read(path)
+    out = bytearray()
+    while block := await reader.read(1 << 20):
+        out += block
+    await reader.close()
+    return bytes(out)
+
+
 def wait_until(check: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> None:
     until(check, what, timeout)
 

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from s3kit import ServeS3, in_process_storage, serving, wait_until
+from s3kit import ServeS3, in_process_storage, read_object, serving, wait_until
 from waiting import until_async
 
 from fileferry.errors import NotFound
@@ -150,15 +150,6 @@ async def _all_given_back(gate: Any) -> bool:
     return bool(gate.in_flight == 0)
 
 
-async def _read(storage: Any, name: str) -> bytes:
-    reader = await storage.open_read(f"/{name}")
-    out = bytearray()
-    while block := await reader.read(1 << 20):
-        out += block
-    await reader.close()
-    return bytes(out)
-
-
 def test_a_trickling_upload_holds_no_place_at_the_gate(seaweed: Any) -> None:
     """The gate admits parts: an upload that sent a part and then stalls blocks nobody.
 
@@ -202,7 +193,7 @@ def test_a_trickling_upload_holds_no_place_at_the_gate(seaweed: Any) -> None:
         await e.commit()
 
         for name in "abce":
-            assert sha(await _read(storage, name)) == sha(data[name])
+            assert sha(await read_object(storage, f"/{name}")) == sha(data[name])
         with pytest.raises(NotFound):
             await storage.open_read("/d")
         await until_async(lambda: _all_given_back(gate), "every place given back")
@@ -244,7 +235,7 @@ def test_a_part_that_finds_no_place_in_time_fails_busy_and_leaves_nothing(
         upload = await storage.open_write("/slow")
         await upload.write(data)
         await upload.commit()
-        assert sha(await _read(storage, "slow")) == sha(data)
+        assert sha(await read_object(storage, "/slow")) == sha(data)
 
     url = f"s3://{seaweed.bucket}/{prefix}"
     with in_process_storage(seaweed.env(), url, seaweed.ports["s3"]) as storage:
@@ -283,7 +274,7 @@ def test_parts_in_flight_never_exceed_the_gate_and_reused_buffers_keep_every_byt
         await asyncio.wait_for(asyncio.gather(*(one(name) for name in data)), 120)
         await until_async(lambda: _all_given_back(gate), "every place given back")
         for name in data:
-            assert sha(await _read(storage, name)) == sha(data[name]), name
+            assert sha(await read_object(storage, f"/{name}")) == sha(data[name]), name
 
     env = {**seaweed.env(), "AWS_ENDPOINT_URL": fault_relay.endpoint}
     url = f"s3://{seaweed.bucket}/{prefix}"

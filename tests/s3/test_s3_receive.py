@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from s3kit import in_process_storage
+from s3kit import in_process_storage, read_object
 
 from fileferry import config
 from fileferry.errors import QuotaExceeded
@@ -63,15 +63,6 @@ async def _receive(upload: Any, data: bytes, pieces: list[int]) -> None:
         room[:n] = view[at : at + n]
         await upload.received(n)
         at, i = at + n, i + 1
-
-
-async def _read(storage: Any, path: str) -> bytes:
-    reader = await storage.open_read(path)
-    out = bytearray()
-    while block := await reader.read(1 << 20):
-        out += block
-    await reader.close()
-    return bytes(out)
 
 
 def test_cleartext_s3_uploads_take_the_receive_into_route(storage: Any) -> None:
@@ -126,7 +117,7 @@ def test_bytes_received_in_odd_pieces_land_whole(storage: Any, size: int, spare:
         assert upload.size == size
         info = await upload.commit()
         assert info.size == size
-        assert sha(await _read(storage, "/f")) == sha(data)
+        assert sha(await read_object(storage, "/f")) == sha(data)
         # The SHA-256 taken while the bytes streamed is the one HASH answers with.
         assert await storage.stored_digest("/f", "SHA-256") == sha(data)
 
@@ -144,12 +135,12 @@ def test_appending_by_receiving_copies_the_old_object_first(storage: Any) -> Non
         upload = await storage.open_write("/f", append=True)
         await _receive(upload, more, [100_000])
         await upload.commit()
-        assert sha(await _read(storage, "/f")) == sha(old + more)
+        assert sha(await read_object(storage, "/f")) == sha(old + more)
         # REST below the end: the kept head, then what was received.
         upload = await storage.open_write("/f", 1000)
         await _receive(upload, more, [4096])
         await upload.commit()
-        assert sha(await _read(storage, "/f")) == sha(old[:1000] + more)
+        assert sha(await read_object(storage, "/f")) == sha(old[:1000] + more)
 
     asyncio.run(body())
 
@@ -168,7 +159,7 @@ def test_a_quota_refuses_the_received_byte_over_it(storage: Any) -> None:
         upload = await s.open_write("/fits")
         await _receive(upload, data[:limit], [256 * 1024])
         await upload.commit()
-        assert sha(await _read(s, "/fits")) == sha(data[:limit])
+        assert sha(await read_object(s, "/fits")) == sha(data[:limit])
 
     asyncio.run(body())
 
