@@ -581,6 +581,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def summarise(
+    runs: dict[str, list[tuple[float, ...]]], size: int, rounds: int
+) -> dict[str, tuple[float, ...]]:
+    """Per side: median MB/s, CPU s per GB (reader, FTP client, SeaweedFS), peak PSS (MiB).
+
+    Each run is what :func:`ftp_run` returns (seconds, the three CPU figures,
+    peak PSS); CPU is summed over the rounds, so one slow round weighs in fully.
+    """
+    gb = size * rounds / 1e9
+    return {
+        side: (
+            size / statistics.median(r[0] for r in got) / 1e6,
+            *(sum(r[i] for r in got) / gb for i in (1, 2, 3)),
+            max(r[4] for r in got),
+        )
+        for side, got in runs.items()
+    }
+
+
 def run_relay(
     s3: Served,
     relay: Relayed,
@@ -636,15 +655,7 @@ def run_relay(
             runs["ff"].append(ftp_run(s3.port, s3.proc.pid, weed, *scenario))
             runs["relay"].append(ftp_run(relay.port, relay.proc.pid, weed, *scenario))
             runs["ob"].append(alone(ob_fn))
-        gb = size * rounds / 1e9
-        summary = {
-            name: (
-                size / statistics.median(r[0] for r in got) / 1e6,
-                *(sum(r[i] for r in got) / gb for i in (1, 2, 3)),
-                max(r[4] for r in got),
-            )
-            for name, got in runs.items()
-        }
+        summary = summarise(runs, size, rounds)
         out.append((what, summary))
         print(what, summary, flush=True)
     return out
@@ -755,15 +766,7 @@ def run_relay_stor(
                 f"{UPLOADERS[side]} {size / got[-1][0] / 1e6:.0f}" for side, got in runs.items()
             )
             print(f"  {what} (MB/s): {rates}; {'; '.join(problems) or 'all read back right'}")
-        gb = size * rounds / 1e9
-        summary = {
-            side: (
-                size / statistics.median(r[0] for r in got) / 1e6,
-                *(sum(r[i] for r in got) / gb for i in (1, 2, 3)),
-                max(r[4] for r in got),
-            )
-            for side, got in runs.items()
-        }
+        summary = summarise(runs, size, rounds)
         out.append((what + (f" ({'; '.join(problems)})" if problems else ""), summary))
         print(what, summary, flush=True)
     if perf:

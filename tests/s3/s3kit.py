@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from seaweed import aws_env
 from waiting import until
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "interop"))
@@ -108,21 +109,6 @@ class S3Served:
 
 
 _Server = TypeVar("_Server", bound=socketserver.BaseServer)
-
-
-@contextlib.contextmanager
-def aws_env(values: dict[str, str]) -> Iterator[None]:
-    """``values`` in ``os.environ`` for the block: S3Locations reads the AWS variables once."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @contextlib.contextmanager

@@ -20,7 +20,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from s3kit import aws_env, serving
+from s3kit import serving
+from seaweed import aws_env
 
 from fileferry import config
 from fileferry.errors import StorageError

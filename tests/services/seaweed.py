@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -255,6 +256,21 @@ class Seaweed:
             process.wait(timeout=10)
         except ProcessLookupError:
             pass
+
+
+@contextlib.contextmanager
+def aws_env(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in ``os.environ`` for the block: S3Locations reads the AWS variables once."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def connections_to(port: int) -> int:

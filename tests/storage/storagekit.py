@@ -16,7 +16,6 @@ over local disk with a quota too large to matter.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -221,10 +220,12 @@ def s3_backend(server: Any) -> Backend:
     Its leftovers are the store's own list of pending multipart uploads under
     the prefix: an aborted upload must leave none.
     """
+    from seaweed import aws_env
+
     from fileferry.backends.s3 import S3Locations
 
     prefix = f"contract-{uuid.uuid4().hex[:12]}"
-    with _aws_env(server.env()):
+    with aws_env(server.env()):
         locations = S3Locations(None)
     storage = locations.storage(f"s3://{server.bucket}/{prefix}")
 
@@ -238,20 +239,6 @@ def s3_backend(server: Any) -> Backend:
         await asyncio.to_thread(wait_released, server.ports["s3"])
 
     return Backend(storage, lambda: server.pending_uploads(prefix + "/"), [release])
-
-
-@contextlib.contextmanager
-def _aws_env(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 #: Backends on a service started once per session, by test id: name -> (fixture, factory).

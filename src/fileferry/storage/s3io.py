@@ -33,10 +33,8 @@ copy of the data). HASH reads either back instead of the object.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import hashlib
-import threading
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -46,6 +44,7 @@ from fileferry.storage.base import FileInfo, FileKind, Reader, Upload
 from fileferry.storage.fastpaths import ReceivesInto
 from fileferry.storage.s3parts import PART_SIZE, give_back, lend, spare_buffer, take_buffer
 from fileferry.storage.s3paths import store_error, unique_of
+from fileferry.storage.s3request import SharedPool
 
 if TYPE_CHECKING:
     from fileferry.storage.s3 import S3Storage
@@ -75,27 +74,13 @@ ABORT_TIMEOUT = 30.0
 #: Threads hashing full parts (CPU work: more than the cores buys nothing).
 HASH_THREADS = 2
 
-_hashers: concurrent.futures.ThreadPoolExecutor | None = None
-_hashers_lock = threading.Lock()
-
-
-def _hash_pool() -> concurrent.futures.ThreadPoolExecutor:
-    """The hashing threads, apart from the loop's default pool.
-
-    The default pool also carries the signed metadata requests (HEAD,
-    listings, tagging), each of which waits on the store: when the store is
-    slow they hold every thread, and a part's hash queued behind them stalls
-    its upload (and so the client's data connection) for no CPU reason.
-    Hashing is CPU work and never waits, so a couple of its own threads
-    always have room.
-    """
-    global _hashers
-    with _hashers_lock:
-        if _hashers is None:
-            _hashers = concurrent.futures.ThreadPoolExecutor(
-                HASH_THREADS, thread_name_prefix="fileferry-s3-sha"
-            )
-        return _hashers
+#: The hashing threads, apart from the loop's default pool. That pool also
+#: carries the signed metadata requests (HEAD, listings, tagging), each of which
+#: waits on the store: when the store is slow they hold every thread, and a
+#: part's hash queued behind them stalls its upload (and so the client's data
+#: connection) for no CPU reason. Hashing is CPU work and never waits, so a
+#: couple of its own threads always have room.
+_hash_pool = SharedPool(HASH_THREADS, "fileferry-s3-sha")
 
 
 class S3Reader(Reader):
@@ -235,7 +220,7 @@ class S3Upload(Upload, ReceivesInto):
         """Hash the buffer's first ``length`` bytes beside the loop, then lend them to obstore.
 
         Hashing a part (milliseconds) runs in a thread, off the loop
-        (:func:`_hash_pool`), and is done before the part is lent, so the
+        (``_hash_pool``), and is done before the part is lent, so the
         buffer's reuse after obstore lets go of it cannot race the hash.
         """
         await asyncio.get_running_loop().run_in_executor(

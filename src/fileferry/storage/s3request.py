@@ -200,27 +200,38 @@ class SignedClient:
 #: Threads waiting on signed requests at once, for every client of the process.
 REQUEST_THREADS = 32
 
-_requesters: concurrent.futures.ThreadPoolExecutor | None = None
-_requesters_lock = threading.Lock()
 
+class SharedPool:
+    """A thread pool made on first use and shared by the whole process, for one purpose.
 
-def _request_pool() -> concurrent.futures.ThreadPoolExecutor:
-    """The threads that wait on the store for signed requests, apart from the loop's pool.
-
-    A signed request is waiting, not work: HEAD before a transfer, folder
-    checks, tagging after an upload. The loop's default pool has ``cores + 4``
-    threads (6 here), so 300 uploads queued their metadata requests behind six
-    slow answers from a busy store and the data connections stalled for no
-    CPU reason. A pool of their own, sized for waiting, keeps them moving and
-    leaves the default pool to local-disk calls.
+    Made lazily so that a server that never touches S3 starts no threads;
+    one per purpose so that waiting and working never queue behind each
+    other (see the pools below and ``s3io``'s hashing pool).
     """
-    global _requesters
-    with _requesters_lock:
-        if _requesters is None:
-            _requesters = concurrent.futures.ThreadPoolExecutor(
-                REQUEST_THREADS, thread_name_prefix="fileferry-s3-request"
-            )
-        return _requesters
+
+    def __init__(self, threads: int, name: str) -> None:
+        self._threads = threads
+        self._name = name
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> concurrent.futures.ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(
+                    self._threads, thread_name_prefix=self._name
+                )
+            return self._pool
+
+
+#: The threads that wait on the store for signed requests, apart from the loop's pool.
+#: A signed request is waiting, not work: HEAD before a transfer, folder checks,
+#: tagging after an upload. The loop's default pool has ``cores + 4`` threads (6
+#: here), so 300 uploads queued their metadata requests behind six slow answers
+#: from a busy store and the data connections stalled for no CPU reason. A pool
+#: of their own, sized for waiting, keeps them moving and leaves the default
+#: pool to local-disk calls.
+_request_pool = SharedPool(REQUEST_THREADS, "fileferry-s3-request")
 
 
 def tagging_body(tags: dict[str, str]) -> bytes:
