@@ -24,6 +24,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,15 +275,32 @@ def aws_env(values: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def connections_to(port: int) -> int:
-    """TCP sockets of this process connected to loopback ``port`` (from /proc)."""
-    ours = set()
+def _socket_fds() -> dict[str, int]:
+    """This process's socket inodes, each with its descriptor."""
+    ours = {}
     for fd in os.listdir("/proc/self/fd"):
         with contextlib.suppress(OSError):
             link = os.readlink(f"/proc/self/fd/{fd}")
             if link.startswith("socket:["):
-                ours.add(link[8:-1])
-    found = 0
+                ours[link[8:-1]] = int(fd)
+    return ours
+
+
+#: Kernel TCP states by their /proc code (include/net/tcp_states.h).
+_TCP_STATES = {
+    "01": "ESTABLISHED",
+    "02": "SYN_SENT",
+    "04": "FIN_WAIT1",
+    "05": "FIN_WAIT2",
+    "06": "TIME_WAIT",
+    "08": "CLOSE_WAIT",
+}
+
+
+def _connections(port: int) -> list[tuple[int, int, str]]:
+    """(descriptor, local port, TCP state) of this process's sockets connected to ``port``."""
+    ours = _socket_fds()
+    found = []
     for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
         with contextlib.suppress(OSError), open(table) as f:
             next(f)
@@ -289,8 +308,66 @@ def connections_to(port: int) -> int:
                 fields = line.split()
                 remote_port = int(fields[2].rsplit(":", 1)[1], 16)
                 if remote_port == port and fields[9] in ours:
-                    found += 1
+                    local = int(fields[1].rsplit(":", 1)[1], 16)
+                    found.append((ours[fields[9]], local, _TCP_STATES.get(fields[3], fields[3])))
     return found
+
+
+def connections_to(port: int) -> int:
+    """TCP sockets of this process connected to loopback ``port`` (from /proc)."""
+    return len(_connections(port))
+
+
+def _holders(fd: int) -> str:
+    """Who in Python holds descriptor ``fd``: a socket object's referrers, or nobody."""
+    owners = [o for o in gc.get_objects() if isinstance(o, socket.socket) and o.fileno() == fd]
+    if not owners:
+        return "no Python socket (a native client's, e.g. obstore's pool)"
+    chain = []
+    for owner in owners:
+        for ref in gc.get_referrers(owner):
+            if ref is not owners:
+                chain.append(type(ref).__qualname__)
+                chain.extend(type(r).__qualname__ for r in gc.get_referrers(ref) if r is not ref)
+    if not chain:  # only a running function's locals: see the threads below
+        return "Python socket held by a running thread"
+    return "Python socket held by " + ", ".join(sorted(set(chain))[:12])
+
+
+def held_report(*ports: int) -> str:
+    """What still holds connections to ``ports``, and what every thread is doing."""
+    lines = [
+        f"fd {fd} from local port {local} ({state}): {_holders(fd)}"
+        for port in ports
+        for fd, local, state in _connections(port)
+    ]
+    for thread in threading.enumerate():
+        if thread is threading.current_thread():
+            continue
+        frame = sys._current_frames().get(thread.ident or 0)
+        where = traceback.format_stack(frame, limit=3) if frame is not None else []
+        lines.append(f"thread {thread.name}: {''.join(where).strip()}")
+    return "\n".join(lines)
+
+
+def apply_deferred_releases() -> None:
+    """Let obstore's native side drop what it let go of on its own threads.
+
+    obstore is built with pyo3, which defers the release of a Python object
+    dropped on a thread that does not hold the GIL (obstore's runtime
+    threads, when a request ends) until some thread next enters pyo3 code.
+    Until then the object and whatever native state it keeps alive stay: a
+    finished request's response, and so its connection to the store. A
+    server makes obstore calls all the time and never notices; a test that
+    has made its last call and waits for the connections to close would
+    wait forever (seen under load: an idle, ESTABLISHED connection owned by
+    no Python socket and no live store, closed within 0.1 s of the next
+    pyo3 call). Entering pyo3 once, here by making an empty in-memory
+    store, applies every deferred release.
+    """
+    from obstore.store import MemoryStore
+
+    MemoryStore()
 
 
 def wait_released(*ports: int, timeout: float = 15.0) -> None:
@@ -304,9 +381,13 @@ def wait_released(*ports: int, timeout: float = 15.0) -> None:
         # Collected on every look: a client kept alive only by a reference cycle
         # (a finished task's frame, say) is freed by a later collection, not the first.
         gc.collect()
+        apply_deferred_releases()
         return not any(connections_to(p) for p in ports)
 
-    until(released, f"connections to {ports} closed", timeout)
+    try:
+        until(released, f"connections to {ports} closed", timeout)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{held_report(*ports)}") from None
 
 
 def start(root: Path, attempts: int = 2) -> Seaweed:
