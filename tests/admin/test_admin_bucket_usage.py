@@ -27,6 +27,8 @@ from typing import Any
 
 import pytest
 from adminkit import AdminServer, browser_login, start
+from seaweed import wait_released
+from tcprelay import Leg, TcpRelay
 from waiting import until
 
 from fileferry import config
@@ -39,72 +41,30 @@ LIST = b"list-type=2"
 IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 
 
-class Relay:
+class Relay(TcpRelay):
     """A TCP relay in front of the store that counts listing requests and can be cut.
 
     A request line of ``ListObjectsV2`` carries ``list-type=2``; the count is
-    of those bytes in the server-to-store direction (a tail is kept so a
-    token split between two reads still counts once).
+    of those bytes in the server-to-store direction (a tail is kept per
+    connection so a token split between two reads still counts once).
     """
 
     def __init__(self, target: int) -> None:
-        self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
         self.lists = 0
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-        self._cut = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._tails: dict[int, bytes] = {}
+        super().__init__(target)
 
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                near, _ = self.listener.accept()
-            except OSError:
-                return
-            try:
-                far = socket.create_connection(("127.0.0.1", self.target), timeout=30)
-            except OSError:
-                near.close()
-                continue
-            with self._lock:
-                if self._cut:
-                    near.close()
-                    far.close()
-                    return
-                self._sockets += [near, far]
-            threading.Thread(target=self._pipe, args=(near, far, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(far, near, False), daemon=True).start()
-
-    def _pipe(self, src: socket.socket, dst: socket.socket, upstream: bool) -> None:
-        tail = b""
-        with contextlib.suppress(OSError):
-            while data := src.recv(65536):
-                if upstream:
-                    seen = tail + data
-                    with self._lock:
-                        self.lists += seen.count(LIST)
-                    tail = seen[-(len(LIST) - 1) :]
-                dst.sendall(data)
-        for s in (src, dst):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
+    def seen(self, leg: Leg, data: bytes, upstream: bool) -> None:
+        if not upstream:
+            return
+        with self.lock:
+            text = self._tails.get(id(leg), b"") + data
+            self.lists += text.count(LIST)
+            self._tails[id(leg)] = text[-(len(LIST) - 1) :]
 
     def cut(self) -> None:
         """The store is gone: no new connection, and every open one is reset."""
-        with self._lock:
-            self._cut = True
-            sockets, self._sockets = self._sockets, []
-        self.listener.close()
-        for s in sockets:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
+        self.close()
 
 
 @pytest.fixture
@@ -114,6 +74,8 @@ def relay(seaweed: Any) -> Iterator[Relay]:
         yield r
     finally:
         r.cut()
+        # Every relayed connection to the store is closed with the relay.
+        wait_released(seaweed.ports["s3"])
 
 
 @pytest.fixture

@@ -10,20 +10,19 @@ crossed it), never inferred from a delay.
 
 from __future__ import annotations
 
-import contextlib
 import ftplib
 import hashlib
 import io
 import random
 import socket
 import ssl
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from s3kit import S3Served, ServeS3, wait_until
+from seaweed import wait_released
+from tcprelay import Leg, TcpRelay
 
 #: Size of the object the download tests cut short: far above every buffer on the way.
 BIG = 64 << 20
@@ -33,64 +32,8 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@dataclass
-class Leg:
-    """One connection from the FTP server to the store, as the relay saw it."""
-
-    down: int = 0  # bytes from the store to the server
-    closed_by_server: bool = False
-    since: int = 0  # ``down`` when the relay was last marked
-
-    def __repr__(self) -> str:
-        return f"Leg(down={self.down}, since={self.since}, closed={self.closed_by_server})"
-
-
-@dataclass
-class Relay:
+class Relay(TcpRelay):
     """A TCP relay in front of the store: counts bytes per connection and sees who closes."""
-
-    target: int
-    legs: list[Leg] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __post_init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self._stop = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _accept(self) -> None:
-        while not self._stop:
-            try:
-                near, _ = self.listener.accept()
-            except OSError:
-                return
-            far = socket.create_connection(("127.0.0.1", self.target), timeout=60)
-            leg = Leg()
-            with self.lock:
-                self.legs.append(leg)
-            threading.Thread(target=self._up, args=(near, far, leg), daemon=True).start()
-            threading.Thread(target=self._down, args=(far, near, leg), daemon=True).start()
-
-    def _up(self, near: socket.socket, far: socket.socket, leg: Leg) -> None:
-        """Server to store; an end of this direction is the server closing the connection."""
-        with contextlib.suppress(OSError):
-            while data := near.recv(65536):
-                far.sendall(data)
-        leg.closed_by_server = True
-        for s in (far, near):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-
-    def _down(self, far: socket.socket, near: socket.socket, leg: Leg) -> None:
-        with contextlib.suppress(OSError):
-            while data := far.recv(65536):
-                near.sendall(data)
-                leg.down += len(data)
 
     def mark(self) -> None:
         """Count from now on (a pooled connection carries request after request)."""
@@ -103,10 +46,6 @@ class Relay:
         with self.lock:
             return [leg for leg in self.legs if leg.down - leg.since > 1 << 20]
 
-    def close(self) -> None:
-        self._stop = True
-        self.listener.close()
-
 
 @pytest.fixture
 def relay(seaweed: Any) -> Iterator[Relay]:
@@ -115,6 +54,8 @@ def relay(seaweed: Any) -> Iterator[Relay]:
         yield r
     finally:
         r.close()
+        # Every relayed connection to the store is closed with the relay.
+        wait_released(seaweed.ports["s3"])
 
 
 def _start_retr(f: ftplib.FTP, path: str) -> socket.socket:
