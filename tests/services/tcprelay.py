@@ -98,17 +98,31 @@ class TcpRelay:
                     thread.start()
 
     def _carry(self, leg: Leg, src: socket.socket, dst: socket.socket, upstream: bool) -> None:
-        with contextlib.suppress(OSError):
-            while data := src.recv(65536):
-                with self.lock:
-                    if upstream:
-                        leg.up += len(data)
-                    else:
-                        leg.down += len(data)
-                self.seen(leg, data, upstream)
+        # Who closed is who the end came from: the source when its receive ends,
+        # the destination when a send to it fails (the server resetting its end
+        # while the store's bytes are passed on is the server closing).
+        source, destination = ("server", "service") if upstream else ("service", "server")
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                closer = source
+                break
+            with self.lock:
+                if upstream:
+                    leg.up += len(data)
+                else:
+                    leg.down += len(data)
+            self.seen(leg, data, upstream)
+            try:
                 dst.sendall(data)
+            except OSError:
+                closer = destination
+                break
         with self.lock:
-            leg.closed_by = leg.closed_by or ("server" if upstream else "service")
+            leg.closed_by = leg.closed_by or closer
         for s in (src, dst):
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
